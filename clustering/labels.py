@@ -1,0 +1,61 @@
+"""The offline labeler: a readable name and a one-sentence description from a cluster's
+keywords and representative texts. It is the default, and the fallback of every LLM labeler."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from clustering.types import ClusterLabel, ClusterSummary
+
+NAME_KEYWORDS = 3
+EXAMPLE_CHARS = 90
+
+
+def keyword_name(keywords: Sequence[str], cluster_id: int) -> str:
+    if not keywords:
+        return f"Cluster {cluster_id}"
+    return " · ".join(k.capitalize() for k in keywords[:NAME_KEYWORDS])
+
+
+def keyword_description(summary: ClusterSummary) -> str:
+    size = f"{summary.size:,} text{'s' if summary.size != 1 else ''} ({summary.share:.1%})"
+    if summary.keywords:
+        terms = ", ".join(f"“{k}”" for k in summary.keywords[:5])
+        body = f"{size} mostly using {terms}"
+    else:
+        body = f"{size} with no distinctive words"
+    if summary.representatives:
+        body += f"; typical: “{shorten(summary.representatives[0], EXAMPLE_CHARS)}”"
+    return body + "."
+
+
+def keyword_criterion(keywords: Sequence[str]) -> str:
+    if not keywords:
+        return ""
+    return "The text mentions " + " or ".join(f"“{k}”" for k in keywords[:3]) + "."
+
+
+def shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def keyword_label(summary: ClusterSummary, status: str = "keywords", error: str = "") -> ClusterLabel:
+    return ClusterLabel(
+        cluster_id=summary.cluster_id,
+        name=keyword_name(summary.keywords, summary.cluster_id),
+        description=keyword_description(summary),
+        inclusion_criterion=keyword_criterion(summary.keywords),
+        status=status,
+        error=error,
+        labeler="keywords",
+    )
+
+
+class KeywordLabeler:
+    """Names clusters from their c-TF-IDF keywords; needs no network."""
+
+    name = "keywords"
+
+    def label(self, summaries: Sequence[ClusterSummary]) -> list[ClusterLabel]:
+        return [keyword_label(s) for s in summaries]

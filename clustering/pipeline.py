@@ -1,0 +1,234 @@
+"""The story of a run: embed → reduce → cluster → summarise → label → measure.
+
+``run_pipeline`` is pure: it stores nothing itself. Callers that persist (``corpusmap.service``)
+pass an embedding cache and an ``on_stage`` hook that saves each stage as soon as it is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clustering.cluster import (
+    HDBSCANClusterer,
+    KMeansClusterer,
+    reassign_outliers,
+    single_cluster,
+)
+from clustering.embed import embed_texts
+from clustering.errors import ConfigError
+from clustering.labels import KeywordLabeler
+from clustering.metrics import external_metrics, silhouette, summary_metrics
+from clustering.reduce import PCAReducer, UMAPReducer
+from clustering.summarize import summarize_clusters
+from clustering.types import (
+    Assignment,
+    ClusterLabel,
+    ClusterSummary,
+    Embedder,
+    EmbeddingCache,
+    Labeler,
+    ProgressCallback,
+    RunResult,
+    StageTiming,
+    no_progress,
+)
+
+log = logging.getLogger(__name__)
+
+STAGES = ("embed", "reduce", "cluster", "summarize", "label", "metrics")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every parameter of a run; stored with it so the run can be reproduced."""
+
+    n_clusters: int | None = None
+    """Fixed K (k-means); ``None`` lets HDBSCAN choose the number of clusters."""
+    min_cluster_size: int | None = None
+    """HDBSCAN's smallest cluster; ``None`` grows it with N (``default_min_cluster_size``)."""
+    min_samples: int | None = None
+    cluster_selection_method: str = "eom"
+    n_neighbors: int = 15
+    n_components: int = 5
+    min_dist: float = 0.0
+    random_state: int = 42
+    reassign_outliers: bool = False
+    goal: str | None = None
+    n_representatives: int = 8
+
+    def validate(self) -> None:
+        if self.n_clusters is not None and self.n_clusters < 1:
+            raise ConfigError(f"n_clusters must be at least 1, got {self.n_clusters}")
+        if self.min_cluster_size is not None and self.min_cluster_size < 2:
+            raise ConfigError(f"min_cluster_size must be at least 2, got {self.min_cluster_size}")
+        if self.n_neighbors < 2:
+            raise ConfigError(f"n_neighbors must be at least 2, got {self.n_neighbors}")
+        if self.n_components < 1:
+            raise ConfigError(f"n_components must be at least 1, got {self.n_components}")
+        if self.cluster_selection_method not in ("eom", "leaf"):
+            raise ConfigError("cluster_selection_method must be 'eom' or 'leaf'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+StageHook = Callable[[str, dict[str, Any]], None]
+"""``on_stage(stage, outputs)`` runs after each stage; storage saves the outputs there."""
+
+
+def _no_hook(stage: str, outputs: dict[str, Any]) -> None:
+    pass
+
+
+@dataclass
+class _Clock:
+    timings: list[StageTiming] = field(default_factory=list)
+
+    def time(self, stage: str, start: float, **detail: Any) -> None:
+        seconds = time.perf_counter() - start
+        self.timings.append(StageTiming(stage, seconds, detail))
+        log.info("stage %s: %.2f s %s", stage, seconds, detail or "")
+
+
+def make_clusterer(config: PipelineConfig) -> HDBSCANClusterer | KMeansClusterer:
+    if config.n_clusters is not None:
+        return KMeansClusterer(config.n_clusters, random_state=config.random_state)
+    return HDBSCANClusterer(
+        min_cluster_size=config.min_cluster_size,
+        min_samples=config.min_samples,
+        cluster_selection_method=config.cluster_selection_method,
+    )
+
+
+def reduce_vectors(
+    vectors: np.ndarray, config: PipelineConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clustering space and the 2-D map coordinates."""
+    space = UMAPReducer(
+        n_components=config.n_components,
+        n_neighbors=config.n_neighbors,
+        min_dist=config.min_dist,
+        random_state=config.random_state,
+    ).fit_transform(vectors)
+    if config.n_components == 2:
+        coords = space
+    elif len(vectors) < 16:
+        coords = PCAReducer(2, config.random_state).fit_transform(vectors)
+    else:
+        coords = UMAPReducer(
+            n_components=2,
+            n_neighbors=config.n_neighbors,
+            min_dist=0.1,
+            random_state=config.random_state,
+        ).fit_transform(vectors)
+    return space, coords
+
+
+def cluster_space(space: np.ndarray, config: PipelineConfig) -> Assignment:
+    if len(space) == 0:
+        return Assignment(np.zeros(0, dtype=np.int64), np.zeros(0))
+    assignment = make_clusterer(config).fit_predict(space)
+    if assignment.n_clusters == 0 and len(space):
+        # Everything came out as noise: one cluster is a clearer answer than none.
+        log.warning("HDBSCAN found no cluster in %d texts; keeping them as one cluster", len(space))
+        assignment = single_cluster(len(space))
+    if config.reassign_outliers:
+        assignment = reassign_outliers(space, assignment)
+    return assignment
+
+
+def label_clusters(
+    summaries: Sequence[ClusterSummary], labeler: Labeler | None
+) -> list[ClusterLabel]:
+    return list((labeler or KeywordLabeler()).label(summaries))
+
+
+def measure(
+    space: np.ndarray, labels: np.ndarray, truth: Sequence[Any] | None
+) -> dict[str, Any]:
+    result = summary_metrics(labels)
+    if truth is not None:
+        result.update(external_metrics(truth, labels))
+    result.update(silhouette(space, labels))
+    return result
+
+
+def run_pipeline(
+    texts: Sequence[str],
+    embedder: Embedder,
+    config: PipelineConfig | None = None,
+    *,
+    labeler: Labeler | None = None,
+    cache: EmbeddingCache | None = None,
+    truth: Sequence[Any] | None = None,
+    vectors: np.ndarray | None = None,
+    progress: ProgressCallback = no_progress,
+    on_stage: StageHook = _no_hook,
+) -> RunResult:
+    """Cluster non-empty ``texts`` and name the clusters.
+
+    ``vectors`` skips the embed stage (a re-cluster of stored embeddings); ``truth`` (gold labels
+    aligned to ``texts``) adds NMI, ARI and accuracy to the metrics.
+    """
+    config = config or PipelineConfig()
+    config.validate()
+    texts = list(texts)
+    if any(not t for t in texts):
+        raise ConfigError("run_pipeline takes non-empty texts only; drop empty ones first")
+    clock = _Clock()
+
+    start = time.perf_counter()
+    progress("embed", 0.0, f"embedding {len(texts):,} texts")
+    counts: dict[str, int] = {"texts": len(texts), "cache_hits": len(texts), "embedded": 0}
+    if vectors is None:
+        vectors, counts = embed_texts(texts, embedder, cache, progress=progress)
+    clock.time("embed", start, **counts)
+    on_stage("embed", {"counts": counts})
+
+    start = time.perf_counter()
+    progress("reduce", 0.0, "reducing with UMAP")
+    space, coords = reduce_vectors(vectors, config)
+    clock.time("reduce", start)
+    on_stage("reduce", {"coords": coords})
+
+    start = time.perf_counter()
+    progress("cluster", 0.0, "clustering")
+    assignment = cluster_space(space, config)
+    clock.time("cluster", start, n_clusters=assignment.n_clusters)
+    on_stage("cluster", {"assignment": assignment, "coords": coords})
+
+    start = time.perf_counter()
+    progress("summarize", 0.0, f"summarising {assignment.n_clusters} clusters")
+    summaries = summarize_clusters(
+        texts, vectors, assignment, goal=config.goal, n_representatives=config.n_representatives
+    )
+    clock.time("summarize", start)
+    on_stage("summarize", {"summaries": summaries})
+
+    start = time.perf_counter()
+    progress("label", 0.0, f"labelling {len(summaries)} clusters")
+    labels = label_clusters(summaries, labeler)
+    clock.time("label", start, labeler=getattr(labeler, "name", "keywords"))
+    on_stage("label", {"labels": labels})
+
+    start = time.perf_counter()
+    metrics = measure(space, assignment.labels, truth)
+    clock.time("metrics", start)
+    on_stage("metrics", {"metrics": metrics})
+    progress("metrics", 1.0, "done")
+
+    return RunResult(
+        assignment=assignment,
+        coords=coords,
+        summaries=summaries,
+        labels=tuple(labels),
+        metrics=metrics,
+        timings=tuple(clock.timings),
+        config=config.to_dict(),
+    )
