@@ -1,0 +1,19 @@
+"""Persistence through SQLAlchemy: SQLite by default, any SQLAlchemy URL."""
+
+from storage.engine import data_home, database_url, default_database_url, redact
+from storage.errors import NotFoundError, StorageError
+from storage.repository import ClusterInfo, CorpusInfo, LLMCallRecord, RunInfo, Store
+
+__all__ = [
+    "ClusterInfo",
+    "CorpusInfo",
+    "LLMCallRecord",
+    "NotFoundError",
+    "RunInfo",
+    "StorageError",
+    "Store",
+    "data_home",
+    "database_url",
+    "default_database_url",
+    "redact",
+]

@@ -1,0 +1,773 @@
+"""The store: corpora, documents, the embedding cache, runs, clusters, assignments, LLM calls.
+
+Dataclasses go in and out; SQLAlchemy stays inside this package. Every public method is one
+short transaction, so a failure leaves the database as it was and concurrent processes queue on
+the write lock briefly instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from clustering.embed import text_hash
+from clustering.types import Assignment, ClusterLabel, ClusterSummary, Corpus
+from storage import migrate
+from storage.engine import database_url, make_engine, redact
+from storage.errors import NotFoundError, StorageError
+from storage.models import (
+    AssignmentRow,
+    ClusterRow,
+    CorpusRow,
+    DocumentRow,
+    EditRow,
+    EmbeddingRow,
+    LLMCallRow,
+    RunRow,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+INSERT_CHUNK = 5_000
+IN_CHUNK = 900
+"""Parameters per ``IN (...)`` query: below SQLite's variable limit on every build."""
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    id: int
+    name: str
+    format: str
+    encoding: str
+    text_column: str
+    columns: list[str]
+    n_rows: int
+    n_empty: int
+    n_duplicates: int
+    content_hash: str
+    warnings: list[str]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    corpus_id: int
+    name: str
+    status: str
+    stage: str
+    mode: str
+    goal: str
+    config: dict[str, Any]
+    seed: int
+    embedder: str
+    labeler: str
+    label_column: str
+    versions: dict[str, str]
+    timings: dict[str, float]
+    metrics: dict[str, Any]
+    llm_usage: dict[str, Any]
+    error: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    run_id: int
+    cluster_id: int
+    size: int
+    share: float
+    keywords: list[str]
+    representatives: list[str]
+    name: str
+    description: str
+    inclusion_criterion: str
+    evidence: list[int]
+    label_status: str
+    label_error: str
+    labeler: str
+    edited: bool
+    stale: bool
+    faithfulness: float | None
+    parent_id: int | None = None
+    level: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LLMCallRecord:
+    id: int
+    cache_key: str
+    run_id: int | None
+    model: str
+    base_url: str
+    request: str
+    response: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    status: str
+    error: str
+    created_at: datetime
+
+
+def _corpus_info(row: CorpusRow) -> CorpusInfo:
+    return CorpusInfo(
+        id=row.id,
+        name=row.name,
+        format=row.format,
+        encoding=row.encoding,
+        text_column=row.text_column,
+        columns=json.loads(row.columns),
+        n_rows=row.n_rows,
+        n_empty=row.n_empty,
+        n_duplicates=row.n_duplicates,
+        content_hash=row.content_hash,
+        warnings=json.loads(row.warnings or "[]"),
+        created_at=row.created_at,
+    )
+
+
+def _run_info(row: RunRow) -> RunInfo:
+    return RunInfo(
+        id=row.id,
+        corpus_id=row.corpus_id,
+        name=row.name,
+        status=row.status,
+        stage=row.stage,
+        mode=row.mode,
+        goal=row.goal,
+        config=json.loads(row.config),
+        seed=row.seed,
+        embedder=row.embedder,
+        labeler=row.labeler,
+        label_column=row.label_column,
+        versions=json.loads(row.versions or "{}"),
+        timings=json.loads(row.timings or "{}"),
+        metrics=json.loads(row.metrics or "{}"),
+        llm_usage=json.loads(row.llm_usage or "{}"),
+        error=row.error,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _cluster_info(row: ClusterRow) -> ClusterInfo:
+    return ClusterInfo(
+        run_id=row.run_id,
+        cluster_id=row.cluster_id,
+        size=row.size,
+        share=row.share,
+        keywords=json.loads(row.keywords),
+        representatives=json.loads(row.representatives),
+        name=row.name,
+        description=row.description,
+        inclusion_criterion=row.inclusion_criterion,
+        evidence=json.loads(row.evidence),
+        label_status=row.label_status,
+        label_error=row.label_error,
+        labeler=row.labeler,
+        edited=row.edited,
+        stale=row.stale,
+        faithfulness=row.faithfulness,
+        parent_id=row.parent_id,
+        level=row.level,
+        extra=json.loads(row.extra or "{}"),
+    )
+
+
+def _llm_record(row: LLMCallRow) -> LLMCallRecord:
+    return LLMCallRecord(
+        id=row.id,
+        cache_key=row.cache_key,
+        run_id=row.run_id,
+        model=row.model,
+        base_url=row.base_url,
+        request=row.request,
+        response=row.response,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        latency_s=row.latency_s,
+        status=row.status,
+        error=row.error,
+        created_at=row.created_at,
+    )
+
+
+def corpus_content_hash(corpus: Corpus) -> str:
+    """Identity of a corpus's content: its columns, text column and every cell."""
+    payload = json.dumps([list(map(str, corpus.frame.columns)), corpus.text_column])
+    cells = corpus.frame.to_json(orient="values", date_format="iso", default_handler=str)
+    return text_hash(payload + cells)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Store:
+    """All of corpusmap's persistent state, behind one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+
+    @classmethod
+    def open(cls, url_or_path: str | None = None) -> Store:
+        """Open (creating and migrating as needed) the database at a URL or SQLite file path."""
+        url = database_url(url_or_path)
+        try:
+            engine = make_engine(url)
+            migrate.upgrade(engine)
+        except Exception as err:
+            raise StorageError(
+                f"cannot open the database {redact(url)} ({type(err).__name__}: {err}); check "
+                "the URL or path (--db / CORPUSMAP_DATABASE_URL) and that the server is reachable"
+            ) from err
+        log.info("opened database %s", redact(url))
+        return cls(engine, url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    # --- corpora -------------------------------------------------------------------------
+
+    def add_corpus(self, corpus: Corpus, *, reuse: bool = True) -> CorpusInfo:
+        """Store a corpus and its rows; with ``reuse`` an identical stored corpus is returned."""
+        content_hash = corpus_content_hash(corpus)
+        if reuse:
+            existing = self.find_corpus(content_hash)
+            if existing is not None:
+                log.info("corpus %r is already stored as #%d", corpus.name, existing.id)
+                return existing
+        records = json.loads(
+            corpus.frame.to_json(orient="records", date_format="iso", default_handler=str)
+        )
+        with self._tx() as session:
+            row = CorpusRow(
+                name=corpus.name,
+                format=corpus.format,
+                encoding=corpus.encoding,
+                text_column=corpus.text_column,
+                columns=_json([str(c) for c in corpus.frame.columns]),
+                n_rows=corpus.n_rows,
+                n_empty=corpus.n_empty,
+                n_duplicates=corpus.n_duplicates,
+                content_hash=content_hash,
+                warnings=_json(list(corpus.warnings)),
+            )
+            session.add(row)
+            session.flush()
+            docs = [
+                {
+                    "corpus_id": row.id,
+                    "position": i,
+                    "text": text,
+                    "text_hash": text_hash(text),
+                    "meta": _json(record),
+                }
+                for i, (text, record) in enumerate(zip(corpus.texts, records, strict=True))
+            ]
+            for chunk in _chunks(docs, INSERT_CHUNK):
+                session.execute(DocumentRow.__table__.insert(), list(chunk))
+            return _corpus_info(row)
+
+    def find_corpus(self, content_hash: str) -> CorpusInfo | None:
+        with self._tx() as session:
+            row = session.scalars(
+                select(CorpusRow).where(CorpusRow.content_hash == content_hash).limit(1)
+            ).first()
+            return _corpus_info(row) if row else None
+
+    def list_corpora(self) -> list[CorpusInfo]:
+        with self._tx() as session:
+            rows = session.scalars(select(CorpusRow).order_by(CorpusRow.id.desc())).all()
+            return [_corpus_info(r) for r in rows]
+
+    def get_corpus(self, corpus_id: int) -> CorpusInfo:
+        with self._tx() as session:
+            row = session.get(CorpusRow, corpus_id)
+            if row is None:
+                raise NotFoundError(f"no corpus #{corpus_id}; `corpusmap corpora` lists them")
+            return _corpus_info(row)
+
+    def load_corpus(self, corpus_id: int) -> Corpus:
+        info = self.get_corpus(corpus_id)
+        with self._tx() as session:
+            rows = session.execute(
+                select(DocumentRow.text, DocumentRow.meta)
+                .where(DocumentRow.corpus_id == corpus_id)
+                .order_by(DocumentRow.position)
+            ).all()
+        frame = pd.DataFrame([json.loads(r.meta) for r in rows], columns=info.columns)
+        return Corpus(
+            name=info.name,
+            frame=frame,
+            text_column=info.text_column,
+            texts=[r.text for r in rows],
+            encoding=info.encoding,
+            format=info.format,
+            warnings=tuple(info.warnings),
+        )
+
+    def document_ids(self, corpus_id: int) -> np.ndarray:
+        """Document ids of a corpus in input order."""
+        with self._tx() as session:
+            ids = session.scalars(
+                select(DocumentRow.id)
+                .where(DocumentRow.corpus_id == corpus_id)
+                .order_by(DocumentRow.position)
+            ).all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def delete_corpus(self, corpus_id: int) -> None:
+        self.get_corpus(corpus_id)
+        with self._tx() as session:
+            run_ids = select(RunRow.id).where(RunRow.corpus_id == corpus_id)
+            # Explicit deletes: foreign-key cascades are off on some engines and old files.
+            session.execute(delete(AssignmentRow).where(AssignmentRow.run_id.in_(run_ids)))
+            session.execute(delete(ClusterRow).where(ClusterRow.run_id.in_(run_ids)))
+            session.execute(delete(EditRow).where(EditRow.run_id.in_(run_ids)))
+            session.execute(
+                update(LLMCallRow).where(LLMCallRow.run_id.in_(run_ids)).values(run_id=None)
+            )
+            session.execute(delete(RunRow).where(RunRow.corpus_id == corpus_id))
+            session.execute(delete(DocumentRow).where(DocumentRow.corpus_id == corpus_id))
+            session.execute(delete(CorpusRow).where(CorpusRow.id == corpus_id))
+
+    # --- embedding cache -----------------------------------------------------------------
+
+    def get_embeddings(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        with self._tx() as session:
+            for chunk in _chunks(list(hashes), IN_CHUNK):
+                rows = session.execute(
+                    select(EmbeddingRow.text_hash, EmbeddingRow.vector).where(
+                        EmbeddingRow.model_id == model_id, EmbeddingRow.text_hash.in_(chunk)
+                    )
+                ).all()
+                for h, blob in rows:
+                    found[h] = np.frombuffer(blob, dtype="<f4")
+        return found
+
+    def put_embeddings(self, model_id: str, items: dict[str, np.ndarray]) -> None:
+        rows = [
+            {
+                "model_id": model_id,
+                "text_hash": h,
+                "dim": int(v.shape[0]),
+                "vector": np.asarray(v, dtype="<f4").tobytes(),
+            }
+            for h, v in items.items()
+        ]
+        with self._tx() as session:
+            for chunk in _chunks(rows, INSERT_CHUNK):
+                session.execute(self._insert_ignoring_duplicates(EmbeddingRow), list(chunk))
+
+    def _insert_ignoring_duplicates(self, model: type) -> Any:
+        # Two processes may embed the same text at once; the second write is a no-op.
+        if self.dialect == "postgresql":
+            return postgresql.insert(model).on_conflict_do_nothing()
+        if self.dialect == "sqlite":
+            return sqlite.insert(model).on_conflict_do_nothing()
+        return model.__table__.insert().prefix_with("IGNORE")
+
+    def count_embeddings(self, model_id: str | None = None) -> int:
+        with self._tx() as session:
+            query = select(func.count()).select_from(EmbeddingRow)
+            if model_id is not None:
+                query = query.where(EmbeddingRow.model_id == model_id)
+            return int(session.scalar(query) or 0)
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        corpus_id: int,
+        *,
+        config: dict[str, Any],
+        seed: int,
+        embedder: str,
+        labeler: str,
+        mode: str = "cluster",
+        goal: str = "",
+        label_column: str = "",
+        versions: dict[str, str] | None = None,
+        name: str = "",
+    ) -> int:
+        self.get_corpus(corpus_id)
+        with self._tx() as session:
+            row = RunRow(
+                corpus_id=corpus_id,
+                name=name,
+                status="running",
+                stage="created",
+                mode=mode,
+                goal=goal or "",
+                config=_json(config),
+                seed=seed,
+                embedder=embedder,
+                labeler=labeler,
+                label_column=label_column or "",
+                versions=_json(versions or {}),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def get_run(self, run_id: int) -> RunInfo:
+        with self._tx() as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                raise NotFoundError(f"no run #{run_id}; `corpusmap runs` lists them")
+            return _run_info(row)
+
+    def list_runs(self, corpus_id: int | None = None) -> list[RunInfo]:
+        with self._tx() as session:
+            query = select(RunRow).order_by(RunRow.id.desc())
+            if corpus_id is not None:
+                query = query.where(RunRow.corpus_id == corpus_id)
+            return [_run_info(r) for r in session.scalars(query).all()]
+
+    def _update_run(self, run_id: int, **values: Any) -> None:
+        with self._tx() as session:
+            result = session.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+            if result.rowcount == 0:
+                raise NotFoundError(f"no run #{run_id}")
+
+    def save_stage(self, run_id: int, stage: str, timings: dict[str, float]) -> None:
+        self._update_run(run_id, stage=stage, timings=_json(timings))
+
+    def save_metrics(self, run_id: int, metrics: dict[str, Any]) -> None:
+        self._update_run(run_id, metrics=_json(metrics))
+
+    def save_llm_usage(self, run_id: int, usage: dict[str, Any]) -> None:
+        self._update_run(run_id, llm_usage=_json(usage))
+
+    def update_run_config(self, run_id: int, config: dict[str, Any]) -> None:
+        self._update_run(run_id, config=_json(config))
+
+    def finish_run(self, run_id: int) -> None:
+        self._update_run(run_id, status="completed", stage="done", finished_at=utcnow(), error="")
+
+    def fail_run(self, run_id: int, error: str) -> None:
+        self._update_run(run_id, status="failed", error=error[:10_000], finished_at=utcnow())
+
+    def rename_run(self, run_id: int, name: str) -> None:
+        self._update_run(run_id, name=name)
+
+    def delete_run(self, run_id: int) -> None:
+        self.get_run(run_id)
+        with self._tx() as session:
+            session.execute(delete(AssignmentRow).where(AssignmentRow.run_id == run_id))
+            session.execute(delete(ClusterRow).where(ClusterRow.run_id == run_id))
+            session.execute(delete(EditRow).where(EditRow.run_id == run_id))
+            session.execute(
+                update(LLMCallRow).where(LLMCallRow.run_id == run_id).values(run_id=None)
+            )
+            session.execute(delete(RunRow).where(RunRow.id == run_id))
+
+    # --- assignments -----------------------------------------------------------------------
+
+    def save_assignment(
+        self,
+        run_id: int,
+        document_ids: Sequence[int],
+        assignment: Assignment,
+        coords: np.ndarray,
+    ) -> None:
+        """Replace the run's assignments (one row per clustered document)."""
+        if not (len(document_ids) == len(assignment.labels) == len(coords)):
+            raise StorageError("document ids, labels and coordinates differ in length")
+        rows = [
+            {
+                "run_id": run_id,
+                "document_id": int(d),
+                "cluster_id": int(c),
+                "probability": float(p),
+                "x": float(xy[0]),
+                "y": float(xy[1]),
+            }
+            for d, c, p, xy in zip(
+                document_ids, assignment.labels, assignment.probabilities, coords, strict=True
+            )
+        ]
+        with self._tx() as session:
+            session.execute(delete(AssignmentRow).where(AssignmentRow.run_id == run_id))
+            for chunk in _chunks(rows, INSERT_CHUNK):
+                session.execute(AssignmentRow.__table__.insert(), list(chunk))
+
+    def load_assignments(self, run_id: int) -> pd.DataFrame:
+        """Columns document_id, position, text, cluster_id, probability, x, y, in input order."""
+        with self._tx() as session:
+            rows = session.execute(
+                select(
+                    AssignmentRow.document_id,
+                    DocumentRow.position,
+                    DocumentRow.text,
+                    AssignmentRow.cluster_id,
+                    AssignmentRow.probability,
+                    AssignmentRow.x,
+                    AssignmentRow.y,
+                )
+                .join(DocumentRow, DocumentRow.id == AssignmentRow.document_id)
+                .where(AssignmentRow.run_id == run_id)
+                .order_by(DocumentRow.position)
+            ).all()
+        columns = ["document_id", "position", "text", "cluster_id", "probability", "x", "y"]
+        return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+    def move_documents(
+        self, run_id: int, document_ids: Sequence[int], cluster_id: int, probability: float = 1.0
+    ) -> int:
+        """Put documents into a cluster (or -1 to mark them outliers); returns rows changed."""
+        changed = 0
+        with self._tx() as session:
+            for chunk in _chunks(list(map(int, document_ids)), IN_CHUNK):
+                result = session.execute(
+                    update(AssignmentRow)
+                    .where(AssignmentRow.run_id == run_id, AssignmentRow.document_id.in_(chunk))
+                    .values(cluster_id=cluster_id, probability=probability)
+                )
+                changed += result.rowcount
+        return changed
+
+    # --- clusters --------------------------------------------------------------------------
+
+    def save_clusters(
+        self,
+        run_id: int,
+        summaries: Sequence[ClusterSummary],
+        labels: Sequence[ClusterLabel] = (),
+        *,
+        level: int = 0,
+        faithfulness: dict[int, float] | None = None,
+    ) -> None:
+        """Replace the run's clusters of one level with these summaries and labels."""
+        by_id = {lab.cluster_id: lab for lab in labels}
+        faithfulness = faithfulness or {}
+        with self._tx() as session:
+            session.execute(
+                delete(ClusterRow).where(ClusterRow.run_id == run_id, ClusterRow.level == level)
+            )
+            for s in summaries:
+                lab = by_id.get(s.cluster_id)
+                session.add(
+                    ClusterRow(
+                        run_id=run_id,
+                        cluster_id=s.cluster_id,
+                        parent_id=s.parent_id,
+                        level=level,
+                        size=s.size,
+                        share=s.share,
+                        keywords=_json(list(s.keywords)),
+                        representatives=_json(list(s.representatives)),
+                        name=lab.name if lab else "",
+                        description=lab.description if lab else "",
+                        inclusion_criterion=lab.inclusion_criterion if lab else "",
+                        evidence=_json(list(lab.evidence) if lab else []),
+                        label_status=lab.status if lab else "pending",
+                        label_error=lab.error if lab else "",
+                        labeler=lab.labeler if lab else "",
+                        faithfulness=faithfulness.get(s.cluster_id),
+                        extra=_json({"neighbours": list(s.neighbours)}),
+                    )
+                )
+
+    def save_labels(
+        self,
+        run_id: int,
+        labels: Sequence[ClusterLabel],
+        faithfulness: dict[int, float] | None = None,
+        level: int = 0,
+    ) -> None:
+        """Write new labels onto stored clusters; the clusters are no longer stale."""
+        faithfulness = faithfulness or {}
+        with self._tx() as session:
+            for lab in labels:
+                session.execute(
+                    update(ClusterRow)
+                    .where(
+                        ClusterRow.run_id == run_id,
+                        ClusterRow.cluster_id == lab.cluster_id,
+                        ClusterRow.level == level,
+                    )
+                    .values(
+                        name=lab.name,
+                        description=lab.description,
+                        inclusion_criterion=lab.inclusion_criterion,
+                        evidence=_json(list(lab.evidence)),
+                        label_status=lab.status,
+                        label_error=lab.error,
+                        labeler=lab.labeler,
+                        edited=False,
+                        stale=False,
+                        faithfulness=faithfulness.get(lab.cluster_id),
+                    )
+                )
+
+    def load_clusters(self, run_id: int, level: int | None = 0) -> list[ClusterInfo]:
+        with self._tx() as session:
+            query = select(ClusterRow).where(ClusterRow.run_id == run_id)
+            if level is not None:
+                query = query.where(ClusterRow.level == level)
+            rows = session.scalars(query.order_by(ClusterRow.level, ClusterRow.cluster_id)).all()
+            return [_cluster_info(r) for r in rows]
+
+    def edit_cluster(
+        self,
+        run_id: int,
+        cluster_id: int,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        inclusion_criterion: str | None = None,
+    ) -> None:
+        """A user's own name or description; recorded in the edit log."""
+        values: dict[str, Any] = {"edited": True}
+        if name is not None:
+            values["name"] = name.strip()
+        if description is not None:
+            values["description"] = description.strip()
+        if inclusion_criterion is not None:
+            values["inclusion_criterion"] = inclusion_criterion.strip()
+        with self._tx() as session:
+            result = session.execute(
+                update(ClusterRow)
+                .where(ClusterRow.run_id == run_id, ClusterRow.cluster_id == cluster_id)
+                .values(**values)
+            )
+            if result.rowcount == 0:
+                raise NotFoundError(f"run #{run_id} has no cluster {cluster_id}")
+            session.add(
+                EditRow(
+                    run_id=run_id,
+                    kind="edit_label",
+                    payload=_json({"cluster_id": cluster_id, **values}),
+                )
+            )
+
+    def add_edit(self, run_id: int, kind: str, payload: dict[str, Any]) -> None:
+        with self._tx() as session:
+            session.add(EditRow(run_id=run_id, kind=kind, payload=_json(payload)))
+
+    def list_edits(self, run_id: int) -> list[dict[str, Any]]:
+        with self._tx() as session:
+            rows = session.scalars(
+                select(EditRow).where(EditRow.run_id == run_id).order_by(EditRow.id)
+            ).all()
+            return [
+                {"kind": r.kind, "payload": json.loads(r.payload), "created_at": r.created_at}
+                for r in rows
+            ]
+
+    # --- LLM calls -------------------------------------------------------------------------
+
+    def find_llm_call(self, cache_key: str) -> LLMCallRecord | None:
+        """The latest successful call with this key, for answering an identical call."""
+        with self._tx() as session:
+            row = session.scalars(
+                select(LLMCallRow)
+                .where(LLMCallRow.cache_key == cache_key, LLMCallRow.status == "ok")
+                .order_by(LLMCallRow.id.desc())
+                .limit(1)
+            ).first()
+            return _llm_record(row) if row else None
+
+    def add_llm_call(
+        self,
+        *,
+        cache_key: str,
+        model: str,
+        base_url: str,
+        request: str,
+        response: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        latency_s: float,
+        status: str,
+        error: str = "",
+        run_id: int | None = None,
+    ) -> int:
+        with self._tx() as session:
+            row = LLMCallRow(
+                cache_key=cache_key,
+                run_id=run_id,
+                model=model,
+                base_url=base_url,
+                request=request,
+                response=response,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                latency_s=latency_s,
+                status=status,
+                error=error,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def list_llm_calls(self, run_id: int | None = None) -> list[LLMCallRecord]:
+        with self._tx() as session:
+            query = select(LLMCallRow).order_by(LLMCallRow.id)
+            if run_id is not None:
+                query = query.where(LLMCallRow.run_id == run_id)
+            return [_llm_record(r) for r in session.scalars(query).all()]
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    def table_counts(self) -> dict[str, int]:
+        """Rows per table: what tests compare before and after a failing operation."""
+        counts = {}
+        with self._tx() as session:
+            for model in (
+                CorpusRow,
+                DocumentRow,
+                EmbeddingRow,
+                RunRow,
+                ClusterRow,
+                AssignmentRow,
+                LLMCallRow,
+                EditRow,
+            ):
+                counts[model.__tablename__] = int(
+                    session.scalar(select(func.count()).select_from(model)) or 0
+                )
+        return counts
