@@ -1,0 +1,97 @@
+"""Explanation faithfulness: can a reader who only has the explanations put texts back where the
+clustering put them?
+
+Each cluster's explanation (``description + " " + inclusion_criterion``) is embedded with the
+run's embedder; every clustered text goes to the explanation nearest to it (cosine). A cluster's
+score is the share of its members that land on its own explanation (recall), the overall score
+the share of all clustered texts that do. It needs no LLM, so it compares any labelers,
+the keyword labeler being the baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clustering.errors import ClusteringError
+from clustering.types import NOISE, ClusterLabel, Embedder
+
+
+class FaithfulnessError(ClusteringError):
+    """The vectors, labels and explanations do not fit together."""
+
+
+@dataclass(frozen=True)
+class Faithfulness:
+    overall: float
+    """Share of clustered (non-noise) texts whose nearest explanation is their cluster's."""
+    per_cluster: dict[int, float] = field(default_factory=dict)
+    """Recall of each cluster's members; 0 for a cluster with no explanation."""
+    n_texts: int = 0
+    model_id: str = ""
+
+    @property
+    def macro(self) -> float:
+        """Mean of the per-cluster scores (every cluster counts the same)."""
+        return float(np.mean(list(self.per_cluster.values()))) if self.per_cluster else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "overall": round(self.overall, 4),
+            "macro": round(self.macro, 4),
+            "per_cluster": {int(c): round(v, 4) for c, v in self.per_cluster.items()},
+            "n_texts": self.n_texts,
+            "model_id": self.model_id,
+        }
+
+
+def explanation_text(label: ClusterLabel) -> str:
+    return f"{label.description} {label.inclusion_criterion}".strip() or label.name
+
+
+def explanation_faithfulness(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    cluster_labels: Sequence[ClusterLabel],
+    embedder: Embedder,
+) -> Faithfulness:
+    """Agreement between the clustering and the nearest explanation of every clustered text.
+
+    ``vectors`` are the run's text vectors (from ``embedder``), ``labels`` the cluster of each
+    row (``-1`` noise, left out).
+    """
+    labels = np.asarray(labels)
+    if vectors.ndim != 2 or len(vectors) != len(labels):
+        raise FaithfulnessError(
+            f"{len(vectors)} vectors but {len(labels)} cluster labels; pass the run's aligned arrays"
+        )
+    clustered = labels != NOISE
+    cluster_ids = sorted({int(c) for c in labels[clustered]})
+    explained = {lab.cluster_id: lab for lab in cluster_labels if lab.cluster_id in cluster_ids}
+    n_texts = int(clustered.sum())
+    model_id = getattr(embedder, "model_id", "")
+    if n_texts == 0:
+        return Faithfulness(0.0, {}, 0, model_id)
+    if not explained:
+        return Faithfulness(0.0, {c: 0.0 for c in cluster_ids}, n_texts, model_id)
+    ids = sorted(explained)
+    matrix = np.asarray(embedder.embed([explanation_text(explained[c]) for c in ids]), np.float32)
+    if matrix.shape[1] != vectors.shape[1]:
+        raise FaithfulnessError(
+            f"explanations embed to {matrix.shape[1]} dimensions, texts have {vectors.shape[1]}: "
+            "use the embedder the run used"
+        )
+    texts = _normalise(vectors[clustered].astype(np.float32, copy=False))
+    nearest = np.asarray(ids)[np.argmax(texts @ _normalise(matrix).T, axis=1)]
+    truth = labels[clustered]
+    hits = nearest == truth
+    per_cluster = {c: float(hits[truth == c].mean()) for c in cluster_ids}
+    return Faithfulness(float(hits.mean()), per_cluster, n_texts, model_id)
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
