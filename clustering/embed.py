@@ -105,6 +105,9 @@ class SentenceTransformerEmbedder:
 
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights" bars would flood stderr
 
         device = resolve_device(self.device)
         precision = resolve_precision(device, self.precision)

@@ -98,12 +98,15 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
         odd_nuls = sample[1::2].count(0)
         encoding = "utf-16-le" if odd_nuls > even_nuls else "utf-16-be"
         try:
-            return data.decode(encoding), encoding
+            text = data.decode(encoding)
         except UnicodeDecodeError:
-            raise IngestError(
-                "the file looks binary, not text (it is full of NUL bytes): is it really a "
-                "text file? Export it as CSV, JSONL or XLSX and upload that"
-            ) from None
+            text = ""
+        if text and _mostly_printable(text[:2048]):
+            return text, encoding
+        raise IngestError(
+            "the file looks binary, not text (it is full of NUL bytes): is it really a "
+            "text file? Export it as CSV, JSONL or XLSX and upload that"
+        )
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -119,6 +122,11 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
         return data.decode("cp1252"), "cp1252"
     except UnicodeDecodeError:
         return data.decode("latin-1"), "latin-1"
+
+
+def _mostly_printable(text: str) -> bool:
+    printable = sum(1 for ch in text if ch.isprintable() or ch in "\t\n\r")
+    return printable >= 0.95 * len(text)
 
 
 def _looks_binary(sample: bytes) -> bool:

@@ -1,0 +1,338 @@
+"""The ``corpusmap`` command line. Results go to stdout, progress and errors to stderr; bad
+input exits with status 2 and one line that says what to do."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from clustering import ClusteringError, PipelineConfig
+from corpusmap import api
+from corpusmap.errors import CorpusmapError
+from corpusmap.export import write_table
+from storage import StorageError, Store
+
+log = logging.getLogger("corpusmap")
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (ClusteringError, StorageError, CorpusmapError)
+try:  # the LLM package adds its own errors
+    from llm import LLMError
+
+    EXPECTED_ERRORS = (*EXPECTED_ERRORS, LLMError)
+except ImportError:  # pragma: no cover
+    pass
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EXPECTED_ERRORS as err:
+            _fail(str(err))
+        except KeyboardInterrupt:
+            _fail("interrupted; the run is stored as far as it got (see `corpusmap runs`)")
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+db_option = click.option(
+    "--db",
+    "db",
+    default=None,
+    help="SQLAlchemy URL or SQLite file (default: $CORPUSMAP_DATABASE_URL or ~/.corpusmap/corpusmap.db).",
+)
+
+
+class StderrProgress:
+    """One line per stage change or every few seconds, on stderr."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.start = time.perf_counter()
+        self.last_stage = ""
+        self.last_time = 0.0
+
+    def __call__(self, stage: str, fraction: float, message: str) -> None:
+        now = time.perf_counter()
+        if self.quiet or (stage == self.last_stage and now - self.last_time < 2 and fraction < 1):
+            return
+        self.last_stage, self.last_time = stage, now
+        click.echo(f"[{now - self.start:6.1f}s] {stage:<9} {message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log every stage in detail on stderr.")
+@click.version_option(package_name="corpusmap")
+def main(verbose: bool) -> None:
+    """corpusmap: cluster a corpus of texts and name the clusters."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.option("--out", "out", required=True, help="Labeled corpus: .csv, .jsonl, .parquet or .xlsx.")
+@click.option("--text-column", default=None, help="Column holding the texts (default: detected).")
+@click.option("--goal", default=None, help="What the clusters should be about, in plain words.")
+@click.option("--n-clusters", type=click.IntRange(min=1), default=None, help="Fix K (k-means).")
+@click.option("--min-cluster-size", type=click.IntRange(min=2), default=None, help="Smallest cluster (automatic K).")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
+@click.option("--embedder", default=None, help="sentence-transformers model name or local folder.")
+@click.option("--labeler", type=click.Choice(["keywords", "llm"]), default="keywords", show_default=True)
+@click.option("--label-column", default=None, help="Gold labels: print NMI, ARI and ACC.")
+@click.option("--reassign-outliers", is_flag=True, help="Put every outlier in its nearest cluster.")
+@click.option("--sheet", default=None, help="XLSX sheet to read (default: the first with data).")
+@click.option("--llm-base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL).")
+@click.option("--llm-model", default=None, help="Model name (default: $CORPUSMAP_LLM_MODEL).")
+@click.option("--llm-timeout", type=float, default=None, help="Seconds per LLM request.")
+@click.option("--llm-max-in-flight", type=click.IntRange(min=1), default=None, help="Concurrent LLM requests.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@db_option
+@handle_errors
+def run(
+    input_path: str,
+    out: str,
+    text_column: str | None,
+    goal: str | None,
+    n_clusters: int | None,
+    min_cluster_size: int | None,
+    seed: int,
+    embedder: str | None,
+    labeler: str,
+    label_column: str | None,
+    reassign_outliers: bool,
+    sheet: str | None,
+    llm_base_url: str | None,
+    llm_model: str | None,
+    llm_timeout: float | None,
+    llm_max_in_flight: int | None,
+    as_json: bool,
+    quiet: bool,
+    db: str | None,
+) -> None:
+    """Cluster INPUT and write the labeled corpus to OUT."""
+    from corpusmap.export import export_format
+
+    export_format(out)  # fail on a bad --out before any work
+    config = PipelineConfig(
+        n_clusters=n_clusters,
+        min_cluster_size=min_cluster_size,
+        random_state=seed,
+        reassign_outliers=reassign_outliers,
+        goal=goal,
+    )
+    progress = StderrProgress(quiet)
+    result = api.run(
+        input_path,
+        text_column=text_column,
+        config=config,
+        embedder=embedder,
+        labeler=labeler,
+        label_column=label_column,
+        db=db,
+        sheet=sheet,
+        llm_overrides={
+            "base_url": llm_base_url,
+            "model": llm_model,
+            "timeout_s": llm_timeout,
+            "max_in_flight": llm_max_in_flight,
+        },
+        progress=progress,
+    )
+    for warning in result.corpus_info.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    write_table(result.frame(), out)
+    summary = result.summary()
+    summary["out"] = out
+    if as_json:
+        click.echo(json.dumps(summary, indent=1, default=str))
+    else:
+        _print_summary(summary)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    m = summary["metrics"]
+    click.echo(f"run #{summary['run_id']} on corpus #{summary['corpus_id']}: {summary['texts']:,} texts")
+    click.echo(
+        f"clusters: {m.get('n_clusters')}  outliers: {m.get('noise_share', 0):.1%}"
+        + (f"  silhouette: {m['silhouette']:.3f}" if m.get("silhouette") is not None else "")
+    )
+    if "nmi" in m:
+        click.echo(f"NMI: {m['nmi']:.3f}  ARI: {m['ari']:.3f}  ACC: {m['acc']:.3f}")
+    if m.get("faithfulness") is not None:
+        click.echo(f"explanation faithfulness: {m['faithfulness']:.3f}")
+    timings = summary["timings"]
+    stages = [s for s in ("embed", "reduce", "cluster", "summarize", "label", "metrics") if s in timings]
+    click.echo("seconds: " + "  ".join(f"{s} {timings[s]:.1f}" for s in stages))
+    if "embed_embedded" in timings:
+        click.echo(
+            f"embedded {timings['embed_embedded']:,} texts, {timings.get('embed_cache_hits', 0):,} from the cache"
+        )
+    usage = summary.get("llm_usage") or {}
+    if usage:
+        click.echo(
+            f"LLM: {usage.get('calls', 0)} calls, {usage.get('cache_hits', 0)} cached, "
+            f"{usage.get('failures', 0)} failed, {usage.get('prompt_tokens', 0):,} + "
+            f"{usage.get('completion_tokens', 0):,} tokens, ~${usage.get('cost_usd', 0):.4f}"
+        )
+    click.echo(f"wrote {summary['out']}")
+
+
+@main.command()
+@click.option("--corpus", "corpus_id", type=int, default=None, help="Only runs of this corpus.")
+@db_option
+@handle_errors
+def runs(corpus_id: int | None, db: str | None) -> None:
+    """List stored runs, newest first."""
+    store = Store.open(db)
+    corpora = {c.id: c for c in store.list_corpora()}
+    rows = store.list_runs(corpus_id)
+    if not rows:
+        click.echo("no runs yet: `corpusmap run INPUT --out OUT` makes one")
+        return
+    click.echo(f"{'run':>5}  {'status':<9} {'clusters':>8} {'outliers':>8}  {'created':<19}  corpus")
+    for r in rows:
+        name = corpora[r.corpus_id].name if r.corpus_id in corpora else "?"
+        click.echo(
+            f"{r.id:>5}  {r.status:<9} {r.metrics.get('n_clusters', ''):>8} "
+            f"{_pct(r.metrics.get('noise_share')):>8}  {r.created_at:%Y-%m-%d %H:%M:%S}  "
+            f"#{r.corpus_id} {name}"
+        )
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+@main.command()
+@click.option("--db", "db", default=None, help="SQLAlchemy URL or SQLite file.")
+@handle_errors
+def corpora(db: str | None) -> None:
+    """List stored corpora."""
+    store = Store.open(db)
+    items = store.list_corpora()
+    if not items:
+        click.echo("no corpora yet")
+        return
+    for c in items:
+        click.echo(
+            f"#{c.id:<4} {c.name}  {c.n_rows:,} rows ({c.n_empty:,} empty, "
+            f"{c.n_duplicates:,} duplicates)  column {c.text_column!r}  {c.created_at:%Y-%m-%d %H:%M}"
+        )
+
+
+@main.command()
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON lines.")
+@db_option
+@handle_errors
+def show(run_id: int, as_json: bool, db: str | None) -> None:
+    """Print the cluster table of a run."""
+    from corpusmap import service
+
+    store = Store.open(db)
+    run_info = store.get_run(run_id)
+    table = service.cluster_table(store, run_id)
+    if as_json:
+        click.echo(table.to_json(orient="records", lines=True, force_ascii=False))
+        return
+    click.echo(
+        f"run #{run_info.id} ({run_info.status}), corpus #{run_info.corpus_id}, "
+        f"{len(table)} clusters, goal: {run_info.goal or '-'}"
+    )
+    for row in table.itertuples():
+        faith = "" if row.faithfulness is None or row.faithfulness != row.faithfulness else f" faith {row.faithfulness:.2f}"
+        status = "" if row.label_status in ("ok", "keywords") else f" [{row.label_status}]"
+        click.echo(f"{row.cluster_id:>4}  {row.size:>6,}  {row.share:6.1%}  {row.name}{status}{faith}")
+        click.echo(f"      {row.keywords}")
+
+
+@main.command()
+@click.argument("run_id", type=int)
+@click.option("--out", "out", required=True, help="File to write (.csv, .jsonl, .parquet, .xlsx).")
+@click.option("--clusters", "clusters_only", is_flag=True, help="Write the cluster table instead.")
+@db_option
+@handle_errors
+def export(run_id: int, out: str, clusters_only: bool, db: str | None) -> None:
+    """Re-export a stored run without recomputing anything."""
+    from corpusmap import service
+
+    store = Store.open(db)
+    frame = service.cluster_table(store, run_id) if clusters_only else service.labeled_frame(store, run_id)
+    write_table(frame, out)
+    click.echo(f"wrote {out} ({len(frame):,} rows)")
+
+
+@main.command()
+@click.argument("run_id", type=int)
+@click.option("--labeler", type=click.Choice(["keywords", "llm"]), default="llm", show_default=True)
+@click.option("--cluster", "cluster_ids", type=int, multiple=True, help="Only these clusters.")
+@click.option("--llm-base-url", default=None)
+@click.option("--llm-model", default=None)
+@db_option
+@handle_errors
+def relabel(
+    run_id: int,
+    labeler: str,
+    cluster_ids: tuple[int, ...],
+    llm_base_url: str | None,
+    llm_model: str | None,
+    db: str | None,
+) -> None:
+    """Name the clusters of a stored run again, without re-clustering."""
+    from corpusmap import service
+
+    store = Store.open(db)
+    chosen = api.make_labeler(labeler, store, {"base_url": llm_base_url, "model": llm_model})
+    labels = service.relabel(store, run_id, chosen, cluster_ids=list(cluster_ids) or None)
+    failed = sum(1 for lab in labels if lab.status == "llm_failed")
+    click.echo(f"relabelled {len(labels)} clusters of run #{run_id}" + (f", {failed} fell back to keywords" if failed else ""))
+
+
+@main.group()
+def llm() -> None:
+    """The optional local LLM (llama.cpp server with SmolLM2)."""
+
+
+@llm.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--model", "model_path", default=None, help="GGUF file (default: the bundled SmolLM2).")
+@handle_errors
+def llm_serve(host: str, port: int, model_path: str | None) -> None:
+    """Start an OpenAI-compatible server on HOST:PORT; point corpusmap at it with
+    OPENAI_BASE_URL=http://HOST:PORT/v1 CORPUSMAP_LLM_MODEL=smollm2."""
+    from llm import serve_local_model
+
+    process = serve_local_model(host=host, port=port, model_path=model_path)
+    click.echo(
+        f"serving on http://{host}:{port}/v1 (model alias smollm2); Ctrl+C stops it\n"
+        f"  export OPENAI_BASE_URL=http://{host}:{port}/v1 CORPUSMAP_LLM_MODEL=smollm2",
+        err=True,
+    )
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

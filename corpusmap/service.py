@@ -1,0 +1,455 @@
+"""Application services: the pipeline wired to storage. The CLI, the Python API and the app all
+call these functions; none of them talks to the pipeline or the database directly.
+
+A run is saved stage by stage (``on_stage``), so a failure in a later stage never loses what
+was computed before it, and a crashed run can be resumed from its last saved stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import lru_cache
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clustering.cluster import KMeansClusterer, order_by_size
+from clustering.embed import SentenceTransformerEmbedder, embed_texts
+from clustering.faithfulness import explanation_faithfulness
+from clustering.labels import KeywordLabeler
+from clustering.pipeline import PipelineConfig, measure, run_pipeline
+from clustering.summarize import summarize_clusters
+from clustering.types import (
+    NOISE,
+    Assignment,
+    ClusterLabel,
+    Corpus,
+    Embedder,
+    Labeler,
+    ProgressCallback,
+    RunResult,
+    no_progress,
+)
+from corpusmap.errors import CorpusmapError
+from storage import CorpusInfo, RunInfo, Store
+
+log = logging.getLogger(__name__)
+
+VERSIONED_PACKAGES = (
+    "corpusmap",
+    "torch",
+    "sentence-transformers",
+    "umap-learn",
+    "hdbscan",
+    "scikit-learn",
+    "openai",
+)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = ""
+    return versions
+
+
+@lru_cache(maxsize=4)
+def get_embedder(model: str | None = None, device: str = "auto") -> SentenceTransformerEmbedder:
+    """One loaded encoder per model and device for the life of the process."""
+    return SentenceTransformerEmbedder(model, device=device)
+
+
+def store_corpus(store: Store, corpus: Corpus) -> CorpusInfo:
+    return store.add_corpus(corpus)
+
+
+def truth_column(corpus: Corpus, label_column: str | None) -> list[Any] | None:
+    """Gold labels of the non-empty rows, or None."""
+    if not label_column:
+        return None
+    if label_column not in corpus.frame.columns:
+        raise CorpusmapError(
+            f"no label column {label_column!r}; the corpus has: "
+            f"{', '.join(map(str, corpus.frame.columns))}"
+        )
+    values = corpus.frame[label_column].iloc[corpus.nonempty_index]
+    return ["" if pd.isna(v) else str(v) for v in values]
+
+
+def cluster_corpus(
+    store: Store,
+    corpus_id: int,
+    *,
+    config: PipelineConfig | None = None,
+    embedder: Embedder | None = None,
+    labeler: Labeler | None = None,
+    label_column: str | None = None,
+    progress: ProgressCallback = no_progress,
+    run_name: str = "",
+    mode: str = "cluster",
+) -> int:
+    """Run the pipeline on a stored corpus; returns the new run's id.
+
+    The run row exists from the start (status ``running``), every stage is saved as it ends,
+    and an error marks the run ``failed`` with its message before it is raised again.
+    """
+    config = config or PipelineConfig()
+    config.validate()
+    embedder = embedder or get_embedder()
+    corpus = store.load_corpus(corpus_id)
+    truth = truth_column(corpus, label_column)
+    index = corpus.nonempty_index
+    texts = [corpus.texts[i] for i in index]
+    doc_ids = store.document_ids(corpus_id)[index]
+    run_id = store.create_run(
+        corpus_id,
+        config=config.to_dict(),
+        seed=config.random_state,
+        embedder=embedder.model_id,
+        labeler=getattr(labeler, "name", "keywords"),
+        mode=mode,
+        goal=config.goal or "",
+        label_column=label_column or "",
+        versions=package_versions(),
+        name=run_name,
+    )
+    if hasattr(labeler, "run_id"):
+        labeler.run_id = run_id  # LLM calls are recorded against this run
+    log.info("run #%d on corpus #%d: %d texts", run_id, corpus_id, len(texts))
+    timings: dict[str, float] = {}
+    stage_start = time.perf_counter()
+    state: dict[str, Any] = {}
+
+    def on_stage(stage: str, outputs: dict[str, Any]) -> None:
+        nonlocal stage_start
+        timings[stage] = round(time.perf_counter() - stage_start, 3)
+        stage_start = time.perf_counter()
+        if stage == "embed":
+            timings.update({f"embed_{k}": v for k, v in outputs["counts"].items()})
+        elif stage == "cluster":
+            store.save_assignment(run_id, doc_ids, outputs["assignment"], outputs["coords"])
+            state["assignment"] = outputs["assignment"]
+        elif stage == "summarize":
+            store.save_clusters(run_id, outputs["summaries"])
+            state["summaries"] = outputs["summaries"]
+        elif stage == "label":
+            state["labels"] = outputs["labels"]
+        store.save_stage(run_id, stage, timings)
+
+    try:
+        result = run_pipeline(
+            texts,
+            embedder,
+            config,
+            labeler=labeler,
+            cache=store,
+            truth=truth,
+            progress=progress,
+            on_stage=on_stage,
+        )
+        faith = _faithfulness(store, texts, result, embedder)
+        store.save_clusters(run_id, result.summaries, result.labels, faithfulness=faith.per_cluster)
+        metrics = {**result.metrics, "faithfulness": faith.overall}
+        store.save_metrics(run_id, _storable_metrics(metrics))
+        if hasattr(labeler, "usage"):
+            store.save_llm_usage(run_id, labeler.usage.to_dict())
+        store.finish_run(run_id)
+    except BaseException as err:
+        # Stages saved so far stay; the run says where and why it stopped.
+        store.fail_run(run_id, f"{type(err).__name__}: {err}")
+        raise
+    return run_id
+
+
+def _faithfulness(store: Store, texts: Sequence[str], result: RunResult, embedder: Embedder) -> Any:
+    vectors, _ = embed_texts(texts, embedder, store)
+    return explanation_faithfulness(vectors, result.assignment.labels, result.labels, embedder)
+
+
+def _storable_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if v is not None}
+
+
+# --- reading runs back ------------------------------------------------------------------------
+
+
+def labeled_frame(store: Store, run_id: int) -> pd.DataFrame:
+    """Every input row, in input order, with all input columns plus the run's cluster columns.
+
+    Rows whose text was empty (never clustered) get cluster_id -1 and probability 0.
+    """
+    run = store.get_run(run_id)
+    corpus = store.load_corpus(run.corpus_id)
+    assignments = store.load_assignments(run_id)
+    clusters = {c.cluster_id: c for c in store.load_clusters(run_id)}
+    cluster_id = np.full(corpus.n_rows, NOISE, dtype=np.int64)
+    probability = np.zeros(corpus.n_rows, dtype=np.float64)
+    positions = assignments["position"].to_numpy(dtype=np.int64)
+    cluster_id[positions] = assignments["cluster_id"].to_numpy(dtype=np.int64)
+    probability[positions] = assignments["probability"].to_numpy(dtype=np.float64)
+    frame = corpus.frame.copy()
+    frame["cluster_id"] = cluster_id
+    frame["cluster_label"] = [
+        clusters[c].name if c in clusters else ("outlier" if c == NOISE else "") for c in cluster_id
+    ]
+    frame["cluster_description"] = [
+        clusters[c].description if c in clusters else "" for c in cluster_id
+    ]
+    frame["cluster_probability"] = probability
+    return frame
+
+
+def cluster_table(store: Store, run_id: int) -> pd.DataFrame:
+    """One row per cluster: id, name, size, share, keywords, description, status."""
+    rows = [
+        {
+            "cluster_id": c.cluster_id,
+            "name": c.name,
+            "size": c.size,
+            "share": c.share,
+            "keywords": ", ".join(c.keywords[:8]),
+            "description": c.description,
+            "inclusion_criterion": c.inclusion_criterion,
+            "label_status": c.label_status,
+            "faithfulness": c.faithfulness,
+            "stale": c.stale,
+        }
+        for c in store.load_clusters(run_id)
+    ]
+    columns = [
+        "cluster_id",
+        "name",
+        "size",
+        "share",
+        "keywords",
+        "description",
+        "inclusion_criterion",
+        "label_status",
+        "faithfulness",
+        "stale",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def run_vectors(
+    store: Store, run: RunInfo, texts: Sequence[str], embedder: Embedder | None = None
+) -> np.ndarray:
+    """Embeddings of a run's texts from the cache (embedding only what is missing)."""
+    embedder = embedder or get_embedder(_model_name(run.embedder))
+    vectors, counts = embed_texts(texts, embedder, store)
+    if counts["embedded"]:
+        log.info("embedded %d texts missing from the cache", counts["embedded"])
+    return vectors
+
+
+def _model_name(model_id: str) -> str:
+    return model_id.split("|", 1)[0]
+
+
+# --- relabel and edits ------------------------------------------------------------------------
+
+
+def relabel(
+    store: Store,
+    run_id: int,
+    labeler: Labeler | None = None,
+    *,
+    cluster_ids: Sequence[int] | None = None,
+    embedder: Embedder | None = None,
+) -> list[ClusterLabel]:
+    """New labels from the stored clusters, without re-clustering (all, or ``cluster_ids``)."""
+    run = store.get_run(run_id)
+    labeler = labeler or KeywordLabeler()
+    if hasattr(labeler, "run_id"):
+        labeler.run_id = run_id
+    assignments = store.load_assignments(run_id)
+    texts = assignments["text"].tolist()
+    embedder = embedder or get_embedder(_model_name(run.embedder))
+    vectors = run_vectors(store, run, texts, embedder)
+    assignment = Assignment(
+        assignments["cluster_id"].to_numpy(np.int64), assignments["probability"].to_numpy()
+    )
+    summaries = summarize_clusters(texts, vectors, assignment, goal=run.goal or None)
+    wanted = set(cluster_ids) if cluster_ids is not None else None
+    todo = [s for s in summaries if wanted is None or s.cluster_id in wanted]
+    labels = list(labeler.label(todo))
+    all_labels = {lab.cluster_id: lab for lab in _current_labels(store, run_id)}
+    all_labels.update({lab.cluster_id: lab for lab in labels})
+    faith = explanation_faithfulness(vectors, assignment.labels, list(all_labels.values()), embedder)
+    store.save_labels(run_id, labels)
+    store.save_faithfulness(run_id, faith.per_cluster)
+    metrics = dict(run.metrics)
+    metrics["faithfulness"] = faith.overall
+    store.save_metrics(run_id, metrics)
+    if hasattr(labeler, "usage"):
+        store.save_llm_usage(run_id, _add_usage(run.llm_usage, labeler.usage.to_dict()))
+    store.add_edit(run_id, "relabel", {"labeler": labeler.name, "clusters": [s.cluster_id for s in todo]})
+    return labels
+
+
+def _add_usage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    total = dict(old)
+    for key, value in new.items():
+        if isinstance(value, int | float) and isinstance(total.get(key, 0), int | float):
+            total[key] = total.get(key, 0) + value
+        else:
+            total[key] = value
+    return total
+
+
+def _current_labels(store: Store, run_id: int) -> list[ClusterLabel]:
+    return [
+        ClusterLabel(
+            cluster_id=c.cluster_id,
+            name=c.name,
+            description=c.description,
+            inclusion_criterion=c.inclusion_criterion,
+            evidence=tuple(c.evidence),
+            status=c.label_status,
+            error=c.label_error,
+            labeler=c.labeler,
+        )
+        for c in store.load_clusters(run_id)
+    ]
+
+
+def _rewrite_clusters(
+    store: Store,
+    run_id: int,
+    new_labels: np.ndarray,
+    changed: set[int],
+    kind: str,
+    payload: dict[str, Any],
+    embedder: Embedder | None = None,
+) -> dict[int, int]:
+    """Store a new assignment after an edit: clusters renumbered by size, summaries rebuilt,
+    labels of untouched clusters kept, changed clusters given keyword labels marked stale.
+
+    Returns the map from old to new cluster ids of untouched clusters.
+    """
+    run = store.get_run(run_id)
+    assignments = store.load_assignments(run_id)
+    texts = assignments["text"].tolist()
+    old_labels = assignments["cluster_id"].to_numpy(np.int64)
+    ordered = order_by_size(new_labels)
+    # Which old cluster each new id came from, when it is untouched (same members).
+    old_of_new: dict[int, int] = {}
+    for new_id in np.unique(ordered[ordered != NOISE]):
+        olds = np.unique(old_labels[ordered == new_id])
+        if len(olds) == 1 and olds[0] not in changed and olds[0] != NOISE:
+            if (old_labels == olds[0]).sum() == (ordered == new_id).sum():
+                old_of_new[int(new_id)] = int(olds[0])
+    probabilities = assignments["probability"].to_numpy()
+    moved = ordered != old_labels
+    probabilities = np.where(moved, 1.0, probabilities)
+    probabilities = np.where(ordered == NOISE, 0.0, probabilities)
+    assignment = Assignment(ordered, probabilities)
+    coords = assignments[["x", "y"]].to_numpy()
+    store.save_assignment(run_id, assignments["document_id"].to_numpy(), assignment, coords)
+    vectors = run_vectors(store, run, texts, embedder)
+    summaries = summarize_clusters(texts, vectors, assignment, goal=run.goal or None)
+    previous = {lab.cluster_id: lab for lab in _current_labels(store, run_id)}
+    labels = []
+    stale_ids = []
+    keyword_labels = {lab.cluster_id: lab for lab in KeywordLabeler().label(summaries)}
+    for s in summaries:
+        old = old_of_new.get(s.cluster_id)
+        if old is not None and old in previous:
+            labels.append(replace(previous[old], cluster_id=s.cluster_id))
+        else:
+            labels.append(keyword_labels[s.cluster_id])
+            stale_ids.append(s.cluster_id)
+    store.save_clusters(run_id, summaries, labels)
+    store.mark_stale(run_id, stale_ids)
+    metrics = dict(run.metrics)
+    metrics.update(measure(coords, ordered, None))
+    metrics.pop("silhouette_per_cluster", None)
+    store.save_metrics(run_id, _storable_metrics(metrics))
+    store.add_edit(run_id, kind, payload)
+    return old_of_new
+
+
+def merge_clusters(store: Store, run_id: int, cluster_ids: Sequence[int]) -> int:
+    """Merge clusters into one; returns the merged cluster's new id."""
+    ids = sorted(set(int(c) for c in cluster_ids))
+    if len(ids) < 2:
+        raise CorpusmapError("choose at least two clusters to merge")
+    labels = store.load_assignments(run_id)["cluster_id"].to_numpy(np.int64)
+    _check_clusters(labels, ids)
+    merged = labels.copy()
+    merged[np.isin(labels, ids)] = ids[0]
+    _rewrite_clusters(store, run_id, merged, set(ids), "merge", {"clusters": ids})
+    after = store.load_assignments(run_id)["cluster_id"].to_numpy(np.int64)
+    return int(after[np.flatnonzero(labels == ids[0])[0]])
+
+
+def split_cluster(
+    store: Store, run_id: int, cluster_id: int, n_parts: int = 2, random_state: int = 42
+) -> list[int]:
+    """Re-cluster one cluster's members into ``n_parts`` (k-means on their embeddings)."""
+    if n_parts < 2:
+        raise CorpusmapError("split into at least two parts")
+    run = store.get_run(run_id)
+    assignments = store.load_assignments(run_id)
+    labels = assignments["cluster_id"].to_numpy(np.int64)
+    _check_clusters(labels, [cluster_id])
+    members = np.flatnonzero(labels == cluster_id)
+    if len(members) < n_parts:
+        raise CorpusmapError(
+            f"cluster {cluster_id} has {len(members)} texts: too few to split in {n_parts}"
+        )
+    texts = assignments["text"].tolist()
+    vectors = run_vectors(store, run, [texts[i] for i in members])
+    parts = KMeansClusterer(n_parts, random_state=random_state).fit_predict(vectors).labels
+    new = labels.copy()
+    top = int(labels.max()) + 1
+    new[members] = np.where(parts == 0, cluster_id, top + parts - 1)
+    _rewrite_clusters(
+        store, run_id, new, {cluster_id}, "split", {"cluster": cluster_id, "parts": n_parts}
+    )
+    after = store.load_assignments(run_id)["cluster_id"].to_numpy(np.int64)
+    return sorted({int(x) for x in after[members]})
+
+
+def move_documents(
+    store: Store, run_id: int, document_ids: Sequence[int], cluster_id: int
+) -> None:
+    """Move texts to another cluster, or to -1 to mark them outliers."""
+    assignments = store.load_assignments(run_id)
+    labels = assignments["cluster_id"].to_numpy(np.int64)
+    if cluster_id != NOISE:
+        _check_clusters(labels, [cluster_id])
+    docs = assignments["document_id"].to_numpy(np.int64)
+    chosen = np.isin(docs, np.asarray(list(document_ids), dtype=np.int64))
+    if not chosen.any():
+        raise CorpusmapError("none of the chosen texts belongs to this run")
+    changed = set(int(c) for c in np.unique(labels[chosen])) | {cluster_id}
+    new = labels.copy()
+    new[chosen] = cluster_id
+    kind = "mark_outliers" if cluster_id == NOISE else "move"
+    _rewrite_clusters(
+        store,
+        run_id,
+        new,
+        changed - {NOISE},
+        kind,
+        {"documents": [int(d) for d in docs[chosen]], "cluster": cluster_id},
+    )
+
+
+def _check_clusters(labels: np.ndarray, ids: Sequence[int]) -> None:
+    present = set(int(x) for x in np.unique(labels))
+    missing = [c for c in ids if c not in present or c == NOISE]
+    if missing:
+        raise CorpusmapError(
+            f"no cluster {', '.join(map(str, missing))} in this run; "
+            f"clusters are 0..{max(present - {NOISE}, default=-1)}"
+        )

@@ -1,0 +1,80 @@
+"""Shared fixtures: real SQLite files under tmp_path, the real bundled embedding model, and
+slices of the real corpora in ../shared/data."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CORPUSMAP_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def read_jsonl_gz(name: str, limit: int | None = None) -> list[dict]:
+    rows = []
+    with gzip.open(SHARED_DATA / name, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            rows.append(json.loads(line))
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"the shared corpora are not at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def banking_rows(shared_data: Path) -> list[dict]:
+    return read_jsonl_gz("banking77_test.jsonl.gz")
+
+
+@pytest.fixture(scope="session")
+def banking_slice_path(tmp_path_factory: pytest.TempPathFactory, banking_rows: list[dict]) -> Path:
+    """600 Banking77 queries from 15 intents (40 each), as a JSONL file."""
+    labels = sorted({r["label"] for r in banking_rows})[:15]
+    rows = [r for r in banking_rows if r["label"] in labels]
+    path = tmp_path_factory.mktemp("corpora") / "banking_slice.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real bundled all-MiniLM-L6-v2, loaded once per test session."""
+    from clustering.embed import SentenceTransformerEmbedder
+
+    model = SentenceTransformerEmbedder()
+    model.embed(["warm up"])
+    return model
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "corpusmap.db"
+
+
+@pytest.fixture
+def store(db_path: Path):
+    from storage import Store
+
+    url = os.environ.get("CORPUSMAP_TEST_DATABASE_URL") or str(db_path)
+    s = Store.open(url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def openai_server():
+    """A scripted OpenAI-compatible server on 127.0.0.1 (tests/support/openai_server.py)."""
+    from tests.support.openai_server import ScriptedOpenAIServer
+
+    with ScriptedOpenAIServer() as server:
+        yield server
