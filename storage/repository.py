@@ -615,11 +615,9 @@ class Store:
         self,
         run_id: int,
         labels: Sequence[ClusterLabel],
-        faithfulness: dict[int, float] | None = None,
         level: int = 0,
     ) -> None:
         """Write new labels onto stored clusters; the clusters are no longer stale."""
-        faithfulness = faithfulness or {}
         with self._tx() as session:
             for lab in labels:
                 session.execute(
@@ -639,8 +637,34 @@ class Store:
                         labeler=lab.labeler,
                         edited=False,
                         stale=False,
-                        faithfulness=faithfulness.get(lab.cluster_id),
                     )
+                )
+
+    def save_faithfulness(self, run_id: int, per_cluster: dict[int, float], level: int = 0) -> None:
+        with self._tx() as session:
+            for cluster_id, value in per_cluster.items():
+                session.execute(
+                    update(ClusterRow)
+                    .where(
+                        ClusterRow.run_id == run_id,
+                        ClusterRow.cluster_id == int(cluster_id),
+                        ClusterRow.level == level,
+                    )
+                    .values(faithfulness=float(value))
+                )
+
+    def mark_stale(self, run_id: int, cluster_ids: Sequence[int], level: int = 0) -> None:
+        """Flag clusters whose members changed after their label was written."""
+        with self._tx() as session:
+            for chunk in _chunks([int(c) for c in cluster_ids], IN_CHUNK):
+                session.execute(
+                    update(ClusterRow)
+                    .where(
+                        ClusterRow.run_id == run_id,
+                        ClusterRow.level == level,
+                        ClusterRow.cluster_id.in_(chunk),
+                    )
+                    .values(stale=True)
                 )
 
     def load_clusters(self, run_id: int, level: int | None = 0) -> list[ClusterInfo]:
