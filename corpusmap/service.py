@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from importlib import metadata
@@ -95,11 +95,14 @@ def cluster_corpus(
     progress: ProgressCallback = no_progress,
     run_name: str = "",
     mode: str = "cluster",
+    on_created: Callable[[int], None] | None = None,
 ) -> int:
     """Run the pipeline on a stored corpus; returns the new run's id.
 
     The run row exists from the start (status ``running``), every stage is saved as it ends,
     and an error marks the run ``failed`` with its message before it is raised again.
+    ``on_created(run_id)`` is called once the row exists, so a caller running this in the
+    background (the app) can follow the stored stages while the run goes on.
     """
     config = config or PipelineConfig()
     config.validate()
@@ -123,6 +126,8 @@ def cluster_corpus(
     )
     if hasattr(labeler, "run_id"):
         labeler.run_id = run_id  # LLM calls are recorded against this run
+    if on_created is not None:
+        on_created(run_id)
     log.info("run #%d on corpus #%d: %d texts", run_id, corpus_id, len(texts))
     timings: dict[str, float] = {}
     stage_start = time.perf_counter()
