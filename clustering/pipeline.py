@@ -61,6 +61,9 @@ class PipelineConfig:
     reassign_outliers: bool = False
     goal: str | None = None
     n_representatives: int = 8
+    sample_size: int | None = 100_000
+    """Above this many distinct texts, UMAP and HDBSCAN are fitted on a random sample of this
+    size and the rest is assigned in batches (``clustering.sample_assign``); ``None`` fits on all."""
 
     def validate(self) -> None:
         if self.n_clusters is not None and self.n_clusters < 1:
@@ -73,6 +76,8 @@ class PipelineConfig:
             raise ConfigError(f"n_components must be at least 1, got {self.n_components}")
         if self.cluster_selection_method not in ("eom", "leaf"):
             raise ConfigError("cluster_selection_method must be 'eom' or 'leaf'")
+        if self.sample_size is not None and self.sample_size < 50:
+            raise ConfigError(f"sample_size must be at least 50 (or None), got {self.sample_size}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
