@@ -1,0 +1,110 @@
+"""Plotly figures of a run: the cluster map and the size chart. Shared by the app and the HTML
+report, so both show the same picture. Every string drawn was escaped by ``corpusmap.explore``
+(hover) or is a cluster title, which is escaped here: plotly renders a subset of HTML."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+
+from clustering.types import NOISE
+
+OUTLIER_COLOUR = "rgba(150,150,150,0.35)"
+COLOUR_SCALE = "Turbo"
+MARKER_SIZE = 5
+LEGEND_MAX = 40
+"""Beyond this many clusters the legend hides: it would push the map off the screen."""
+
+
+def cluster_colours(order: list[int]) -> dict[int, str]:
+    """Colours along a continuous scale in similarity order: similar clusters, similar hues."""
+    if not order:
+        return {}
+    positions = [0.05 + 0.9 * i / max(len(order) - 1, 1) for i in range(len(order))]
+    return dict(zip(order, sample_colorscale(COLOUR_SCALE, positions), strict=True))
+
+
+def cluster_map(points: pd.DataFrame, order: list[int], titles: dict[int, str]) -> go.Figure:
+    """A WebGL scatter of every text, one trace per cluster in similarity order, outliers grey."""
+    colours = cluster_colours(order)
+    figure = go.Figure()
+    outliers = points[points["cluster_id"] == NOISE]
+    if len(outliers):
+        figure.add_trace(_trace(outliers, "outliers", OUTLIER_COLOUR, -1))
+    for cluster_id in order:
+        members = points[points["cluster_id"] == cluster_id]
+        if len(members):
+            title = html.escape(titles.get(cluster_id, str(cluster_id)))
+            figure.add_trace(_trace(members, title, colours[cluster_id], cluster_id))
+    figure.update_layout(
+        height=620,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        showlegend=len(order) <= LEGEND_MAX,
+        legend={"itemsizing": "constant", "font": {"size": 11}},
+        xaxis={"visible": False},
+        yaxis={"visible": False, "scaleanchor": "x"},
+        plot_bgcolor="white",
+        hoverlabel={"align": "left"},
+    )
+    return figure
+
+
+def _trace(members: pd.DataFrame, title: str, colour: str, cluster_id: int) -> go.Scattergl:
+    return go.Scattergl(
+        x=members["x"],
+        y=members["y"],
+        mode="markers",
+        name=title,
+        marker={"size": MARKER_SIZE, "color": colour},
+        text=members["hover"],
+        customdata=members["document_id"],
+        hovertemplate=f"<b>{title}</b><br>%{{text}}<extra></extra>",
+        legendgroup=str(cluster_id),
+    )
+
+
+def size_chart(table: pd.DataFrame) -> go.Figure:
+    """Horizontal bars of cluster sizes in the table's (similarity) order."""
+    labels = [html.escape(f"{c}: {n}") for c, n in zip(table["cluster_id"], table["name"], strict=True)]
+    colours = cluster_colours(list(table["cluster_id"]))
+    figure = go.Figure(
+        go.Bar(
+            x=table["size"],
+            y=labels,
+            orientation="h",
+            marker={"color": [colours[c] for c in table["cluster_id"]]},
+            hovertemplate="%{y}<br>%{x} texts<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=max(240, 18 * len(table) + 60),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        yaxis={"autorange": "reversed", "automargin": True},
+        xaxis={"title": "texts"},
+        plot_bgcolor="white",
+    )
+    return figure
+
+
+def crosstab_heatmap(table: pd.DataFrame, limit: int = 40) -> go.Figure:
+    """Counts of clusters (rows) × labels (columns), the ``limit`` largest of each."""
+    top = table.iloc[:limit, :limit]
+    figure = go.Figure(
+        go.Heatmap(
+            z=top.to_numpy(),
+            x=[html.escape(str(c)) for c in top.columns],
+            y=[html.escape(str(i)) for i in top.index],
+            colorscale="Blues",
+            hovertemplate="%{y}<br>%{x}: %{z}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=max(300, 16 * len(top) + 160),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        yaxis={"autorange": "reversed", "automargin": True},
+        xaxis={"automargin": True},
+    )
+    return figure

@@ -1,0 +1,118 @@
+"""Past runs side by side: a table of runs, and the comparison of two runs over the texts they
+share (cluster counts, outlier shares, NMI and ARI between their assignments)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from clustering.types import NOISE
+from storage import RunInfo, Store
+
+SUMMARY_METRICS = ("n_clusters", "noise_share", "silhouette", "faithfulness", "nmi", "ari", "acc")
+CONFIG_SHOWN = ("n_clusters", "min_cluster_size", "reassign_outliers", "random_state")
+
+
+def runs_table(store: Store) -> pd.DataFrame:
+    """One row per run, newest first: what it ran on, how, how long and how well."""
+    corpora = {c.id: c.name for c in store.list_corpora()}
+    rows = [_run_row(run, corpora.get(run.corpus_id, "?")) for run in store.list_runs()]
+    return pd.DataFrame(rows)
+
+
+def _run_row(run: RunInfo, corpus_name: str) -> dict[str, object]:
+    seconds = sum(v for k, v in run.timings.items() if not k.startswith("embed_"))
+    row: dict[str, object] = {
+        "run": run.id,
+        "name": run.name,
+        "corpus": f"#{run.corpus_id} {corpus_name}",
+        "status": run.status,
+        "stage": run.stage,
+        "started": run.created_at.strftime("%Y-%m-%d %H:%M"),
+        "seconds": round(seconds, 1),
+        "labeler": run.labeler,
+        "goal": run.goal,
+        "K": run.config.get("n_clusters") or "auto",
+        "min size": run.config.get("min_cluster_size") or "auto",
+        "seed": run.seed,
+    }
+    for key in SUMMARY_METRICS:
+        value = run.metrics.get(key)
+        row[key] = round(value, 3) if isinstance(value, float) else value
+    return row
+
+
+def run_details(run: RunInfo) -> dict[str, object]:
+    """Config, timings, metrics and versions of one run, for display."""
+    return {
+        "config": run.config,
+        "timings (s)": run.timings,
+        "metrics": {k: v for k, v in run.metrics.items() if k != "silhouette_per_cluster"},
+        "llm usage": run.llm_usage,
+        "embedder": run.embedder,
+        "labeler": run.labeler,
+        "versions": run.versions,
+        "error": run.error,
+    }
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    run_a: int
+    run_b: int
+    shared_texts: int
+    n_clusters_a: int
+    n_clusters_b: int
+    noise_share_a: float
+    noise_share_b: float
+    nmi: float
+    ari: float
+    overlap: pd.DataFrame
+    """Largest overlaps: cluster of A, cluster of B, shared texts, share of A's cluster."""
+
+    def summary(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                f"run {self.run_a}": [self.n_clusters_a, round(self.noise_share_a, 3)],
+                f"run {self.run_b}": [self.n_clusters_b, round(self.noise_share_b, 3)],
+            },
+            index=["clusters", "outlier share"],
+        )
+
+
+def compare_runs(store: Store, run_a: int, run_b: int, top: int = 30) -> RunComparison:
+    """Agreement of two runs over the documents both clustered (outliers count as a cluster)."""
+    a = store.load_assignments(run_a).set_index("document_id")
+    b = store.load_assignments(run_b).set_index("document_id")
+    shared = a.index.intersection(b.index)
+    la = a.loc[shared, "cluster_id"].to_numpy(np.int64)
+    lb = b.loc[shared, "cluster_id"].to_numpy(np.int64)
+    names_a = {c.cluster_id: c.name for c in store.load_clusters(run_a)}
+    names_b = {c.cluster_id: c.name for c in store.load_clusters(run_b)}
+    pairs = pd.DataFrame({"a": la, "b": lb}).value_counts().reset_index(name="texts")
+    sizes_a = pd.Series(la).value_counts()
+    pairs["share of A's cluster"] = (pairs["texts"] / pairs["a"].map(sizes_a)).round(3)
+    pairs[f"run {run_a} cluster"] = [_title(c, names_a) for c in pairs["a"]]
+    pairs[f"run {run_b} cluster"] = [_title(c, names_b) for c in pairs["b"]]
+    overlap = pairs[[f"run {run_a} cluster", f"run {run_b} cluster", "texts", "share of A's cluster"]]
+    return RunComparison(
+        run_a=run_a,
+        run_b=run_b,
+        shared_texts=len(shared),
+        n_clusters_a=len(set(la) - {NOISE}),
+        n_clusters_b=len(set(lb) - {NOISE}),
+        noise_share_a=float(np.mean(la == NOISE)) if len(la) else 0.0,
+        noise_share_b=float(np.mean(lb == NOISE)) if len(lb) else 0.0,
+        nmi=float(skm.normalized_mutual_info_score(la, lb)) if len(la) else 0.0,
+        ari=float(skm.adjusted_rand_score(la, lb)) if len(la) else 0.0,
+        overlap=overlap.head(top).reset_index(drop=True),
+    )
+
+
+def _title(cluster_id: int, names: dict[int, str]) -> str:
+    if cluster_id == NOISE:
+        return "outliers"
+    return f"{cluster_id}: {names.get(cluster_id, '')}"

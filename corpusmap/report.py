@@ -1,0 +1,97 @@
+"""A self-contained HTML report of a run: summary, the map, and per cluster its name,
+description, inclusion criterion, keywords and examples.
+
+Opens offline: plotly.js is embedded, nothing is fetched. Every corpus text and every LLM
+output is HTML-escaped: they are data, and a text such as ``<script>`` must show as text.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import plotly.io as pio
+
+from corpusmap import explore, figures
+from storage import ClusterInfo, Store
+
+EXAMPLES_PER_CLUSTER = 5
+EXAMPLE_CHARS = 400
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+h1 { margin-bottom: 0.2rem; } .muted { color: #666; }
+table.summary td { padding: 0.15rem 1rem 0.15rem 0; }
+section.cluster { border-top: 1px solid #ddd; padding: 0.6rem 0; }
+section.cluster h3 { margin: 0.2rem 0; } .swatch { display: inline-block; width: 0.8rem;
+height: 0.8rem; border-radius: 2px; margin-right: 0.4rem; }
+ul.examples li { margin: 0.2rem 0; white-space: pre-wrap; }
+"""
+
+
+def render_report(store: Store, run_id: int) -> str:
+    """The report as one HTML document (about 4 MB, most of it plotly.js)."""
+    run = store.get_run(run_id)
+    corpus = store.get_corpus(run.corpus_id)
+    clusters = {c.cluster_id: c for c in store.load_clusters(run_id)}
+    order = explore.cluster_order(list(clusters.values()))
+    points = explore.map_points(store, run_id)
+    titles = {c: explore.cluster_title(c, clusters[c].name) for c in order}
+    figure = figures.cluster_map(points, order, titles)
+    map_html = pio.to_html(figure, include_plotlyjs=True, full_html=False, config={"responsive": True})
+    colours = figures.cluster_colours(order)
+    metrics = run.metrics
+    n_outliers = int((points["cluster_id"] == -1).sum())
+    summary_rows = [
+        ("Corpus", f"#{corpus.id} {corpus.name}"),
+        ("Texts clustered", f"{len(points):,}"),
+        ("Clusters", f"{len(order)}"),
+        ("Outliers", f"{n_outliers:,} ({n_outliers / max(len(points), 1):.1%})"),
+        ("Goal", run.goal or "—"),
+        ("Labels by", run.labeler),
+        ("Embedding model", run.embedder.split("|")[0]),
+        ("Seed", str(run.seed)),
+    ]
+    for key in ("silhouette", "faithfulness", "nmi", "ari", "acc"):
+        if isinstance(metrics.get(key), int | float):
+            summary_rows.append((key, f"{metrics[key]:.3f}"))
+    summary = "\n".join(
+        f"<tr><td class='muted'>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in summary_rows
+    )
+    sections = "\n".join(_cluster_section(clusters[c], colours[c]) for c in order)
+    title = f"corpusmap report — run {run.id} on {corpus.name}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{escape(title)}</title><style>{STYLE}</style></head>
+<body>
+<h1>{escape(title)}</h1>
+<p class="muted">Run {run.id} {escape(run.name)}, {run.created_at:%Y-%m-%d %H:%M} UTC</p>
+<table class="summary">{summary}</table>
+<h2>Map</h2>
+<p class="muted">Each point is a text; similar texts lie close. Grey points are outliers.</p>
+{map_html}
+<h2>Clusters</h2>
+{sections}
+</body></html>
+"""
+
+
+def _cluster_section(cluster: ClusterInfo, colour: str) -> str:
+    examples = "\n".join(
+        f"<li>{escape(_cut(t))}</li>" for t in cluster.representatives[:EXAMPLES_PER_CLUSTER]
+    )
+    criterion = (
+        f"<p><b>Inclusion:</b> {escape(cluster.inclusion_criterion)}</p>"
+        if cluster.inclusion_criterion
+        else ""
+    )
+    return f"""<section class="cluster">
+<h3><span class="swatch" style="background:{escape(colour)}"></span>{cluster.cluster_id}: {escape(cluster.name)}</h3>
+<p class="muted">{cluster.size:,} texts ({cluster.share:.1%}) · keywords: {escape(", ".join(cluster.keywords[:8]))}</p>
+<p>{escape(cluster.description)}</p>
+{criterion}
+<ul class="examples">{examples}</ul>
+</section>"""
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…"

@@ -1,0 +1,118 @@
+"""Starting a run from the app's form, and reading a run's stored progress back.
+
+A run stores its last finished stage and per-stage seconds as it goes (``service.cluster_corpus``),
+so progress can be read by anyone, from any tab, while the run works in the background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from clustering.embed import DEFAULT_MODEL as DEFAULT_EMBEDDING_MODEL
+from clustering.pipeline import STAGES, PipelineConfig
+from storage import RunInfo
+
+STAGE_TITLES = {
+    "embed": "Embed texts",
+    "reduce": "Reduce to 5-D and 2-D (UMAP)",
+    "cluster": "Cluster (HDBSCAN, or k-means for a fixed K)",
+    "summarize": "Summarise clusters (keywords, representatives)",
+    "label": "Name and explain clusters",
+    "metrics": "Measure quality",
+}
+GOAL_EXAMPLES = (
+    "What do customers contact us about?",
+    "Which product problems come up most often?",
+    "What topics do these articles cover?",
+    "Why do users cancel their subscription?",
+)
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL",
+    "GOAL_EXAMPLES",
+    "STAGES",
+    "STAGE_TITLES",
+    "RunRequest",
+    "build_request",
+    "stage_table",
+]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    corpus_id: int
+    config: PipelineConfig
+    embedding_model: str | None = None
+    labeler: str = "keywords"
+    label_column: str | None = None
+    name: str = ""
+
+
+def build_request(
+    corpus_id: int,
+    *,
+    goal: str = "",
+    n_clusters: int | None = None,
+    min_cluster_size: int | None = None,
+    reassign_outliers: bool = False,
+    random_state: int = 42,
+    embedding_model: str | None = None,
+    labeler: str = "keywords",
+    label_column: str | None = None,
+    name: str = "",
+) -> RunRequest:
+    """A validated request (``clustering.ConfigError`` says which value is wrong)."""
+    config = PipelineConfig(
+        n_clusters=n_clusters,
+        min_cluster_size=min_cluster_size,
+        reassign_outliers=reassign_outliers,
+        random_state=int(random_state),
+        goal=goal.strip() or None,
+    )
+    config.validate()
+    model = (embedding_model or "").strip() or None
+    return RunRequest(corpus_id, config, model, labeler, label_column or None, name.strip())
+
+
+def stage_table(run: RunInfo | None, live_stage: str = "", live_message: str = "") -> pd.DataFrame:
+    """One row per stage: done / running / waiting, seconds and counts, from the stored run."""
+    finished = STAGES.index(run.stage) + 1 if run is not None and run.stage in STAGES else 0
+    if run is not None and run.status == "completed":
+        finished = len(STAGES)
+    rows = []
+    for i, stage in enumerate(STAGES):
+        timings = run.timings if run is not None else {}
+        if i < finished:
+            state = "done"
+        elif i == finished and (run is None or run.status == "running"):
+            state = "running"
+        elif run is not None and run.status == "failed" and i == finished:
+            state = "failed"
+        else:
+            state = "waiting"
+        detail = ""
+        if stage == "embed" and "embed_texts" in timings:
+            detail = (
+                f"{int(timings['embed_texts']):,} texts: {int(timings.get('embed_embedded', 0)):,} "
+                f"embedded, {int(timings.get('embed_cache_hits', 0)):,} from the cache"
+            )
+        elif state == "running" and live_stage == stage:
+            detail = live_message
+        rows.append(
+            {
+                "stage": STAGE_TITLES[stage],
+                "state": state,
+                "seconds": round(timings[stage], 1) if stage in timings else None,
+                "detail": detail,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def finished_fraction(run: RunInfo | None) -> float:
+    if run is None:
+        return 0.0
+    if run.status == "completed":
+        return 1.0
+    return (STAGES.index(run.stage) + 1) / len(STAGES) if run.stage in STAGES else 0.0

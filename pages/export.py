@@ -1,0 +1,59 @@
+"""Export: the labeled corpus (CSV, JSONL, Parquet, XLSX), the cluster table and an HTML report.
+Files are built when their button is clicked, not on every page load."""
+
+import streamlit as st
+
+from corpusmap import downloads
+from ui import resources, widgets
+
+store = resources.store()
+run = widgets.need_run(store)
+stem = downloads.file_stem(store, run.id)
+
+st.title("Export")
+st.caption(widgets.plain(widgets.run_title(run)))
+
+st.subheader("Labeled corpus", divider="gray")
+st.caption(
+    "Every input row in input order with all its columns, plus cluster_id (-1 = outlier), "
+    "cluster_label, cluster_description and cluster_probability. CSV and XLSX neutralise cells "
+    "that start with =, +, - or @ so a spreadsheet never runs them."
+)
+for col, fmt in zip(st.columns(len(downloads.CORPUS_FORMATS)), downloads.CORPUS_FORMATS, strict=True):
+    col.download_button(
+        f"{fmt.upper()}",
+        data=lambda fmt=fmt: downloads.labeled_corpus_bytes(store, run.id, fmt),
+        file_name=f"{stem}.{fmt}",
+        mime=downloads.MIME[fmt],
+        icon=":material/download:",
+        on_click="ignore",
+        key=f"corpus_{fmt}",
+    )
+
+st.subheader("Cluster table", divider="gray")
+st.caption("One row per cluster: id, name, size, share, keywords, description, inclusion criterion, faithfulness.")
+for col, fmt in zip(st.columns(4), downloads.TABLE_FORMATS, strict=False):
+    col.download_button(
+        f"{fmt.upper()}",
+        data=lambda fmt=fmt: downloads.cluster_table_bytes(store, run.id, fmt),
+        file_name=f"{stem}_clusters.{fmt}",
+        mime=downloads.MIME[fmt],
+        icon=":material/table:",
+        on_click="ignore",
+        key=f"clusters_{fmt}",
+    )
+
+st.subheader("Report", divider="gray")
+st.caption(
+    "One HTML file that opens offline: a summary, the interactive map, and every cluster's "
+    "name, description and examples."
+)
+st.download_button(
+    "HTML report",
+    data=lambda: downloads.report_bytes(store, run.id),
+    file_name=f"{stem}_report.html",
+    mime=downloads.MIME["html"],
+    icon=":material/description:",
+    on_click="ignore",
+    key="report_html",
+)

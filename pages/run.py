@@ -1,0 +1,180 @@
+"""Run: the goal and the parameters, an estimate of LLM use, then the run in the background with
+its progress read from the store (it goes on if this tab is closed)."""
+
+import streamlit as st
+
+from corpusmap import labelers
+from corpusmap.estimate import estimate_llm
+from corpusmap.runs import (
+    DEFAULT_EMBEDDING_MODEL,
+    GOAL_EXAMPLES,
+    STAGE_TITLES,
+    build_request,
+    finished_fraction,
+    stage_table,
+)
+from ui import data, keys, resources, settings, widgets
+from ui.errors import user_errors
+
+store = resources.store()
+registry = resources.run_registry()
+corpus = widgets.need_corpus(store)
+n_texts = corpus.n_rows - corpus.n_empty
+
+st.title("Run")
+st.caption(f"Corpus #{corpus.id} {corpus.name}: {n_texts:,} texts in column `{corpus.text_column}`")
+
+goal = st.text_area(
+    "Goal (optional)",
+    placeholder=GOAL_EXAMPLES[0],
+    help="What the clusters should be about. The LLM names and explains clusters with it in mind.",
+    height=80,
+)
+st.caption("Examples: " + " · ".join(f"“{g}”" for g in GOAL_EXAMPLES))
+
+left, right = st.columns(2)
+with left:
+    mode = st.radio(
+        "Number of clusters",
+        ["Automatic (HDBSCAN)", "Fixed K (k-means)"],
+        horizontal=True,
+        help="Automatic finds dense groups and leaves outliers; fixed K puts every text in one of K.",
+    )
+    fixed = mode.startswith("Fixed")
+    k = st.number_input("K", min_value=2, max_value=1000, value=20, disabled=not fixed, help="How many clusters k-means makes.")
+    min_size = st.number_input(
+        "Minimum cluster size (0 = automatic)",
+        min_value=0,
+        max_value=10_000,
+        value=0,
+        disabled=fixed,
+        help="Smallest group HDBSCAN calls a cluster; automatic grows with the corpus (5 for a few hundred texts, about 17 for 3,000).",
+    )
+    reassign = st.toggle(
+        "Reassign outliers",
+        value=False,
+        help="Give every outlier the cluster of the nearest centre instead of leaving it grey.",
+    )
+with right:
+    model = st.text_input(
+        "Embedding model",
+        value=DEFAULT_EMBEDDING_MODEL,
+        help="The bundled all-MiniLM-L6-v2 works offline; a local sentence-transformers folder also works.",
+    )
+    seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=42, help="Same seed, same data, same clusters.")
+    truth_options = ["(none)", *[c for c in corpus.columns if c != corpus.text_column]]
+    truth = st.selectbox(
+        "Ground-truth column (optional)",
+        truth_options,
+        help="A column of known classes: the run then reports NMI, ARI and accuracy against it.",
+    )
+    name = st.text_input("Run name (optional)")
+
+st.subheader("Labels", divider="gray")
+kind = st.radio(
+    "Name clusters with",
+    [labelers.KEYWORDS, labelers.LLM],
+    format_func={labelers.KEYWORDS: "Keywords (offline, instant)", labelers.LLM: "An LLM (OpenAI-compatible endpoint)"}.get,
+    horizontal=True,
+)
+endpoint = llm_model = None
+api_key = settings.secret(settings.API_KEY_NAME)
+if kind == labelers.LLM:
+    c1, c2 = st.columns(2)
+    endpoint = c1.text_input(
+        "Endpoint",
+        value=settings.default_llm_endpoint(),
+        placeholder="https://api.openai.com/v1 or http://127.0.0.1:8080/v1",
+        help="Any OpenAI-compatible server; empty means OpenAI. `corpusmap llm serve` starts a local one.",
+    )
+    llm_model = c2.text_input("Model", value=settings.default_llm_model())
+    st.caption(
+        "API key: "
+        + ("found (OPENAI_API_KEY in the environment or Streamlit secrets); it is never stored."
+           if api_key else "none found (set OPENAI_API_KEY or add it to .streamlit/secrets.toml; a local server needs none).")
+    )
+    estimate = estimate_llm(
+        data.corpus_sample(resources.database_url(), corpus.id),
+        n_clusters=int(k) if fixed else None,
+        min_cluster_size=int(min_size) or None,
+        goal=goal,
+        model=llm_model,
+    )
+    n_calls = (
+        f"{estimate.calls}" if fixed else f"about {estimate.calls} ({estimate.clusters_low}–{estimate.clusters_high})"
+    )
+    cost = "unknown price" if estimate.cost_usd is None else f"about ${estimate.cost_usd:.3f}"
+    st.info(
+        f"Estimate: {n_calls} LLM calls, one per cluster; about {estimate.prompt_tokens:,} prompt and "
+        f"{estimate.completion_tokens:,} completion tokens; {cost}. Repeated calls are answered from the cache.",
+        icon=":material/calculate:",
+    )
+else:
+    st.caption("No LLM calls: clusters are named by their top keywords. You can relabel with an LLM later.")
+
+if st.button("Start run", type="primary", icon=":material/play_arrow:"):
+    with user_errors("Cannot start the run"):
+        request = build_request(
+            corpus.id,
+            goal=goal,
+            n_clusters=int(k) if fixed else None,
+            min_cluster_size=int(min_size) or None,
+            reassign_outliers=reassign,
+            random_state=int(seed),
+            embedding_model=None if model == DEFAULT_EMBEDDING_MODEL else model,
+            labeler=kind,
+            label_column=None if truth == "(none)" else truth,
+            name=name,
+        )
+        labeler = labelers.build_labeler(kind, store, base_url=endpoint, model=llm_model, api_key=api_key)
+        job = registry.start(store, request, embedder=resources.embedder(request.embedding_model), labeler=labeler)
+        st.session_state[keys.JOB_ID] = job.job_id
+
+job = registry.get(st.session_state.get(keys.JOB_ID))
+live = job is not None and not job.done
+
+
+@st.fragment(run_every=settings.POLL_SECONDS if live else None)
+def progress_panel() -> None:
+    job = registry.get(st.session_state.get(keys.JOB_ID))
+    if job is None:
+        return
+    st.subheader("Progress", divider="gray")
+    run = store.get_run(job.run_id) if job.run_id is not None else None
+    title = STAGE_TITLES.get(job.stage, job.stage)
+    label = f"Run {job.run_id or '…'} · {title} · {job.message} · {job.elapsed:.0f} s"
+    st.progress(finished_fraction(run) if not job.done or job.error else 1.0, text=label)
+    if not job.done and not registry.reduce_compiled and job.stage in ("queued", "starting", "embed", "reduce"):
+        st.caption(
+            "The first run in a fresh server process spends about 30 s compiling UMAP's code "
+            "(numba) in the reduce stage; later runs skip it."
+        )
+    st.dataframe(stage_table(run, job.stage, job.message), hide_index=True)
+    if job.error:
+        st.error(f"Run {job.run_id or ''} failed: {job.error}", icon=":material/error:")
+    elif job.done and run is not None:
+        if st.session_state.get(keys.RUN_ID) != run.id:
+            widgets.select_run(run.id)
+        n = run.metrics.get("n_clusters")
+        noise = run.metrics.get("noise_share", 0.0)
+        st.success(
+            f"Run {run.id} finished in {job.elapsed:.0f} s: {n} clusters, {noise:.0%} outliers.",
+            icon=":material/check_circle:",
+        )
+        st.page_link(widgets.PAGES["explore"], label="Explore the clusters", icon=":material/scatter_plot:")
+    if live and job.done:
+        st.rerun()  # stop polling, refresh the sidebar's run list
+
+
+progress_panel()
+
+others = [j for j in registry.active() if j.job_id != st.session_state.get(keys.JOB_ID)]
+running = [r for r in store.list_runs() if r.status == "running"]
+if others or running:
+    st.subheader("Other runs", divider="gray")
+    for other in others:
+        st.caption(f"Run {other.run_id or '(queued)'} on corpus #{other.corpus_id}: {other.stage}, {other.elapsed:.0f} s")
+    known = {j.run_id for j in registry.active()}
+    for run in running:
+        if run.id not in known:
+            st.caption(f"Run {run.id} says `running` but no worker has it: the server stopped during it (stage {run.stage}).")

@@ -1,0 +1,40 @@
+"""Display data of a run, cached by simple values (st.cache_data): the database URL, the run id
+and the run's version, which changes with every stored edit and stage, so an edit is never
+hidden by the cache and a rerun never recomputes what did not change."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from corpusmap import explore
+from storage import RunInfo
+from ui import resources
+
+
+def run_version(run: RunInfo) -> str:
+    edits = len(resources.store().list_edits(run.id))
+    return f"{run.status}:{run.stage}:{edits}"
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def map_points(url: str, run_id: int, version: str) -> pd.DataFrame:
+    return explore.map_points(resources.store_for(url), run_id)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cluster_overview(url: str, run_id: int, version: str) -> pd.DataFrame:
+    return explore.cluster_overview(resources.store_for(url), run_id)
+
+
+def run_frames(run: RunInfo) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(map points, cluster table in similarity order) of a run, from the cache."""
+    url, version = resources.database_url(), run_version(run)
+    return map_points(url, run.id, version), cluster_overview(url, run.id, version)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def corpus_sample(url: str, corpus_id: int, n: int = 200) -> list[str]:
+    """The first ``n`` non-empty texts of a corpus (for estimates)."""
+    corpus = resources.store_for(url).load_corpus(corpus_id)
+    return [t for t in corpus.texts if t][:n]

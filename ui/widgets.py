@@ -1,0 +1,174 @@
+"""Widgets shared by pages: the sidebar pickers, the current corpus and run, confirmations."""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from storage import CorpusInfo, NotFoundError, RunInfo, Store, redact
+from ui import keys, resources
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])")
+
+PAGES = {
+    "corpus": "pages/corpus.py",
+    "run": "pages/run.py",
+    "explore": "pages/explore.py",
+    "edit": "pages/edit.py",
+    "export": "pages/export.py",
+    "history": "pages/history.py",
+    "evaluation": "pages/evaluation.py",
+}
+
+
+def current_corpus(store: Store) -> CorpusInfo | None:
+    """The corpus chosen in this session, else the newest stored one."""
+    corpus_id = st.session_state.get(keys.CORPUS_ID)
+    if corpus_id is not None:
+        try:
+            return store.get_corpus(corpus_id)
+        except NotFoundError:
+            st.session_state.pop(keys.CORPUS_ID, None)
+    corpora = store.list_corpora()
+    return corpora[0] if corpora else None
+
+
+def current_run(store: Store) -> RunInfo | None:
+    """The run chosen in this session, else the newest completed run of the current corpus."""
+    run_id = st.session_state.get(keys.RUN_ID)
+    if run_id is not None:
+        try:
+            return store.get_run(run_id)
+        except NotFoundError:
+            st.session_state.pop(keys.RUN_ID, None)
+    corpus = current_corpus(store)
+    runs = [r for r in store.list_runs(corpus.id if corpus else None) if r.status == "completed"]
+    return runs[0] if runs else None
+
+
+def select_corpus(corpus_id: int | None) -> None:
+    st.session_state[keys.CORPUS_ID] = corpus_id
+    if corpus_id is None:
+        st.session_state.pop(keys.RUN_ID, None)
+        return
+    run = st.session_state.get(keys.RUN_ID)
+    store = resources.store()
+    if run is not None:
+        try:
+            if store.get_run(run).corpus_id != corpus_id:
+                st.session_state.pop(keys.RUN_ID, None)
+        except NotFoundError:
+            st.session_state.pop(keys.RUN_ID, None)
+
+
+def select_run(run_id: int | None) -> None:
+    st.session_state[keys.RUN_ID] = run_id
+    if run_id is not None:
+        st.session_state[keys.CORPUS_ID] = resources.store().get_run(run_id).corpus_id
+
+
+def corpus_title(info: CorpusInfo) -> str:
+    return f"#{info.id} {info.name} ({info.n_rows - info.n_empty:,} texts)"
+
+
+def run_title(run: RunInfo) -> str:
+    k = run.metrics.get("n_clusters")
+    clusters = f", {k} clusters" if k is not None else ""
+    name = f" {run.name}" if run.name else ""
+    return f"run {run.id}{name} ({run.status}{clusters}, {run.labeler})"
+
+
+def sidebar(store: Store) -> None:
+    """Which corpus and run every page works on, and where the data lives."""
+    with st.sidebar:
+        corpora = store.list_corpora()
+        corpus = current_corpus(store)
+        if corpora:
+            ids = [c.id for c in corpora]
+            titles = {c.id: corpus_title(c) for c in corpora}
+            # Keep the widget in step with the state a page may have set since the last run.
+            st.session_state[keys.SIDEBAR_CORPUS] = corpus.id if corpus else ids[0]
+            st.selectbox(
+                "Corpus",
+                ids,
+                format_func=titles.get,
+                key=keys.SIDEBAR_CORPUS,
+                on_change=lambda: select_corpus(st.session_state[keys.SIDEBAR_CORPUS]),
+            )
+            corpus = current_corpus(store)
+        runs = [r for r in store.list_runs(corpus.id if corpus else None) if r.status != "running"]
+        run = current_run(store)
+        if runs:
+            ids = [r.id for r in runs]
+            titles = {r.id: run_title(r) for r in runs}
+            st.session_state[keys.SIDEBAR_RUN] = run.id if run and run.id in ids else ids[0]
+            st.selectbox(
+                "Run",
+                ids,
+                format_func=titles.get,
+                key=keys.SIDEBAR_RUN,
+                on_change=lambda: select_run(st.session_state[keys.SIDEBAR_RUN]),
+            )
+        active = resources.run_registry().active()
+        if active:
+            st.info(f"{len(active)} run(s) in progress", icon=":material/hourglass_top:")
+        st.caption(f"Database: `{redact(store.url)}`")
+
+
+def need_corpus(store: Store) -> CorpusInfo:
+    corpus = current_corpus(store)
+    if corpus is None:
+        st.info("No corpus yet: upload one first.", icon=":material/upload_file:")
+        st.page_link(PAGES["corpus"], label="Go to Corpus", icon=":material/upload_file:")
+        st.stop()
+    return corpus
+
+
+def need_run(store: Store) -> RunInfo:
+    run = current_run(store)
+    if run is None:
+        st.info("No finished run yet: start one on the Run page.", icon=":material/play_arrow:")
+        st.page_link(PAGES["run"], label="Go to Run", icon=":material/play_arrow:")
+        st.stop()
+    if run.status != "completed":
+        st.warning(f"Run {run.id} is {run.status} (stage {run.stage}): it may be incomplete.")
+    return run
+
+
+def flash() -> None:
+    """Show the message an action left for this page load."""
+    message = st.session_state.pop(keys.FLASH, None)
+    if message:
+        st.success(message, icon=":material/check_circle:")
+
+
+def confirm(key: str, prompt: str, action_label: str) -> bool:
+    """Two-step confirmation: the caller's button sets ``key``; this asks, True on yes."""
+    if not st.session_state.get(key):
+        return False
+    st.warning(prompt, icon=":material/warning:")
+    yes, no = st.columns(2)
+    if no.button("Cancel", key=f"{key}_no"):
+        st.session_state.pop(key, None)
+        st.rerun()
+    if yes.button(action_label, key=f"{key}_yes", type="primary"):
+        st.session_state.pop(key, None)
+        return True
+    return False
+
+
+def plain(text: str) -> str:
+    """Text for st.markdown that shows as itself: every markdown character backslash-escaped,
+    so corpus texts and LLM output can never format, link or inject anything."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+
+
+def bullet_list(texts: list[str], limit: int = 400) -> str:
+    """Escaped texts as a markdown bullet list, each cut to ``limit`` characters."""
+    items = []
+    for text in texts:
+        short = " ".join(text.split())
+        short = short if len(short) <= limit else short[: limit - 1] + "…"
+        items.append(f"- {plain(short)}")
+    return "\n".join(items)
