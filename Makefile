@@ -16,10 +16,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Debian's Chromium and ChromeDriver for the browser tests (root on this machine kind).
+# Debian's Chromium and ChromeDriver for the browser tests, and PostgreSQL for the storage tests
+# (root on this machine kind).
 system-deps:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
+	  command -v pg_ctlcluster >/dev/null || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    chromium chromium-driver postgresql)
 
 # The optional offline LLM: llama.cpp's OpenAI-compatible server and SmolLM2-135M-Instruct.
 local-llm: install
@@ -30,11 +33,14 @@ local-llm: install
 app: install
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.headless true
 
+# .ci/postgres starts the server on 127.0.0.1 and prints its URL (nothing: those tests skip).
 test: install system-deps local-llm
-	$(PY) -m pytest -m "not slow"
+	CORPUSMAP_TEST_POSTGRES_URL="$${CORPUSMAP_TEST_POSTGRES_URL:-$$(bash .ci/postgres)}" \
+	  $(PY) -m pytest -m "not slow"
 
 test-slow: install system-deps local-llm
-	$(PY) -m pytest -m slow
+	CORPUSMAP_TEST_POSTGRES_URL="$${CORPUSMAP_TEST_POSTGRES_URL:-$$(bash .ci/postgres)}" \
+	  $(PY) -m pytest -m slow
 
 lint: install
 	$(VENV)/bin/ruff check .

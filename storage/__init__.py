@@ -2,6 +2,7 @@
 
 from storage.engine import data_home, database_url, default_database_url, redact
 from storage.errors import NotFoundError, StorageError
+from storage.files import UnsafeFilenameError, safe_filename, safe_upload_path
 from storage.repository import ClusterInfo, CorpusInfo, LLMCallRecord, RunInfo, Store
 
 __all__ = [
@@ -12,8 +13,11 @@ __all__ = [
     "RunInfo",
     "StorageError",
     "Store",
+    "UnsafeFilenameError",
     "data_home",
     "database_url",
     "default_database_url",
     "redact",
+    "safe_filename",
+    "safe_upload_path",
 ]

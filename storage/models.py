@@ -71,6 +71,7 @@ class EmbeddingRow(Base):
 
 class RunRow(Base):
     __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_corpus_status", "corpus_id", "status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"), index=True)
@@ -93,6 +94,12 @@ class RunRow(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    warnings: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    """JSON list of what the user should know about the run (long texts cut, language...)."""
+    owner: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    """``host:pid`` of the process working on the run; a resume never takes a live one's run."""
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    """Last time the owner saved a stage."""
 
 
 class ClusterRow(Base):

@@ -82,6 +82,9 @@ class RunInfo:
     error: str
     created_at: datetime
     finished_at: datetime | None
+    warnings: list[str] = field(default_factory=list)
+    owner: str = ""
+    heartbeat_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,9 @@ def _run_info(row: RunRow) -> RunInfo:
         error=row.error,
         created_at=row.created_at,
         finished_at=row.finished_at,
+        warnings=json.loads(row.warnings or "[]"),
+        owner=row.owner or "",
+        heartbeat_at=row.heartbeat_at,
     )
 
 
@@ -272,15 +278,19 @@ class Store:
     def add_corpus(self, corpus: Corpus, *, reuse: bool = True) -> CorpusInfo:
         """Store a corpus and its rows; with ``reuse`` an identical stored corpus is returned."""
         content_hash = corpus_content_hash(corpus)
-        if reuse:
-            existing = self.find_corpus(content_hash)
-            if existing is not None:
-                log.info("corpus %r is already stored as #%d", corpus.name, existing.id)
-                return existing
         records = json.loads(
             corpus.frame.to_json(orient="records", date_format="iso", default_handler=str)
         )
         with self._tx() as session:
+            if reuse:
+                # Looked up inside the write transaction: two processes storing the same file at
+                # once queue on the write lock and the second finds the first's corpus.
+                existing = session.scalars(
+                    select(CorpusRow).where(CorpusRow.content_hash == content_hash).limit(1)
+                ).first()
+                if existing is not None:
+                    log.info("corpus %r is already stored as #%d", corpus.name, existing.id)
+                    return _corpus_info(existing)
             row = CorpusRow(
                 name=corpus.name,
                 format=corpus.format,
@@ -431,10 +441,13 @@ class Store:
         label_column: str = "",
         versions: dict[str, str] | None = None,
         name: str = "",
+        owner: str = "",
     ) -> int:
         self.get_corpus(corpus_id)
         with self._tx() as session:
             row = RunRow(
+                owner=owner,
+                heartbeat_at=utcnow(),
                 corpus_id=corpus_id,
                 name=name,
                 status="running",
@@ -473,7 +486,64 @@ class Store:
                 raise NotFoundError(f"no run #{run_id}")
 
     def save_stage(self, run_id: int, stage: str, timings: dict[str, float]) -> None:
-        self._update_run(run_id, stage=stage, timings=_json(timings))
+        self._update_run(run_id, stage=stage, timings=_json(timings), heartbeat_at=utcnow())
+
+    def save_run_warnings(self, run_id: int, warnings: Sequence[str]) -> None:
+        self._update_run(run_id, warnings=_json(list(warnings)))
+
+    def unfinished_runs(
+        self,
+        corpus_id: int,
+        *,
+        config: dict[str, Any],
+        embedder: str,
+        labeler: str,
+        mode: str = "cluster",
+        goal: str = "",
+        label_column: str = "",
+    ) -> list[RunInfo]:
+        """Runs of this corpus with exactly these settings that never completed, newest first."""
+        with self._tx() as session:
+            rows = session.scalars(
+                select(RunRow)
+                .where(
+                    RunRow.corpus_id == corpus_id,
+                    RunRow.status.in_(("running", "failed")),
+                    RunRow.config == _json(config),
+                    RunRow.embedder == embedder,
+                    RunRow.labeler == labeler,
+                    RunRow.mode == mode,
+                    RunRow.goal == (goal or ""),
+                    RunRow.label_column == (label_column or ""),
+                )
+                .order_by(RunRow.id.desc())
+            ).all()
+            return [_run_info(r) for r in rows]
+
+    def claim_run(self, run: RunInfo, owner: str) -> bool:
+        """Take over an unfinished run; False if another process changed it first.
+
+        A compare-and-set on (status, owner, stage): of two processes resuming the same run at
+        once, exactly one wins.
+        """
+        with self._tx() as session:
+            result = session.execute(
+                update(RunRow)
+                .where(
+                    RunRow.id == run.id,
+                    RunRow.status == run.status,
+                    RunRow.owner == run.owner,
+                    RunRow.stage == run.stage,
+                )
+                .values(
+                    status="running",
+                    owner=owner,
+                    error="",
+                    finished_at=None,
+                    heartbeat_at=utcnow(),
+                )
+            )
+            return result.rowcount == 1
 
     def save_metrics(self, run_id: int, metrics: dict[str, Any]) -> None:
         self._update_run(run_id, metrics=_json(metrics))
@@ -533,6 +603,11 @@ class Store:
             session.execute(delete(AssignmentRow).where(AssignmentRow.run_id == run_id))
             for chunk in _chunks(rows, INSERT_CHUNK):
                 session.execute(AssignmentRow.__table__.insert(), list(chunk))
+
+    def count_assignments(self, run_id: int) -> int:
+        with self._tx() as session:
+            query = select(func.count()).select_from(AssignmentRow)
+            return int(session.scalar(query.where(AssignmentRow.run_id == run_id)) or 0)
 
     def load_assignments(self, run_id: int) -> pd.DataFrame:
         """Columns document_id, position, text, cluster_id, probability, x, y, in input order."""

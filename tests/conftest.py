@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,12 +64,49 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "corpusmap.db"
 
 
+POSTGRES_URL_ENV = "CORPUSMAP_TEST_POSTGRES_URL"
+"""A PostgreSQL URL (``postgresql+psycopg2://user:pw@127.0.0.1/db``); .ci/run sets it."""
+
+
+@contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    """A fresh schema on the test server, dropped afterwards; yields a URL that uses only it."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base_url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
+    """Each storage test runs on a SQLite file under tmp_path and on a clean PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(db_path)
+        return
+    base_url = os.environ.get(POSTGRES_URL_ENV)
+    if not base_url:
+        if os.environ.get("CORPUSMAP_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"CORPUSMAP_REQUIRE_POSTGRES=1 but {POSTGRES_URL_ENV} is not set")
+        pytest.skip(f"no PostgreSQL server: set {POSTGRES_URL_ENV} (.ci/run starts one)")
+    with postgres_schema(base_url) as url:
+        yield url
+
+
 @pytest.fixture
-def store(db_path: Path):
+def store(store_url: str):
     from storage import Store
 
-    url = os.environ.get("CORPUSMAP_TEST_DATABASE_URL") or str(db_path)
-    s = Store.open(url)
+    s = Store.open(store_url)
     yield s
     s.close()
 
