@@ -47,5 +47,5 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 bench: install
-	$(PY) -m pip install -q ".[bench]"
+	$(PY) -m pip install -q -e ".[test,bench]"
 	$(PY) -m bench.compare
