@@ -25,6 +25,7 @@ from clustering.errors import ConfigError
 from clustering.labels import KeywordLabeler
 from clustering.metrics import external_metrics, silhouette, summary_metrics
 from clustering.reduce import PCAReducer, UMAPReducer
+from clustering.sample_assign import BatchMapper, sampled_stages
 from clustering.summarize import summarize_clusters
 from clustering.types import (
     Assignment,
@@ -175,11 +176,14 @@ def run_pipeline(
     vectors: np.ndarray | None = None,
     progress: ProgressCallback = no_progress,
     on_stage: StageHook = _no_hook,
+    batch_mapper: BatchMapper | None = None,
 ) -> RunResult:
     """Cluster non-empty ``texts`` and name the clusters.
 
     ``vectors`` skips the embed stage (a re-cluster of stored embeddings); ``truth`` (gold labels
-    aligned to ``texts``) adds NMI, ARI and accuracy to the metrics.
+    aligned to ``texts``) adds NMI, ARI and accuracy to the metrics. Above
+    ``config.sample_size`` distinct texts, reduce and cluster fit on a sample and assign the
+    rest in batches through ``batch_mapper`` (``clustering.sample_assign``).
     """
     config = config or PipelineConfig()
     config.validate()
@@ -198,13 +202,14 @@ def run_pipeline(
 
     start = time.perf_counter()
     progress("reduce", 0.0, "reducing with UMAP")
-    space, coords = reduce_vectors(vectors, config)
-    clock.time("reduce", start)
+    large = sampled_stages(texts, config, mapper=batch_mapper)
+    space, coords = large.reduce(vectors) if large else reduce_vectors(vectors, config)
+    clock.time("reduce", start, **(large.detail if large else {}))
     on_stage("reduce", {"coords": coords})
 
     start = time.perf_counter()
     progress("cluster", 0.0, "clustering")
-    assignment = cluster_space(space, config)
+    assignment = large.cluster(space) if large else cluster_space(space, config)
     clock.time("cluster", start, n_clusters=assignment.n_clusters)
     on_stage("cluster", {"assignment": assignment, "coords": coords})
 

@@ -103,8 +103,13 @@ def run(
     sheet: str | None = None,
     llm_overrides: dict[str, Any] | None = None,
     progress: ProgressCallback = no_progress,
+    ray: str | None = None,
 ) -> RunHandle:
-    """Read a corpus file, store it, cluster it, label the clusters; returns the stored run."""
+    """Read a corpus file, store it, cluster it, label the clusters; returns the stored run.
+
+    ``ray`` (``"auto"`` or a cluster address) embeds and assigns on a Ray cluster
+    (``corpusmap.distributed``); the results land in the same store.
+    """
     if config is None:
         config = PipelineConfig(n_clusters=n_clusters, goal=goal)
     store = store or Store.open(db)
@@ -113,14 +118,23 @@ def run(
         service.truth_column(corpus, label_column)  # fail before storing anything
     info = store.add_corpus(corpus)
     chosen = make_labeler(labeler, store, llm_overrides)
+    chosen_embedder = service.get_embedder(embedder) if embedder else None
+    batch_mapper = None
+    if ray:
+        from corpusmap import distributed
+
+        distributed.connect(ray)
+        chosen_embedder = distributed.RayEmbedder(embedder)
+        batch_mapper = distributed.RayBatchMapper()
     run_id = service.cluster_corpus(
         store,
         info.id,
         config=config,
-        embedder=service.get_embedder(embedder) if embedder else None,
+        embedder=chosen_embedder,
         labeler=chosen,
         label_column=label_column,
         progress=progress,
+        batch_mapper=batch_mapper,
     )
     return RunHandle(store, run_id, info)
 

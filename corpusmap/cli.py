@@ -102,6 +102,8 @@ def main(verbose: bool) -> None:
 @click.option("--llm-model", default=None, help="Model name (default: $CORPUSMAP_LLM_MODEL).")
 @click.option("--llm-timeout", type=float, default=None, help="Seconds per LLM request.")
 @click.option("--llm-max-in-flight", type=click.IntRange(min=1), default=None, help="Concurrent LLM requests.")
+@click.option("--sample-size", type=click.IntRange(min=50), default=PipelineConfig.sample_size, show_default=True, help="Above this many distinct texts, fit on a sample and assign the rest in batches.")
+@click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS", help="Embed and assign on a Ray cluster (pip install 'corpusmap[ray]').")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @db_option
@@ -123,6 +125,8 @@ def run(
     llm_model: str | None,
     llm_timeout: float | None,
     llm_max_in_flight: int | None,
+    sample_size: int,
+    ray_address: str | None,
     as_json: bool,
     quiet: bool,
     db: str | None,
@@ -137,6 +141,7 @@ def run(
         random_state=seed,
         reassign_outliers=reassign_outliers,
         goal=goal,
+        sample_size=sample_size,
     )
     progress = StderrProgress(quiet)
     result = api.run(
@@ -155,6 +160,7 @@ def run(
             "max_in_flight": llm_max_in_flight,
         },
         progress=progress,
+        ray=ray_address,
     )
     for warning in result.corpus_info.warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -23,6 +23,7 @@ from clustering.embed import SentenceTransformerEmbedder, embed_texts
 from clustering.faithfulness import explanation_faithfulness
 from clustering.labels import KeywordLabeler
 from clustering.pipeline import PipelineConfig, measure, run_pipeline
+from clustering.sample_assign import BatchMapper
 from clustering.summarize import summarize_clusters
 from clustering.types import (
     NOISE,
@@ -96,13 +97,15 @@ def cluster_corpus(
     run_name: str = "",
     mode: str = "cluster",
     on_created: Callable[[int], None] | None = None,
+    batch_mapper: BatchMapper | None = None,
 ) -> int:
     """Run the pipeline on a stored corpus; returns the new run's id.
 
     The run row exists from the start (status ``running``), every stage is saved as it ends,
     and an error marks the run ``failed`` with its message before it is raised again.
     ``on_created(run_id)`` is called once the row exists, so a caller running this in the
-    background (the app) can follow the stored stages while the run goes on.
+    background (the app) can follow the stored stages while the run goes on. ``batch_mapper``
+    runs the assignment batches of a sampled run elsewhere (``corpusmap.distributed``).
     """
     config = config or PipelineConfig()
     config.validate()
@@ -159,6 +162,7 @@ def cluster_corpus(
             truth=truth,
             progress=progress,
             on_stage=on_stage,
+            batch_mapper=batch_mapper,
         )
         faith = _faithfulness(store, texts, result, embedder)
         store.save_clusters(run_id, result.summaries, result.labels, faithfulness=faith.per_cluster)
