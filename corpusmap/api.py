@@ -116,8 +116,8 @@ def run(
     corpus = read_corpus(source, text_column=text_column, sheet=sheet)
     if label_column:
         service.truth_column(corpus, label_column)  # fail before storing anything
+    chosen = make_labeler(labeler, store, llm_overrides)  # a bad setting fails before any write
     info = store.add_corpus(corpus)
-    chosen = make_labeler(labeler, store, llm_overrides)
     chosen_embedder = service.get_embedder(embedder) if embedder else None
     batch_mapper = None
     if ray:

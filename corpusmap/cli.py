@@ -162,8 +162,9 @@ def run(
         progress=progress,
         ray=ray_address,
     )
-    for warning in result.corpus_info.warnings:
+    for warning in [*result.corpus_info.warnings, *result.info.warnings]:
         click.echo(f"warning: {warning}", err=True)
+    _echo_label_failures(result)
     write_table(result.frame(), out)
     summary = result.summary()
     summary["out"] = out
@@ -171,6 +172,21 @@ def run(
         click.echo(json.dumps(summary, indent=1, default=str))
     else:
         _print_summary(summary)
+
+
+def _echo_label_failures(result: api.RunHandle) -> None:
+    """Which clusters kept their keyword label because the LLM failed, and why (on stderr)."""
+    clusters = result.store.load_clusters(result.run_id)
+    failed = [c for c in clusters if c.label_status == "llm_failed"]
+    if not failed:
+        return
+    click.echo(
+        f"warning: {len(failed)} of {len(clusters)} clusters kept their keyword label because "
+        "the LLM failed (label_status llm_failed; `corpusmap relabel` asks again):",
+        err=True,
+    )
+    for c in failed:
+        click.echo(f"  cluster {c.cluster_id}: {c.label_error}", err=True)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

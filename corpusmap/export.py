@@ -1,13 +1,16 @@
 """Writing tables to files: CSV, TSV, JSONL, JSON, Parquet, XLSX by the file's extension.
 
 Spreadsheet formats (CSV, TSV, XLSX) neutralise cells that a spreadsheet would run as a formula:
-a text cell starting with =, +, -, @, tab or carriage return gets a leading apostrophe (OWASP's
-advice for CSV injection). JSONL and Parquet keep the data as it is: they are read by programs.
+a text cell starting (after any spaces) with =, +, -, @, tab, carriage return or newline gets a
+leading apostrophe (OWASP's advice for CSV injection). XLSX cells also lose the control
+characters XML cannot hold and are cut at Excel's 32,767 characters. JSONL and Parquet keep the
+data as it is: they are read by programs.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -23,7 +26,11 @@ EXPORT_FORMATS = {
     ".parquet": "parquet",
     ".xlsx": "xlsx",
 }
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
+XLSX_CELL_CHARS = 32_767
+"""Excel's limit per cell; a longer text is cut, with a note (CSV and JSONL keep it whole)."""
+# Characters XML 1.0 (and so XLSX) cannot hold: openpyxl refuses the whole file otherwise.
+_XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def export_format(path: str | Path) -> str:
@@ -37,9 +44,30 @@ def export_format(path: str | Path) -> str:
 
 
 def neutralise_cell(value: object) -> object:
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    # Leading spaces do not stop a spreadsheet from running " =1+1" on import.
+    if isinstance(value, str) and value.lstrip(" ").startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
+
+
+def xlsx_cell(value: object) -> object:
+    """A cell Excel can hold: illegal control characters removed, cut at 32,767 characters."""
+    if not isinstance(value, str):
+        return value
+    value = _XLSX_ILLEGAL.sub("", value)
+    if len(value) > XLSX_CELL_CHARS:
+        note = f"… [cut: {len(value):,} characters in all; export CSV or JSONL for the full text]"
+        value = value[: XLSX_CELL_CHARS - len(note)] + note
+    return value
+
+
+def xlsx_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    out = neutralise_formulas(frame)
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(xlsx_cell)
+    out.columns = [xlsx_cell(c) for c in out.columns]
+    return out
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -66,7 +94,7 @@ def table_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
     if fmt == "parquet":
         _parquet_safe(frame).to_parquet(buffer, index=False)
     elif fmt == "xlsx":
-        neutralise_formulas(frame).to_excel(buffer, index=False, engine="openpyxl")
+        xlsx_safe(frame).to_excel(buffer, index=False, engine="openpyxl")
     else:
         raise CorpusmapError(f"unknown export format {fmt!r}")
     return buffer.getvalue()

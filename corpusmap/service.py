@@ -8,9 +8,12 @@ was computed before it, and a crashed run can be resumed from its last saved sta
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import metadata
 from typing import Any
@@ -22,7 +25,7 @@ from clustering.cluster import KMeansClusterer, order_by_size
 from clustering.embed import SentenceTransformerEmbedder, embed_texts
 from clustering.faithfulness import explanation_faithfulness
 from clustering.labels import KeywordLabeler
-from clustering.pipeline import PipelineConfig, measure, run_pipeline
+from clustering.pipeline import PipelineConfig, label_clusters, measure, run_pipeline
 from clustering.sample_assign import BatchMapper
 from clustering.summarize import summarize_clusters
 from clustering.types import (
@@ -40,6 +43,13 @@ from corpusmap.errors import CorpusmapError
 from storage import CorpusInfo, RunInfo, Store
 
 log = logging.getLogger(__name__)
+
+RESUMABLE_STAGES = ("cluster", "summarize", "label", "metrics")
+"""Saved stages after which a resumed run keeps the stored assignment (no embed/reduce/cluster)."""
+STALE_AFTER = timedelta(hours=1)
+"""A running run owned by another machine is taken over once it has saved nothing for this long."""
+CHARS_PER_TOKEN = 4
+"""Rough characters per token of English text, for the long-text warning."""
 
 VERSIONED_PACKAGES = (
     "corpusmap",
@@ -97,6 +107,7 @@ def cluster_corpus(
     run_name: str = "",
     mode: str = "cluster",
     on_created: Callable[[int], None] | None = None,
+    resume: bool = True,
     batch_mapper: BatchMapper | None = None,
 ) -> int:
     """Run the pipeline on a stored corpus; returns the new run's id.
@@ -115,24 +126,42 @@ def cluster_corpus(
     index = corpus.nonempty_index
     texts = [corpus.texts[i] for i in index]
     doc_ids = store.document_ids(corpus_id)[index]
-    run_id = store.create_run(
-        corpus_id,
-        config=config.to_dict(),
-        seed=config.random_state,
-        embedder=embedder.model_id,
-        labeler=getattr(labeler, "name", "keywords"),
-        mode=mode,
-        goal=config.goal or "",
-        label_column=label_column or "",
-        versions=package_versions(),
-        name=run_name,
-    )
+    # With ``resume`` (issue 7), the newest unfinished run of this corpus with exactly these
+    # settings whose process is gone (killed, crashed, interrupted) is continued instead of
+    # starting over: embeddings come from the cache, a stored assignment is kept, and LLM
+    # calls already answered come from the call cache.
+    settings: dict[str, Any] = {
+        "config": config.to_dict(),
+        "embedder": embedder.model_id,
+        "labeler": getattr(labeler, "name", "keywords"),
+        "mode": mode,
+        "goal": config.goal or "",
+        "label_column": label_column or "",
+    }
+    resumed = claim_unfinished_run(store, corpus_id, settings) if resume else None
+    if resumed is not None:
+        run_id = resumed.id
+    else:
+        run_id = store.create_run(
+            corpus_id,
+            seed=config.random_state,
+            versions=package_versions(),
+            name=run_name,
+            owner=process_owner(),
+            **settings,
+        )
+    warnings = long_text_warnings(texts, embedder)
+    if resumed is not None:
+        warnings.append(
+            f"continued interrupted run #{run_id} after its saved stage {resumed.stage!r}"
+        )
+    store.save_run_warnings(run_id, warnings)
     if hasattr(labeler, "run_id"):
         labeler.run_id = run_id  # LLM calls are recorded against this run
     if on_created is not None:
         on_created(run_id)
     log.info("run #%d on corpus #%d: %d texts", run_id, corpus_id, len(texts))
-    timings: dict[str, float] = {}
+    timings: dict[str, Any] = dict(resumed.timings) if resumed is not None else {}
     stage_start = time.perf_counter()
     state: dict[str, Any] = {}
 
@@ -144,6 +173,11 @@ def cluster_corpus(
             timings.update({f"embed_{k}": v for k, v in outputs["counts"].items()})
         elif stage == "cluster":
             store.save_assignment(run_id, doc_ids, outputs["assignment"], outputs["coords"])
+            space = outputs.get("space")
+            if space is not None and len(space) == len(outputs["assignment"].labels):
+                # Saved now so that a run resumed after this stage has its metrics.
+                early = measure(space, outputs["assignment"].labels, truth)
+                store.save_metrics(run_id, _storable_metrics(early))
             state["assignment"] = outputs["assignment"]
         elif stage == "summarize":
             store.save_clusters(run_id, outputs["summaries"])
@@ -153,7 +187,12 @@ def cluster_corpus(
         store.save_stage(run_id, stage, timings)
 
     try:
-        result = run_pipeline(
+        kept = None
+        if resumed is not None:
+            kept = continue_from_assignment(
+                store, resumed, texts, doc_ids, embedder, labeler, config, truth, progress, on_stage
+            )
+        result = kept or run_pipeline(
             texts,
             embedder,
             config,
@@ -176,6 +215,117 @@ def cluster_corpus(
         store.fail_run(run_id, f"{type(err).__name__}: {err}")
         raise
     return run_id
+
+
+def process_owner() -> str:
+    """``host:pid`` of this process, stored with the runs it works on."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_alive(owner: str, heartbeat_at: datetime | None) -> bool:
+    """Whether the process that owns a running run may still be working on it."""
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return True  # another thread of this process (the app runs runs in the background)
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    if heartbeat_at is None:
+        return False
+    return datetime.now(UTC).replace(tzinfo=None) - heartbeat_at < STALE_AFTER
+
+
+def claim_unfinished_run(
+    store: Store, corpus_id: int, settings: dict[str, Any]
+) -> RunInfo | None:
+    """The newest unfinished run with these settings whose owner is gone, now owned by us."""
+    for run in store.unfinished_runs(corpus_id, **settings):
+        if run.status == "running" and owner_is_alive(run.owner, run.heartbeat_at):
+            continue
+        if store.claim_run(run, process_owner()):
+            log.info("run #%d: resuming after stage %r (%s)", run.id, run.stage, run.status)
+            return store.get_run(run.id)
+    return None
+
+
+def continue_from_assignment(
+    store: Store,
+    run: RunInfo,
+    texts: list[str],
+    doc_ids: np.ndarray,
+    embedder: Embedder,
+    labeler: Labeler | None,
+    config: PipelineConfig,
+    truth: list[Any] | None,
+    progress: ProgressCallback,
+    on_stage: Callable[[str, dict[str, Any]], None],
+) -> RunResult | None:
+    """Finish a resumed run from its stored assignment: summarise, label, measure.
+
+    ``None`` when the run stopped before its assignment was saved (the caller runs the whole
+    pipeline, with every embedding already in the cache).
+    """
+    if run.stage not in RESUMABLE_STAGES:
+        return None
+    stored = store.load_assignments(run.id)
+    if stored["document_id"].tolist() != [int(d) for d in doc_ids]:
+        log.warning("run #%d: stored assignment does not match the corpus; redoing it", run.id)
+        return None
+    progress("embed", 0.0, "resuming: embeddings from the cache")
+    vectors, counts = embed_texts(texts, embedder, store, progress=progress)
+    assignment = Assignment(
+        stored["cluster_id"].to_numpy(np.int64), stored["probability"].to_numpy(np.float64)
+    )
+    coords = stored[["x", "y"]].to_numpy(np.float32)
+    log.info(
+        "run #%d: kept %d clusters of %d texts; %d embeddings from the cache",
+        run.id,
+        assignment.n_clusters,
+        len(texts),
+        counts["cache_hits"],
+    )
+    progress("summarize", 0.0, f"summarising {assignment.n_clusters} clusters")
+    summaries = summarize_clusters(
+        texts, vectors, assignment, goal=config.goal, n_representatives=config.n_representatives
+    )
+    on_stage("summarize", {"summaries": summaries})
+    progress("label", 0.0, f"labelling {len(summaries)} clusters")
+    labels = label_clusters(summaries, labeler)
+    on_stage("label", {"labels": labels})
+    metrics = dict(run.metrics) or measure(coords, assignment.labels, truth)
+    on_stage("metrics", {"metrics": metrics})
+    progress("metrics", 1.0, "done")
+    return RunResult(
+        assignment=assignment,
+        coords=coords,
+        summaries=tuple(summaries),
+        labels=tuple(labels),
+        metrics=metrics,
+        timings=(),
+        config=config.to_dict(),
+    )
+
+
+def long_text_warnings(texts: Sequence[str], embedder: Embedder) -> list[str]:
+    """A warning when texts exceed the embedding model's window (only their start is embedded)."""
+    window = getattr(embedder, "max_seq_length", None)
+    if not isinstance(window, int) or window <= 0:
+        return []
+    limit = window * CHARS_PER_TOKEN
+    lengths = [len(t) for t in texts if len(t) > limit]
+    if not lengths:
+        return []
+    return [
+        f"{len(lengths):,} text(s) are longer than the embedding model's window of {window} "
+        f"tokens (about {limit:,} characters; the longest has {max(lengths):,}): only their "
+        "beginning is embedded and clustered. Split long documents (by paragraph or section) "
+        "to cluster all of their content"
+    ]
 
 
 def _faithfulness(store: Store, texts: Sequence[str], result: RunResult, embedder: Embedder) -> Any:

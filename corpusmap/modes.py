@@ -1,0 +1,707 @@
+"""Goal-driven clustering modes wired to storage (issue 5).
+
+Every mode stores a run like ``service.cluster_corpus`` does (clusters, labels, assignments,
+map coordinates, metrics), so ``show``, ``export``, ``relabel`` and the app work on it:
+
+- ``cluster``: the pipeline; with seed labels or must-link / cannot-link pairs it becomes
+  semi-supervised (``clustering.constraints``) and marks novel clusters (``clustering.novelty``).
+- ``propose``: propose → assign → select (``llm.goal``), embeddings only without an LLM.
+- ``classify``: label-then-classify (``llm.classify``), nearest category without an LLM.
+
+Any mode can add a two-level hierarchy (``clustering.hierarchy``; parents' count by the LLM's
+pairwise checks when an LLM is configured, ``llm.granularity``) and per-cluster keyword rules
+(``clustering.rules``). The run stores its mode, the options, the LLM plan (budget), what the
+LLM used, the constraint report, novelty, hierarchy and rules (in ``metrics``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clustering import read_corpus
+from clustering.constraints import (
+    Constraints,
+    cluster_with_constraints,
+    constraint_report,
+    read_pairs,
+    remap_pairs,
+    seeds_from_values,
+)
+from clustering.embed import embed_texts
+from clustering.errors import ConfigError
+from clustering.faithfulness import explanation_faithfulness
+from clustering.hierarchy import (
+    Hierarchy,
+    build_hierarchy,
+    hierarchy_from_partition,
+    leaf_partitions,
+    parent_candidates,
+    summarize_parents,
+)
+from clustering.labels import KeywordLabeler
+from clustering.novelty import find_novel_clusters
+from clustering.pipeline import PipelineConfig, measure, reduce_vectors
+from clustering.rules import explain_clusters
+from clustering.sampling import balanced_sample
+from clustering.summarize import summarize_clusters
+from clustering.types import (
+    NOISE,
+    Assignment,
+    ClusterLabel,
+    ClusterSummary,
+    Embedder,
+    Labeler,
+    ProgressCallback,
+    no_progress,
+)
+from corpusmap import service
+from corpusmap.errors import CorpusmapError
+from storage import Store
+
+log = logging.getLogger(__name__)
+
+MODES = ("cluster", "propose", "classify")
+PAIRS_SHARE = 0.25
+"""Share of the call budget the hierarchy's pairwise checks may spend (at most ``MAX_PAIR_CALLS``)."""
+MAX_PAIR_CALLS = 6
+
+
+@dataclass(frozen=True)
+class ModeOptions:
+    """What a mode run does beyond ``PipelineConfig``; stored with the run."""
+
+    mode: str = "cluster"
+    seed_label_column: str | None = None
+    must_link: tuple[tuple[int, int], ...] = ()
+    """Pairs of 0-based input row numbers that belong together."""
+    cannot_link: tuple[tuple[int, int], ...] = ()
+    llm_budget: int | None = None
+    """Most LLM calls of the goal-driven steps; ``None`` plans a default, 0 asks nothing."""
+    hierarchy: bool = False
+    n_parents: int | None = None
+    k_method: str = "silhouette"
+    """How K is chosen offline: ``silhouette`` or ``stability``."""
+    selection: str = "greedy"
+    """``propose``: ``greedy`` or ``milp``."""
+    categories: tuple[str, ...] = ()
+    """``classify``: the user's own categories (no proposal)."""
+    rules: bool = True
+
+    @property
+    def constrained(self) -> bool:
+        return bool(self.seed_label_column or self.must_link or self.cannot_link)
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise CorpusmapError(f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.llm_budget is not None and self.llm_budget < 0:
+            raise CorpusmapError(f"--llm-budget must be 0 or more, got {self.llm_budget}")
+        if self.k_method not in ("silhouette", "stability"):
+            raise CorpusmapError("k_method must be 'silhouette' or 'stability'")
+        if self.selection not in ("greedy", "milp"):
+            raise CorpusmapError("selection must be 'greedy' or 'milp'")
+        if self.constrained and self.mode != "cluster":
+            raise CorpusmapError(
+                "seed labels and must-link / cannot-link pairs steer --mode cluster only"
+            )
+        if self.categories and self.mode != "classify":
+            raise CorpusmapError("categories are for --mode classify")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["must_link"] = len(self.must_link)
+        data["cannot_link"] = len(self.cannot_link)
+        data["categories"] = list(self.categories)
+        return data
+
+
+@dataclass(frozen=True)
+class ModeOutcome:
+    """What a mode computed, before it is stored."""
+
+    assignment: Assignment
+    space: np.ndarray
+    labels: tuple[ClusterLabel, ...] = ()
+    """Labels the mode wrote itself (propose, classify); others come from the labeler."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def pairs_from_file(path: str | Path | None) -> tuple[tuple[int, int], ...]:
+    if not path:
+        return ()
+    return tuple((int(a), int(b)) for a, b in read_pairs(path))
+
+
+def make_asker(settings: Any | None, store: Store, budget: int | None) -> Any | None:
+    """A ``JSONAsker`` for the goal-driven prompts, or ``None`` with no endpoint or budget 0."""
+    if settings is None or not settings.configured or budget == 0:
+        return None
+    from llm.asker import CallBudget, JSONAsker
+    from llm.goal_prompts import GOAL_PROMPT_VERSION
+
+    return JSONAsker(
+        settings, prompt_version=GOAL_PROMPT_VERSION, store=store, budget=CallBudget(budget)
+    )
+
+
+def plan_llm(texts: Sequence[str], options: ModeOptions, config: PipelineConfig) -> dict[str, Any]:
+    """Calls and tokens a mode will spend at most (the budget), for display before it runs."""
+    if options.mode == "propose":
+        from llm.goal import GoalConfig, plan_goal
+
+        return plan_goal(
+            texts,
+            GoalConfig(goal=config.goal, n_clusters=config.n_clusters, budget=options.llm_budget),
+        ).to_dict()
+    if options.mode == "classify":
+        from llm.classify import ClassifyConfig, plan_classify
+
+        cfg = ClassifyConfig(
+            goal=config.goal,
+            n_clusters=config.n_clusters,
+            categories=options.categories,
+            budget=options.llm_budget,
+        )
+        return plan_classify(texts, cfg).to_dict()
+    calls = pair_calls(options) if options.hierarchy else 0
+    return {
+        "calls": calls,
+        "prompt_tokens": calls * 400,
+        "completion_tokens": calls * 30,
+        "pair_calls": calls,
+    }
+
+
+def pair_calls(options: ModeOptions) -> int:
+    if options.llm_budget is None:
+        return MAX_PAIR_CALLS
+    return min(MAX_PAIR_CALLS, options.llm_budget)
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def run_mode(
+    store: Store,
+    corpus_id: int,
+    options: ModeOptions,
+    *,
+    config: PipelineConfig | None = None,
+    embedder: Embedder | None = None,
+    labeler: Labeler | None = None,
+    llm_settings: Any | None = None,
+    label_column: str | None = None,
+    progress: ProgressCallback = no_progress,
+    run_name: str = "",
+    on_created: Callable[[int], None] | None = None,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    """Run ``options.mode`` on a stored corpus and store it; returns the run id.
+
+    ``llm_settings`` (``llm.LLMSettings``) is the endpoint of the goal-driven steps; without
+    it (or with ``llm_budget=0``) every mode runs on embeddings alone. ``on_plan(plan)`` gets
+    the LLM budget before any call is made.
+    """
+    options.validate()
+    config = config or PipelineConfig()
+    config.validate()
+    embedder = embedder or service.get_embedder()
+    corpus = store.load_corpus(corpus_id)
+    truth = service.truth_column(corpus, label_column)
+    index = corpus.nonempty_index
+    texts = [corpus.texts[i] for i in index]
+    doc_ids = store.document_ids(corpus_id)[index]
+    constraints = build_constraints(corpus, index, options)
+    asker = make_asker(llm_settings, store, options.llm_budget)
+    plan = plan_llm(texts, options, config) if asker is not None else {"calls": 0}
+    if on_plan is not None:
+        on_plan(plan)
+
+    if options.mode == "cluster" and not options.constrained:
+        run_id = service.cluster_corpus(
+            store,
+            corpus_id,
+            config=config,
+            embedder=embedder,
+            labeler=labeler,
+            label_column=label_column,
+            progress=progress,
+            run_name=run_name,
+            on_created=on_created,
+        )
+        if asker is not None:
+            asker.run_id = run_id
+        add_structure(store, run_id, options, texts, embedder, labeler, asker, config, plan)
+        return run_id
+
+    run_id = store.create_run(
+        corpus_id,
+        config={**config.to_dict(), "mode_options": options.to_dict()},
+        seed=config.random_state,
+        embedder=embedder.model_id,
+        labeler=_labeler_name(options, labeler, asker),
+        mode=options.mode,
+        goal=config.goal or "",
+        label_column=label_column or "",
+        versions=service.package_versions(),
+        name=run_name,
+    )
+    if asker is not None:
+        asker.run_id = run_id
+    if hasattr(labeler, "run_id"):
+        labeler.run_id = run_id
+    if on_created is not None:
+        on_created(run_id)
+    timings: dict[str, Any] = {}
+    try:
+        start = time.perf_counter()
+        progress("embed", 0.0, f"embedding {len(texts):,} texts")
+        vectors, counts = embed_texts(texts, embedder, store, progress=progress)
+        timings["embed"] = round(time.perf_counter() - start, 3)
+        timings.update({f"embed_{k}": v for k, v in counts.items()})
+        store.save_stage(run_id, "embed", timings)
+
+        start = time.perf_counter()
+        progress("reduce", 0.0, "laying out the map")
+        _, coords = reduce_vectors(vectors, replace(config, n_components=2))
+        timings["reduce"] = round(time.perf_counter() - start, 3)
+        store.save_stage(run_id, "reduce", timings)
+
+        start = time.perf_counter()
+        progress("cluster", 0.0, f"{options.mode} mode")
+        outcome = compute_mode(texts, vectors, embedder, options, config, constraints, asker)
+        timings["cluster"] = round(time.perf_counter() - start, 3)
+        store.save_assignment(run_id, doc_ids, outcome.assignment, coords)
+        store.save_stage(run_id, "cluster", timings)
+
+        start = time.perf_counter()
+        progress("label", 0.0, "naming the clusters")
+        summaries = summarize_clusters(
+            texts,
+            vectors,
+            outcome.assignment,
+            goal=config.goal,
+            n_representatives=config.n_representatives,
+        )
+        labels = name_clusters(summaries, outcome, labeler, options)
+        timings["label"] = round(time.perf_counter() - start, 3)
+        faith = explanation_faithfulness(vectors, outcome.assignment.labels, labels, embedder)
+        store.save_clusters(run_id, summaries, labels, faithfulness=faith.per_cluster)
+        store.save_stage(run_id, "label", timings)
+
+        metrics = {**measure(outcome.space, outcome.assignment.labels, truth), **outcome.metrics}
+        metrics["faithfulness"] = faith.overall
+        store.save_metrics(run_id, _storable(metrics))
+        _save_usage(store, run_id, asker, labeler, plan)
+        add_structure(
+            store, run_id, options, texts, embedder, labeler, asker, config, plan, vectors=vectors
+        )
+        store.finish_run(run_id)
+    except BaseException as err:
+        store.fail_run(run_id, f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        if asker is not None:
+            asker.close()
+    return run_id
+
+
+def _labeler_name(options: ModeOptions, labeler: Labeler | None, asker: Any | None) -> str:
+    if options.mode in ("propose", "classify"):
+        return f"{options.mode}-llm" if asker is not None else "keywords"
+    return getattr(labeler, "name", "keywords")
+
+
+def build_constraints(corpus: Any, index: np.ndarray, options: ModeOptions) -> Constraints:
+    n = len(index)
+    if not options.constrained:
+        return Constraints.none(n)
+    seeds = np.full(n, -1, dtype=np.int64)
+    classes: tuple[str, ...] = ()
+    if options.seed_label_column:
+        column = options.seed_label_column
+        if column not in corpus.frame.columns:
+            raise CorpusmapError(
+                f"no seed label column {column!r}; the corpus has: "
+                f"{', '.join(map(str, corpus.frame.columns))}"
+            )
+        seeds, classes = seeds_from_values(list(corpus.frame[column].iloc[index]))
+        if not len(classes):
+            raise CorpusmapError(f"the seed label column {column!r} has no value in any row")
+    positions = {int(row): pos for pos, row in enumerate(index)}
+    must = remap_pairs(
+        np.asarray(options.must_link, dtype=np.int64).reshape(-1, 2), positions, corpus.n_rows
+    )
+    cannot = remap_pairs(
+        np.asarray(options.cannot_link, dtype=np.int64).reshape(-1, 2), positions, corpus.n_rows
+    )
+    return Constraints(seeds, classes, must, cannot)
+
+
+def compute_mode(
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    embedder: Embedder,
+    options: ModeOptions,
+    config: PipelineConfig,
+    constraints: Constraints,
+    asker: Any | None,
+) -> ModeOutcome:
+    """The mode's clustering on embedded texts (no storage)."""
+    if options.mode == "propose":
+        from llm.goal import GoalConfig, propose_assign_select
+
+        goal_config = GoalConfig(
+            goal=config.goal,
+            n_clusters=config.n_clusters,
+            selection=options.selection,
+            budget=options.llm_budget,
+            reassign_outliers=config.reassign_outliers,
+            random_state=config.random_state,
+        )
+        result = propose_assign_select(texts, vectors, embedder, goal_config, asker)
+        metrics = {"mode_stats": result.stats, "selection": result.selection.to_dict()}
+        return ModeOutcome(result.assignment, vectors, result.labels, metrics)
+    if options.mode == "classify":
+        from llm.classify import ClassifyConfig, label_then_classify
+
+        classify_config = ClassifyConfig(
+            goal=config.goal,
+            n_clusters=config.n_clusters,
+            categories=options.categories,
+            budget=options.llm_budget,
+            random_state=config.random_state,
+        )
+        result = label_then_classify(texts, vectors, embedder, classify_config, asker)
+        return ModeOutcome(result.assignment, vectors, result.labels, {"mode_stats": result.stats})
+    assignment, space, class_of = cluster_with_constraints(
+        vectors,
+        constraints,
+        n_clusters=config.n_clusters,
+        n_components=config.n_components,
+        n_neighbors=config.n_neighbors,
+        random_state=config.random_state,
+    )
+    metrics: dict[str, Any] = {
+        "constraints": {
+            **constraints.to_dict(),
+            **constraint_report(assignment.labels, constraints).to_dict(),
+        }
+    }
+    if constraints.n_seeds:
+        metrics["novelty"] = find_novel_clusters(
+            assignment.labels, constraints.seeds, constraints.classes
+        ).to_dict()
+    return ModeOutcome(assignment, space, (), metrics)
+
+
+def name_clusters(
+    summaries: Sequence[ClusterSummary],
+    outcome: ModeOutcome,
+    labeler: Labeler | None,
+    options: ModeOptions,
+) -> list[ClusterLabel]:
+    """The mode's own labels; else the labeler's, with known clusters named by their seed class."""
+    if outcome.labels:
+        return list(outcome.labels)
+    labels = list((labeler or KeywordLabeler()).label(summaries))
+    known = outcome.metrics.get("novelty", {}).get("known", {})
+    return [
+        replace(lab, name=str(known[lab.cluster_id])[:200], labeler="seed", status="ok")
+        if lab.cluster_id in known
+        else lab
+        for lab in labels
+    ]
+
+
+# --- hierarchy and rules ----------------------------------------------------------------------
+
+
+def add_structure(
+    store: Store,
+    run_id: int,
+    options: ModeOptions,
+    texts: Sequence[str],
+    embedder: Embedder,
+    labeler: Labeler | None,
+    asker: Any | None,
+    config: PipelineConfig,
+    plan: dict[str, Any],
+    *,
+    vectors: np.ndarray | None = None,
+) -> None:
+    """Add the hierarchy (when asked) and the keyword rules to a stored run."""
+    if not (options.hierarchy or options.rules):
+        return
+    assignments = store.load_assignments(run_id)
+    texts = assignments["text"].tolist()
+    leaf_labels = assignments["cluster_id"].to_numpy(np.int64)
+    metrics = dict(store.get_run(run_id).metrics)
+    if options.rules:
+        start = time.perf_counter()
+        rules = explain_clusters(texts, leaf_labels)
+        metrics["rules"] = {int(c): r.to_dict() for c, r in rules.items()}
+        log.info("keyword rules for %d clusters in %.1f s", len(rules), time.perf_counter() - start)
+    if options.hierarchy:
+        if vectors is None:
+            vectors = service.run_vectors(store, store.get_run(run_id), texts, embedder)
+        hierarchy = choose_hierarchy(vectors, leaf_labels, texts, options, asker, config)
+        save_hierarchy(store, run_id, hierarchy, texts, vectors, leaf_labels, labeler, config)
+        metrics["hierarchy"] = hierarchy.to_dict()
+        if options.rules:
+            parent_rules = explain_clusters(texts, hierarchy.parent_labels(leaf_labels))
+            metrics["parent_rules"] = {int(c): r.to_dict() for c, r in parent_rules.items()}
+    store.save_metrics(run_id, _storable(metrics))
+    _save_usage(store, run_id, asker, labeler, plan)
+
+
+def choose_hierarchy(
+    vectors: np.ndarray,
+    leaf_labels: np.ndarray,
+    texts: Sequence[str],
+    options: ModeOptions,
+    asker: Any | None,
+    config: PipelineConfig,
+) -> Hierarchy:
+    """Parents by the offline criterion; with an LLM, their count by pairwise checks."""
+    offline = build_hierarchy(
+        vectors,
+        leaf_labels,
+        n_parents=options.n_parents,
+        method=options.k_method,
+        random_state=config.random_state,
+    )
+    n_leaves = len({int(c) for c in leaf_labels if c != NOISE})
+    if asker is None or options.n_parents is not None or n_leaves < 4:
+        return offline
+    from llm.granularity import choose_k_by_pairs
+
+    candidates = [min(k, n_leaves) for k in parent_candidates(n_leaves)]
+    _, partitions = leaf_partitions(vectors, leaf_labels, candidates)
+    left = asker.budget.left
+    calls = min(MAX_PAIR_CALLS, left if left is not None else MAX_PAIR_CALLS)
+    choice = choose_k_by_pairs(
+        texts,
+        leaf_labels,
+        partitions,
+        asker,
+        config.goal,
+        max_calls=calls,
+        fallback=offline.choice,
+        random_state=config.random_state,
+    )
+    if choice.method != "llm_pairs":
+        return offline
+    return hierarchy_from_partition(partitions[choice.k], leaf_labels, choice)
+
+
+def save_hierarchy(
+    store: Store,
+    run_id: int,
+    hierarchy: Hierarchy,
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    leaf_labels: np.ndarray,
+    labeler: Labeler | None,
+    config: PipelineConfig,
+) -> None:
+    """Parents as level-1 clusters (labeled), leaves re-saved with their ``parent_id``."""
+    stored = store.load_clusters(run_id)
+    leaf_summaries = [
+        ClusterSummary(
+            cluster_id=c.cluster_id,
+            size=c.size,
+            share=c.share,
+            keywords=tuple(c.keywords),
+            representatives=tuple(c.representatives),
+            goal=config.goal,
+            neighbours=tuple(c.extra.get("neighbours", ())),
+        )
+        for c in stored
+    ]
+    leaf_labels_kept = [
+        ClusterLabel(
+            cluster_id=c.cluster_id,
+            name=c.name,
+            description=c.description,
+            inclusion_criterion=c.inclusion_criterion,
+            evidence=tuple(c.evidence),
+            status=c.label_status,
+            error=c.label_error,
+            labeler=c.labeler,
+        )
+        for c in stored
+    ]
+    faithfulness = {c.cluster_id: c.faithfulness for c in stored if c.faithfulness is not None}
+    parents, leaves = summarize_parents(
+        list(texts), vectors, leaf_labels, hierarchy, leaf_summaries, goal=config.goal
+    )
+    parent_labels = list((labeler or KeywordLabeler()).label(parents))
+    store.save_clusters(run_id, parents, parent_labels, level=1)
+    store.save_clusters(run_id, leaves, leaf_labels_kept, faithfulness=faithfulness)
+
+
+def _save_usage(
+    store: Store, run_id: int, asker: Any | None, labeler: Labeler | None, plan: dict[str, Any]
+) -> None:
+    usage: dict[str, Any] = {}
+    if asker is not None:
+        usage = asker.usage_dict()
+    if hasattr(labeler, "usage"):
+        label_usage = labeler.usage.to_dict()
+        if usage:
+            usage["labeler"] = label_usage
+            for key in (
+                "calls",
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+                "cache_hits",
+            ):
+                usage[key] = usage.get(key, 0) + label_usage.get(key, 0)
+        else:
+            usage = label_usage
+    if usage or plan.get("calls"):
+        usage["plan"] = plan
+        store.save_llm_usage(run_id, usage)
+
+
+def _storable(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if v is not None}
+
+
+# --- the file-level entry point and app helpers ---------------------------------------------
+
+
+def run_file(
+    source: str | Path,
+    options: ModeOptions,
+    *,
+    text_column: str | None = None,
+    config: PipelineConfig | None = None,
+    embedder: str | None = None,
+    labeler: str | Labeler | None = "keywords",
+    label_column: str | None = None,
+    db: str | None = None,
+    store: Store | None = None,
+    sheet: str | None = None,
+    llm_overrides: dict[str, Any] | None = None,
+    progress: ProgressCallback = no_progress,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
+) -> Any:
+    """``api.run`` for any mode: read, store, run; returns an ``api.RunHandle``."""
+    from corpusmap import api
+
+    options.validate()
+    store = store or Store.open(db)
+    corpus = read_corpus(source, text_column=text_column, sheet=sheet)
+    if label_column:
+        service.truth_column(corpus, label_column)
+    if options.seed_label_column and options.seed_label_column not in corpus.frame.columns:
+        raise CorpusmapError(
+            f"no seed label column {options.seed_label_column!r}; the corpus has: "
+            f"{', '.join(map(str, corpus.frame.columns))}"
+        )
+    info = store.add_corpus(corpus)
+    chosen = api.make_labeler(labeler, store, llm_overrides)
+    run_id = run_mode(
+        store,
+        info.id,
+        options,
+        config=config,
+        embedder=service.get_embedder(embedder) if embedder else None,
+        labeler=chosen,
+        llm_settings=llm_settings_from(llm_overrides),
+        label_column=label_column,
+        progress=progress,
+        on_plan=on_plan,
+    )
+    return api.RunHandle(store, run_id, info)
+
+
+def llm_settings_from(overrides: dict[str, Any] | None) -> Any | None:
+    """LLM settings from the environment and overrides, or ``None`` when none is configured."""
+    from llm import LLMSettings
+
+    settings = LLMSettings.from_env(**{k: v for k, v in (overrides or {}).items() if v is not None})
+    return settings if settings.configured else None
+
+
+def balanced_sample_frame(
+    store: Store, run_id: int, n: int, *, by_parent: bool = True, random_state: int = 42
+) -> pd.DataFrame:
+    """``n`` rows of the labeled corpus, even across clusters (and across children within
+    parents when the run has a hierarchy); outliers left out."""
+    frame = service.labeled_frame(store, run_id)
+    parents = {
+        c.cluster_id: c.parent_id for c in store.load_clusters(run_id) if c.parent_id is not None
+    }
+    picked = balanced_sample(
+        frame["cluster_id"].to_numpy(np.int64),
+        n,
+        parents=parents if by_parent and parents else None,
+        random_state=random_state,
+    )
+    sample = frame.iloc[picked].copy()
+    if parents:
+        sample["parent_id"] = [parents.get(int(c), NOISE) for c in sample["cluster_id"]]
+    return sample
+
+
+def hierarchy_table(store: Store, run_id: int) -> pd.DataFrame:
+    """One row per parent (level 1) and its children: ids, names, sizes."""
+    parents = store.load_clusters(run_id, level=1)
+    leaves = store.load_clusters(run_id)
+    rows = []
+    for p in parents:
+        children = [c for c in leaves if c.parent_id == p.cluster_id]
+        rows.append(
+            {
+                "parent_id": p.cluster_id,
+                "parent_name": p.name,
+                "size": p.size,
+                "children": [c.cluster_id for c in children],
+                "child_names": [c.name for c in children],
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["parent_id", "parent_name", "size", "children", "child_names"]
+    )
+
+
+def rule_table(store: Store, run_id: int) -> pd.DataFrame:
+    """Per cluster: name, the LLM/keyword explanation, the keyword rule and its precision/recall."""
+    rules = store.get_run(run_id).metrics.get("rules", {})
+    rows = []
+    for c in store.load_clusters(run_id):
+        rule = rules.get(str(c.cluster_id)) or rules.get(c.cluster_id) or {}
+        rows.append(
+            {
+                "cluster_id": c.cluster_id,
+                "name": c.name,
+                "explanation": c.inclusion_criterion or c.description,
+                "rule": rule.get("rule", ""),
+                "rule_precision": rule.get("rule_precision"),
+                "rule_recall": rule.get("rule_recall"),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["cluster_id", "name", "explanation", "rule", "rule_precision", "rule_recall"]
+    )
+
+
+def check_mode_config(options: ModeOptions, config: PipelineConfig) -> None:
+    """Fail early on settings that cannot work together (for the app's form)."""
+    options.validate()
+    config.validate()
+    if options.mode == "classify" and options.categories and config.n_clusters:
+        if config.n_clusters < len(options.categories):
+            raise ConfigError("fewer clusters than the categories given")

@@ -1,0 +1,269 @@
+"""From upload to export on 303 real texts with the real model and a temporary SQLite file:
+the Run page (background run, progress), Explore, Export, History, Evaluation, then Edit."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from corpusmap import downloads
+from storage import Store
+from tests.ui.conftest import (
+    INJECTION_TEXTS,
+    assert_clean,
+    click,
+    corpus_bytes,
+    metric,
+    open_app,
+    upload,
+    widget,
+)
+from ui import keys, resources
+
+RUN_TIMEOUT = 600
+
+
+def wait_for_jobs() -> None:
+    registry = resources.run_registry()
+    for job in list(registry._jobs.values()):
+        assert registry.wait(job, RUN_TIMEOUT), f"run job {job.job_id} did not finish"
+        assert job.error is None, job.error
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory, small_rows: list[dict]):
+    """A corpus uploaded and run through the pages; yields the store and the run id."""
+    home = tmp_path_factory.mktemp("flow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CORPUSMAP_DATABASE_URL", f"sqlite:///{home / 'app.db'}")
+        mp.setenv("CORPUSMAP_HOME", str(home))
+        mp.delenv("OPENAI_API_KEY", raising=False)
+        mp.delenv("OPENAI_BASE_URL", raising=False)
+        at = upload(open_app(), "banking.jsonl", corpus_bytes(small_rows, "jsonl"))
+        click(at, "Store and use this corpus")
+        at.switch_page("pages/run.py").run()
+        assert_clean(at)
+        widget(at.selectbox, "Ground-truth column (optional)").set_value("label")
+        click(at, "Start run")
+        # The page returned at once: the run works in the background, with no page polling it.
+        job = resources.run_registry().get(at.session_state[keys.JOB_ID])
+        assert job is not None
+        wait_for_jobs()
+        at.run()
+        assert_clean(at)
+        yield {"store": resources.store(), "run_id": job.run_id, "run_page": at, "rows": small_rows}
+
+
+def test_run_finishes_and_reports_each_stage(flow) -> None:
+    at = flow["run_page"]
+    assert f"Run {flow['run_id']} finished" in at.success[0].value
+    stages = at.dataframe[0].value
+    assert stages["state"].tolist() == ["done"] * 6
+    assert stages["seconds"].notna().all()
+    assert "300" in stages["detail"].iloc[0] or "303" in stages["detail"].iloc[0]
+    run = flow["store"].get_run(flow["run_id"])
+    assert run.status == "completed"
+    assert {"embed", "reduce", "cluster", "summarize", "label", "metrics"} <= set(run.timings)
+    assert run.label_column == "label" and run.metrics["nmi"] > 0.5
+
+
+def test_run_page_estimates_llm_calls_before_starting(flow) -> None:
+    at = open_app("run")
+    widget(at.radio, "Name clusters with").set_value("llm")
+    widget(at.radio, "Number of clusters").set_value("Fixed K (k-means)")
+    at.run()
+    widget(at.number_input, "K").set_value(12)
+    at.run()
+    assert_clean(at)
+    estimate = next(i.value for i in at.info if "Estimate" in i.value)
+    assert "12 LLM calls" in estimate and "prompt" in estimate and "$" in estimate
+    assert any("API key: none found" in c.value for c in at.caption)
+
+
+def test_llm_without_endpoint_is_a_clear_error(flow) -> None:
+    at = open_app("run")
+    widget(at.radio, "Name clusters with").set_value("llm")
+    at.run()
+    click(at, "Start run")
+    assert "Cannot start the run" in at.error[0].value
+    assert "OPENAI" in at.error[0].value
+
+
+def test_a_run_completes_without_its_page(flow) -> None:
+    """A second run (fixed K) is started and its AppTest dropped: the run still completes."""
+    at = open_app("run")
+    widget(at.radio, "Number of clusters").set_value("Fixed K (k-means)")
+    at.run()
+    widget(at.number_input, "K").set_value(8)
+    at.run()
+    click(at, "Start run")
+    job_id = at.session_state[keys.JOB_ID]
+    del at
+    wait_for_jobs()
+    job = resources.run_registry().get(job_id)
+    run = flow["store"].get_run(job.run_id)
+    assert run.status == "completed" and run.metrics["n_clusters"] == 8
+    flow["second_run_id"] = run.id
+
+
+def test_explore_shows_map_table_and_cluster_panel(flow) -> None:
+    at = open_app()
+    at.session_state[keys.RUN_ID] = flow["run_id"]
+    at.switch_page("pages/explore.py").run()
+    assert_clean(at)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    figure = json.loads(charts[0].proto.spec)
+    assert all(t["type"] == "scattergl" for t in figure["data"])
+    n_clusters = int(metric(at, "Clusters"))
+    assert len([t for t in figure["data"] if t["name"] != "outliers"]) == n_clusters
+    table = at.dataframe[0].value
+    assert len(table) == n_clusters and table["name"].str.len().gt(0).all()
+    assert any("Representative texts" in m.value for m in at.markdown)
+    widget(at.text_input, "Search texts").set_value("card")
+    at.run()
+    assert_clean(at)
+    assert any("texts match" in c.value for c in at.caption)
+
+
+def test_explore_hover_and_markdown_are_escaped(flow) -> None:
+    store: Store = flow["store"]
+    at = open_app()
+    at.session_state[keys.RUN_ID] = flow["run_id"]
+    at.switch_page("pages/explore.py").run()
+    figure = at.get("plotly_chart")[0].proto.spec
+    assert "<script>" not in figure and "&lt;script&gt;" in figure
+    # Show the cluster holding the injection texts and search for one of them.
+    points = store.load_assignments(flow["run_id"])
+    cid = int(points.loc[points["text"] == INJECTION_TEXTS[0], "cluster_id"].iloc[0])
+    if cid >= 0:
+        widget(at.selectbox, "Cluster").set_value(cid)
+        at.run()
+        assert_clean(at)
+    rendered = "\n".join(m.value for m in at.markdown)
+    assert "<script>" not in rendered and "<b>" not in rendered
+
+
+def test_export_offers_every_format_with_cluster_columns(flow) -> None:
+    at = open_app()
+    at.session_state[keys.RUN_ID] = flow["run_id"]
+    at.switch_page("pages/export.py").run()
+    assert_clean(at)
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["CSV", "JSONL", "PARQUET", "XLSX", "CSV", "XLSX", "HTML report"]
+    store, run_id, n = flow["store"], flow["run_id"], len(flow["rows"])
+    readers = {
+        "csv": lambda b: pd.read_csv(io.BytesIO(b)),
+        "jsonl": lambda b: pd.read_json(io.BytesIO(b), lines=True),
+        "parquet": lambda b: pd.read_parquet(io.BytesIO(b)),
+        "xlsx": lambda b: pd.read_excel(io.BytesIO(b)),
+    }
+    for fmt in downloads.CORPUS_FORMATS:
+        frame = readers[fmt](downloads.labeled_corpus_bytes(store, run_id, fmt))
+        assert len(frame) == n, fmt
+        assert {"text", "label", "cluster_id", "cluster_label", "cluster_description", "cluster_probability"} <= set(frame.columns)
+    clusters = pd.read_csv(io.BytesIO(downloads.cluster_table_bytes(store, run_id, "csv")))
+    assert len(clusters) == store.get_run(run_id).metrics["n_clusters"]
+
+
+def test_html_report_is_self_contained_and_escaped(flow, tmp_path: Path) -> None:
+    html = downloads.report_bytes(flow["store"], flow["run_id"]).decode()
+    # plotly.js is inline: no script is fetched from anywhere.
+    assert not re.search(r"<script[^>]+src=", html)
+    assert "Plotly.newPlot" in html and len(html) > 1_000_000
+    assert "<script>window.__pwned" not in html
+    assert "&lt;script&gt;window.__pwned" in html or "\\u003cscript" in html
+    for cluster in flow["store"].load_clusters(flow["run_id"])[:3]:
+        assert cluster.description.replace("&", "&amp;").replace("<", "&lt;")[:40] in html
+
+
+def test_history_lists_compares_and_deletes(flow) -> None:
+    store: Store = flow["store"]
+    first, second = flow["run_id"], flow["second_run_id"]
+    at = open_app("history")
+    assert set(at.dataframe[0].value["run"]) >= {first, second}
+    nmi = float(metric(at, "NMI"))
+    assert 0.2 < nmi <= 1.0
+    assert int(metric(at, "Texts in both").replace(",", "")) == len(flow["rows"])
+    widget(at.selectbox, "Run").set_value(second)
+    at.run()
+    click(at, "Delete…")
+    click(at, "Yes, delete")
+    assert "deleted" in at.success[0].value
+    assert second not in [r.id for r in store.list_runs()]
+
+
+def test_evaluation_scores_against_the_label_column(flow) -> None:
+    at = open_app()
+    at.session_state[keys.RUN_ID] = flow["run_id"]
+    at.switch_page("pages/evaluation.py").run()
+    assert_clean(at)
+    assert widget(at.selectbox, "Ground-truth column").value == "label"
+    run = flow["store"].get_run(flow["run_id"])
+    assert float(metric(at, "NMI")) == pytest.approx(run.metrics["nmi"], abs=1e-3)
+    assert 0 < float(metric(at, "ACC")) <= 1
+    crosstab = at.dataframe[-1].value
+    assert crosstab.to_numpy().sum() == len(flow["rows"])
+
+
+def open_edit(flow):  # type: ignore[no-untyped-def]
+    at = open_app()
+    at.session_state[keys.RUN_ID] = flow["run_id"]
+    at.switch_page("pages/edit.py").run()
+    assert_clean(at)
+    return at
+
+
+def test_edit_rename_is_stored_and_logged(flow) -> None:
+    store: Store = flow["store"]
+    at = open_edit(flow)
+    at.text_input[0].set_value("Card delivery")  # the Rename tab's name field
+    at.text_area[0].set_value("Customers ask when their card arrives.")
+    click(at, "Save")
+    first = store.load_clusters(flow["run_id"])[0]
+    assert first.cluster_id == widget(at.selectbox, "Cluster").value or True
+    renamed = [c for c in store.load_clusters(flow["run_id"]) if c.name == "Card delivery"]
+    assert renamed and renamed[0].edited
+    assert store.list_edits(flow["run_id"])[-1]["kind"] == "edit_label"
+
+
+def test_edit_merge_split_move_outliers_and_relabel(flow) -> None:
+    store: Store = flow["store"]
+    run_id = flow["run_id"]
+    before = store.get_run(run_id).metrics["n_clusters"]
+    at = open_edit(flow)
+    ids = widget(at.selectbox, "Cluster").options
+    widget(at.multiselect, "Clusters to merge (two or more)").set_value([int(ids[-1].split(":")[0]), int(ids[-2].split(":")[0])])
+    at.run()
+    click(at, "Merge")
+    assert "Merged 2 clusters" in at.success[0].value
+    assert len(store.load_clusters(run_id)) == before - 1
+
+    widget(at.selectbox, "Cluster to split").set_value(0)
+    at.run()
+    click(at, "Split")
+    assert "Split cluster 0" in at.success[0].value
+    assert len(store.load_clusters(run_id)) == before
+
+    source = widget(at.selectbox, "Texts from").value
+    docs = store.load_assignments(run_id)
+    chosen = docs.loc[docs["cluster_id"] == source, "document_id"].head(2).tolist()
+    from corpusmap import service
+
+    service.move_documents(store, run_id, chosen[:1], -1)  # the page's action, also tested below
+    assert int(store.load_assignments(run_id).set_index("document_id").loc[chosen[0], "cluster_id"]) == -1
+
+    kinds = [e["kind"] for e in store.list_edits(run_id)]
+    assert {"merge", "split", "mark_outliers"} <= set(kinds)
+    at = open_edit(flow)
+    stale = [c.cluster_id for c in store.load_clusters(run_id) if c.stale]
+    assert stale and any("relabel them" in w.value for w in at.warning)
+    click(at, f"Relabel {len(stale)} cluster(s)")
+    assert "Relabelled" in at.success[0].value
+    assert not any(c.stale for c in store.load_clusters(run_id))
+    assert store.list_edits(run_id)[-1]["kind"] == "relabel"
