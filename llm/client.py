@@ -25,10 +25,45 @@ KEYLESS_API_KEY = "no-key"
 """Sent to endpoints that need no key (llama.cpp, Ollama, vLLM): the SDK insists on one."""
 ERROR_CHARS = 300
 
-_schema_rejected: set[str] = set()
-_schema_lock = threading.Lock()
-"""Endpoints (base URL + model) that answered a ``response_format`` with HTTP 400: they are
-asked for JSON in the prompt only, for the rest of the process."""
+
+RESPONSE_FORMAT_KINDS = ("json_schema", "json_object", "prompt")
+"""How to ask for JSON, best first; an endpoint that rejects one is asked with the next.
+``json_schema`` is OpenAI's structured output (vLLM, Ollama, gateways); ``json_object`` with a
+``schema`` is llama-cpp-python's dialect (it answers ``json_schema`` with a 500 validation error)
+and decodes under a grammar; ``prompt`` sends no ``response_format`` (the JSON is described in
+the prompt, which every caller does anyway)."""
+PROMPT_ONLY = len(RESPONSE_FORMAT_KINDS) - 1
+
+
+def response_format(
+    level: int, name: str, schema: dict[str, Any], grammar_schema: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The ``response_format`` of ``RESPONSE_FORMAT_KINDS[level]`` for a reply that follows
+    ``schema``; ``grammar_schema`` may add bounds (maxLength...) for grammar decoding that
+    OpenAI's strict mode would reject."""
+    kind = RESPONSE_FORMAT_KINDS[level]
+    if kind == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": name, "strict": True, "schema": schema},
+        }
+    if kind == "json_object":
+        return {"type": "json_object", "schema": grammar_schema or schema}
+    return None
+
+
+@dataclass
+class _FormatState:
+    level: int = 0
+    """Index into ``RESPONSE_FORMAT_KINDS`` of the best format the endpoint may take."""
+    settled: bool = False
+    """True once a request at ``level`` went through: later errors are not about the format."""
+
+
+_formats: dict[str, _FormatState] = {}
+_formats_lock = threading.Lock()
+"""Per endpoint (base URL + model), for the life of the process: each endpoint is found out
+once, not once per run."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +77,12 @@ class Completion:
     latency_s: float
 
 
-class SchemaRejectedError(LLMCallError):
-    """HTTP 400 to a request with ``response_format``: ask again without it."""
+class FormatRejectedError(LLMCallError):
+    """The endpoint rejected the request's ``response_format``: ask with the next one."""
+
+
+SchemaRejectedError = FormatRejectedError
+"""The former name, kept for callers written against it."""
 
 
 class ChatClient:
@@ -62,34 +101,49 @@ class ChatClient:
     def _endpoint_key(self) -> str:
         return f"{self.settings.public_base_url}|{self.settings.model}"
 
+    def response_format_level(self) -> tuple[int, bool]:
+        """``(level, settled)``: the ``RESPONSE_FORMAT_KINDS`` index to use here now."""
+        if not self.settings.structured_output:
+            return PROMPT_ONLY, True
+        with _formats_lock:
+            state = _formats.setdefault(self._endpoint_key, _FormatState())
+            return state.level, state.settled
+
+    def settle_response_format(self, level: int) -> None:
+        """A request at ``level`` went through: use it from now on (the first success wins)."""
+        with _formats_lock:
+            state = _formats.setdefault(self._endpoint_key, _FormatState())
+            if state.settled:
+                return
+            state.level, state.settled = level, True
+        if level > 0:
+            log.info("%s: asking for JSON by %s", self._endpoint_key, RESPONSE_FORMAT_KINDS[level])
+
     @property
     def takes_schema(self) -> bool:
-        """False once this endpoint has rejected a ``response_format`` in this process."""
-        if not self.settings.structured_output:
-            return False
-        with _schema_lock:
-            return self._endpoint_key not in _schema_rejected
+        """Whether a ``json_schema`` response format may still be sent to this endpoint."""
+        return self.response_format_level()[0] == 0
 
     def reject_schema(self) -> None:
-        with _schema_lock:
-            if self._endpoint_key not in _schema_rejected:
-                log.info(
-                    "%s rejects response_format: asking for JSON in the prompt only",
-                    self._endpoint_key,
-                )
-            _schema_rejected.add(self._endpoint_key)
+        """The endpoint rejected ``json_schema``: move on to the next kind (unsettled)."""
+        with _formats_lock:
+            state = _formats.setdefault(self._endpoint_key, _FormatState())
+            if not state.settled:
+                state.level = max(state.level, 1)
 
-    def complete(self, body: dict[str, Any]) -> Completion:
-        """One chat completion for ``body`` (model, messages, parameters)."""
+    def complete(self, body: dict[str, Any], *, format_settled: bool | None = None) -> Completion:
+        """One chat completion for ``body`` (model, messages, parameters).
+
+        Until the endpoint's format is settled (``None``: as this client knows it), a 400/422
+        to a request with ``response_format`` (or any error naming it, as llama.cpp's 500 does)
+        raises ``FormatRejectedError``.
+        """
+        if format_settled is None:
+            format_settled = self.response_format_level()[1]
         start = time.perf_counter()
         try:
             raw = self._client.chat.completions.with_raw_response.create(**body)
             completion = raw.parse()
-        except openai.BadRequestError as err:
-            message = f"HTTP 400: {short_error(err)}"
-            if "response_format" in body:
-                raise SchemaRejectedError(message, STATUS_ERROR) from err
-            raise LLMCallError(message, STATUS_ERROR) from err
         except openai.APITimeoutError as err:
             raise LLMCallError(
                 f"no reply within {self.settings.timeout_s:g} s "
@@ -109,11 +163,10 @@ class ChatClient:
             # earlier only for a Retry-After over two minutes or an x-should-retry: false).
             retries = self.settings.max_retries if retryable_status(err) else 0
             retried = f" (tried {retries + 1} times)" if retries else ""
-            raise LLMCallError(
-                f"HTTP {err.status_code}{retried}: {short_error(err)}",
-                STATUS_ERROR,
-                retries=retries,
-            ) from err
+            message = f"HTTP {err.status_code}{retried}: {short_error(err)}"
+            if not format_settled and "response_format" in body and rejects_format(err):
+                raise FormatRejectedError(message, STATUS_ERROR, retries=retries) from err
+            raise LLMCallError(message, STATUS_ERROR, retries=retries) from err
         except (openai.APIError, ValueError) as err:
             # A 200 whose body is not a chat completion: not JSON (JSONDecodeError, a
             # ValueError), or JSON of another shape (APIResponseValidationError).
@@ -136,6 +189,12 @@ class ChatClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+def rejects_format(err: openai.APIStatusError) -> bool:
+    """Whether an error to a request with ``response_format`` is most likely about it."""
+    text = short_error(err).lower()
+    return err.status_code in (400, 422) or "response_format" in text or "json_schema" in text
 
 
 def retryable_status(err: openai.APIStatusError) -> bool:

@@ -28,9 +28,16 @@ from llm.cache import (
     cache_key,
     request_body,
 )
-from llm.client import ChatClient, Completion, SchemaRejectedError
+from llm.client import PROMPT_ONLY, ChatClient, Completion, FormatRejectedError, response_format
 from llm.errors import LLMCallError, LLMConfigError
-from llm.prompts import PROMPT_VERSION, RESPONSE_FORMAT, label_messages, repair_messages
+from llm.prompts import (
+    LABEL_GRAMMAR_SCHEMA,
+    LABEL_SCHEMA,
+    LABEL_SCHEMA_NAME,
+    PROMPT_VERSION,
+    label_messages,
+    repair_messages,
+)
 from llm.reply import ReplyError, parse_label_reply
 from llm.settings import ENV_API_KEY, ENV_BASE_URL, LLMSettings
 from llm.usage import LLMUsage
@@ -138,29 +145,29 @@ class LLMLabeler:
 
         Raises ``LLMCallError`` when there is no reply to repair (error, refusal, empty).
         """
-        schema = self._client.takes_schema
+        level, settled = self._client.response_format_level()
         while True:
-            body = self._body(messages, schema)
-            key = cache_key(self.prompt_version, body)
-            cached = self._cached_label(key, parse)
+            cached = self._cached_label(messages, level, parse)
             if cached is not None:
                 return cached, "", ""
+            body = self._body(messages, level)
+            key = cache_key(self.prompt_version, body)
             try:
-                completion = self._client.complete(body)
-            except SchemaRejectedError as err:
+                completion = self._client.complete(body, format_settled=settled)
+            except FormatRejectedError as err:
                 self._count_call(None, failed=True, retries=err.retries)
                 self._record(key, body, None, STATUS_ERROR, str(err))
                 with self.usage.lock:
                     self.usage.schema_fallbacks += 1
-                schema = False
+                level += 1
                 continue
             except LLMCallError as err:
                 self._count_call(None, failed=True, retries=err.retries)
                 self._record(key, body, None, err.status, str(err))
                 raise
-            if not schema and self._client.takes_schema:
-                # The same request without response_format went through: the 400 was about it.
-                self._client.reject_schema()
+            if not settled:
+                self._client.settle_response_format(level)
+                settled = True
             status, label, error = self._judge(completion, parse)
             self._count_call(completion, failed=status != STATUS_OK, retries=completion.retries)
             self._record(key, body, completion, status, error)
@@ -168,12 +175,13 @@ class LLMLabeler:
                 raise LLMCallError(error, status)
             return label, completion.content, error
 
-    def _body(self, messages: list[dict[str, str]], schema: bool) -> dict[str, Any]:
+    def _body(self, messages: list[dict[str, str]], level: int) -> dict[str, Any]:
         params: dict[str, Any] = {"temperature": self.settings.temperature}
         if self.settings.max_tokens is not None:
             params["max_tokens"] = self.settings.max_tokens
-        if schema:
-            params["response_format"] = RESPONSE_FORMAT
+        kind = response_format(level, LABEL_SCHEMA_NAME, LABEL_SCHEMA, LABEL_GRAMMAR_SCHEMA)
+        if kind is not None:
+            params["response_format"] = kind
         return request_body(self.settings.model, messages, params)
 
     @staticmethod
@@ -191,22 +199,29 @@ class LLMLabeler:
 
     # Store and usage -----------------------------------------------------------------------
 
-    def _cached_label(self, key: str, parse: Parse) -> ClusterLabel | None:
+    def _cached_label(
+        self, messages: list[dict[str, str]], level: int, parse: Parse
+    ) -> ClusterLabel | None:
+        """A stored valid answer to these messages, at this format level or a later one (so a
+        new process finds answers before it has found out the endpoint's format again)."""
         if self.store is None:
             return None
-        with self._store_lock:
-            found = self.store.find_llm_call(key)
-        if found is None or getattr(found, "status", STATUS_OK) != STATUS_OK:
-            return None
-        try:
-            label = parse(found.response)
-        except ReplyError as err:
-            # Stored under a laxer validation than today's: ask again.
-            log.warning("cached call %s no longer validates (%s); asking again", key[:12], err)
-            return None
-        with self.usage.lock:
-            self.usage.cache_hits += 1
-        return label
+        for candidate in range(level, PROMPT_ONLY + 1):
+            key = cache_key(self.prompt_version, self._body(messages, candidate))
+            with self._store_lock:
+                found = self.store.find_llm_call(key)
+            if found is None or getattr(found, "status", STATUS_OK) != STATUS_OK:
+                continue
+            try:
+                label = parse(found.response)
+            except ReplyError as err:
+                # Stored under a laxer validation than today's: ask again.
+                log.warning("cached call %s no longer validates (%s)", key[:12], err)
+                continue
+            with self.usage.lock:
+                self.usage.cache_hits += 1
+            return label
+        return None
 
     def _count_call(self, completion: Completion | None, *, failed: bool, retries: int) -> None:
         with self.usage.lock:

@@ -73,12 +73,21 @@ LABEL_SCHEMA: dict[str, Any] = {
     "required": ["name", "description", "inclusion_criterion", "evidence"],
     "additionalProperties": False,
 }
-"""JSON schema of the reply, sent as ``response_format`` where the endpoint takes it."""
+"""JSON schema of the reply, in the subset OpenAI's strict structured outputs accept."""
 
-RESPONSE_FORMAT: dict[str, Any] = {
-    "type": "json_schema",
-    "json_schema": {"name": "cluster_label", "strict": True, "schema": LABEL_SCHEMA},
+LABEL_GRAMMAR_SCHEMA: dict[str, Any] = {
+    **LABEL_SCHEMA,
+    "properties": {
+        "name": {"type": "string", "minLength": 3, "maxLength": 60},
+        "description": {"type": "string", "minLength": 10, "maxLength": 300},
+        "inclusion_criterion": {"type": "string", "minLength": 10, "maxLength": 200},
+        "evidence": {"type": "array", "items": {"type": "integer"}, "maxItems": 3},
+    },
 }
+"""The same with length bounds, for servers that decode under a grammar built from the schema
+(llama.cpp): the bounds keep a small model from rambling until ``max_tokens``."""
+
+LABEL_SCHEMA_NAME = "cluster_label"
 
 
 def truncate_to_tokens(text: str, tokens: int) -> str:

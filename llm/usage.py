@@ -29,7 +29,7 @@ class LLMUsage:
     repairs: int = 0
     """Calls that asked again after an invalid reply."""
     schema_fallbacks: int = 0
-    """Calls sent again without ``response_format`` after the endpoint rejected it."""
+    """Calls sent again with a simpler ``response_format`` after the endpoint rejected one."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0

@@ -127,18 +127,21 @@ Responder = Callable[[dict[str, Any]], Reply]
 class ScriptedOpenAIServer:
     """``with ScriptedOpenAIServer() as server:`` then point a client at ``server.base_url``.
 
-    ``accepts_response_format=False`` makes it answer any request carrying ``response_format``
-    with HTTP 400, as some OpenAI-compatible servers do.
+    ``response_formats`` lists the ``response_format`` types it takes (``None``: all); a request
+    with another type gets ``format_error_status``: ``()`` with 400 is a server that takes none,
+    ``("json_object",)`` with 500 is llama-cpp-python's server.
     """
 
     def __init__(
         self,
         *,
-        accepts_response_format: bool = True,
+        response_formats: tuple[str, ...] | None = None,
+        format_error_status: int = 400,
         default: Responder = default_reply,
         host: str = "127.0.0.1",
     ) -> None:
-        self.accepts_response_format = accepts_response_format
+        self.response_formats = response_formats
+        self.format_error_status = format_error_status
         self.default = default
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
@@ -189,8 +192,12 @@ class ScriptedOpenAIServer:
     # Inside the server ---------------------------------------------------------------------
 
     def _next_reply(self, body: dict[str, Any]) -> Reply:
-        if "response_format" in body and not self.accepts_response_format:
-            return Reply.http_error(400, "response_format is not supported by this server")
+        kind = (body.get("response_format") or {}).get("type")
+        if kind and self.response_formats is not None and kind not in self.response_formats:
+            return Reply.http_error(
+                self.format_error_status,
+                f"response_format.type: input should be one of {self.response_formats}",
+            )
         with self._lock:
             scripted = self._script.popleft() if self._script else None
         return scripted or self.default(body)

@@ -180,17 +180,49 @@ def test_a_broken_response_body_falls_back():
     assert label.status == FAILED_STATUS
 
 
-def test_400_for_response_format_asks_in_the_prompt_and_remembers_it():
-    with ScriptedOpenAIServer(accepts_response_format=False) as server:
+def formats_sent(server: ScriptedOpenAIServer) -> list[str]:
+    return [(r.body.get("response_format") or {}).get("type", "-") for r in server.chat_requests]
+
+
+def test_400_for_every_response_format_asks_in_the_prompt_and_remembers_it():
+    with ScriptedOpenAIServer(response_formats=()) as server:
         labeler = labeler_for(server)
         labels = labeler.label(three_summaries())
         assert [lab.status for lab in labels] == ["ok"] * 3
-        sent = [("response_format" in r.body) for r in server.chat_requests]
-        assert sent == [True, False, False, False]
-        assert labeler.usage.schema_fallbacks == 1
+        assert formats_sent(server) == ["json_schema", "json_object", "-", "-", "-"]
+        assert labeler.usage.schema_fallbacks == 2
+        assert labeler.usage.failed_clusters == []
         # Remembered per endpoint: a new labeler for the same server does not ask again.
         labeler_for(server).label([summary(9)])
-        assert "response_format" not in server.chat_requests[-1].body
+        assert formats_sent(server)[-1] == "-"
+
+
+def test_a_llama_cpp_like_server_gets_its_json_object_dialect():
+    # llama-cpp-python's server answers "json_schema" with a 500 naming response_format, and
+    # takes {"type": "json_object", "schema": ...}, which it decodes under a grammar.
+    with ScriptedOpenAIServer(response_formats=("json_object",), format_error_status=500) as server:
+        labeler = labeler_for(server)
+        labels = labeler.label(three_summaries())
+        assert [lab.status for lab in labels] == ["ok"] * 3
+        # The SDK retries the 500 (max_retries=1) before the labeler moves on.
+        assert formats_sent(server) == ["json_schema"] * 2 + ["json_object"] * 3
+        schema = server.chat_requests[-1].body["response_format"]["schema"]
+        assert schema["properties"]["name"]["maxLength"] <= 60
+        assert labeler.usage.schema_fallbacks == 1
+
+
+def test_once_settled_a_400_is_an_error_not_a_format_problem(openai_server):
+    labeler = labeler_for(openai_server)
+    labeler.label([summary(0)])
+    openai_server.script(Reply.http_error(400, "context length exceeded"))
+    [label] = labeler.label([summary(1)])
+    assert label.status == FAILED_STATUS and "HTTP 400" in label.error
+    assert formats_sent(openai_server) == ["json_schema", "json_schema"]
+
+
+def test_structured_output_can_be_switched_off(openai_server):
+    labeler_for(openai_server, structured_output=False).label([summary()])
+    assert formats_sent(openai_server) == ["-"]
 
 
 def test_a_failed_cluster_costs_the_others_nothing(openai_server):
