@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from clustering import ClusteringError, PipelineConfig
-from corpusmap import api
+from corpusmap import api, modes
+from corpusmap.cli_modes import mode_options, run_modes
 from corpusmap.errors import CorpusmapError
 from corpusmap.export import write_table
 from storage import StorageError, Store
@@ -104,6 +105,7 @@ def main(verbose: bool) -> None:
 @click.option("--llm-max-in-flight", type=click.IntRange(min=1), default=None, help="Concurrent LLM requests.")
 @click.option("--sample-size", type=click.IntRange(min=50), default=PipelineConfig.sample_size, show_default=True, help="Above this many distinct texts, fit on a sample and assign the rest in batches.")
 @click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS", help="Embed and assign on a Ray cluster (pip install 'corpusmap[ray]').")
+@mode_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @db_option
@@ -130,8 +132,9 @@ def run(
     as_json: bool,
     quiet: bool,
     db: str | None,
+    **mode_args: Any,
 ) -> None:
-    """Cluster INPUT and write the labeled corpus to OUT."""
+    """Cluster INPUT and write the labeled corpus to OUT (see --mode for goal-driven modes)."""
     from corpusmap.export import export_format
 
     export_format(out)  # fail on a bad --out before any work
@@ -144,23 +147,21 @@ def run(
         sample_size=sample_size,
     )
     progress = StderrProgress(quiet)
-    result = api.run(
-        input_path,
-        text_column=text_column,
-        config=config,
-        embedder=embedder,
-        labeler=labeler,
-        label_column=label_column,
-        db=db,
-        sheet=sheet,
-        llm_overrides={
-            "base_url": llm_base_url,
-            "model": llm_model,
-            "timeout_s": llm_timeout,
-            "max_in_flight": llm_max_in_flight,
-        },
-        progress=progress,
-        ray=ray_address,
+    llm_overrides = {
+        "base_url": llm_base_url,
+        "model": llm_model,
+        "timeout_s": llm_timeout,
+        "max_in_flight": llm_max_in_flight,
+    }
+    settings = {"text_column": text_column, "config": config, "embedder": embedder}
+    settings.update(labeler=labeler, label_column=label_column, db=db, sheet=sheet)
+    settings.update(llm_overrides=llm_overrides, progress=progress)
+    result = run_modes(
+        mode_args,
+        plain_run=lambda: api.run(input_path, **settings, ray=ray_address),
+        file_run=lambda options, on_plan: modes.run_file(
+            input_path, options, **settings, on_plan=on_plan
+        ),
     )
     for warning in [*result.corpus_info.warnings, *result.info.warnings]:
         click.echo(f"warning: {warning}", err=True)

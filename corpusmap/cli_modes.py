@@ -1,0 +1,252 @@
+"""The ``run`` command's goal-driven options (issue 5): ``--mode``, seeds, must-link /
+cannot-link files, ``--llm-budget``, ``--hierarchy``, rules and a balanced sample export.
+
+Kept apart from ``corpusmap.cli`` so that command stays readable: ``mode_options`` adds the
+options, ``run_modes`` runs whatever they ask for and prints the LLM budget before and the
+usage after (on stderr), the constraint report, novel clusters, the hierarchy and the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from corpusmap import modes
+from corpusmap.export import write_table
+
+MODE_ARGS = (
+    "mode",
+    "seed_label_column",
+    "must_link",
+    "cannot_link",
+    "llm_budget",
+    "hierarchy",
+    "n_parents",
+    "k_method",
+    "selection",
+    "categories",
+    "rules",
+    "sample_out",
+    "sample_n",
+)
+
+
+def mode_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options, outermost last so they list in this order in ``--help``."""
+    options = [
+        click.option(
+            "--mode",
+            type=click.Choice(list(modes.MODES)),
+            default="cluster",
+            show_default=True,
+            help="cluster: the pipeline (semi-supervised with seeds/pairs); propose: the LLM proposes goal-driven descriptions, texts are assigned, K are selected; classify: the LLM proposes labels, then classifies the texts.",
+        ),
+        click.option(
+            "--seed-label-column",
+            default=None,
+            metavar="COL",
+            help="Seed labels: rows with a value are seeds, empty cells are free (--mode cluster).",
+        ),
+        click.option(
+            "--must-link",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            metavar="FILE",
+            help="CSV of row-number pairs (0-based, input order) that belong together.",
+        ),
+        click.option(
+            "--cannot-link",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            metavar="FILE",
+            help="CSV of row-number pairs that must be apart.",
+        ),
+        click.option(
+            "--llm-budget",
+            type=click.IntRange(min=0),
+            default=None,
+            metavar="N",
+            help="Most LLM calls of the goal-driven steps (default: a planned amount; 0: embeddings only).",
+        ),
+        click.option(
+            "--hierarchy/--no-hierarchy",
+            default=False,
+            show_default=True,
+            help="Group the clusters into labeled parents.",
+        ),
+        click.option(
+            "--n-parents",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Number of parents (default: chosen by silhouette, or by LLM pairwise checks).",
+        ),
+        click.option(
+            "--k-method",
+            type=click.Choice(["silhouette", "stability"]),
+            default="silhouette",
+            show_default=True,
+            help="Offline criterion for an automatic number of clusters or parents.",
+        ),
+        click.option(
+            "--selection",
+            type=click.Choice(["greedy", "milp"]),
+            default="greedy",
+            show_default=True,
+            help="--mode propose: how descriptions are selected.",
+        ),
+        click.option(
+            "--category",
+            "categories",
+            multiple=True,
+            metavar="NAME",
+            help="--mode classify: your own categories (repeat the option); no proposal.",
+        ),
+        click.option(
+            "--rules/--no-rules",
+            default=True,
+            show_default=True,
+            help="Explain each cluster with a keyword rule and its precision/recall.",
+        ),
+        click.option(
+            "--sample-out",
+            default=None,
+            metavar="FILE",
+            help="Also write a sample balanced across clusters (and children within parents).",
+        ),
+        click.option(
+            "--sample-n",
+            type=click.IntRange(min=1),
+            default=200,
+            show_default=True,
+            help="Rows in --sample-out.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def options_from(args: dict[str, Any]) -> modes.ModeOptions:
+    return modes.ModeOptions(
+        mode=args["mode"],
+        seed_label_column=args["seed_label_column"],
+        must_link=modes.pairs_from_file(args["must_link"]),
+        cannot_link=modes.pairs_from_file(args["cannot_link"]),
+        llm_budget=args["llm_budget"],
+        hierarchy=args["hierarchy"],
+        n_parents=args["n_parents"],
+        k_method=args["k_method"],
+        selection=args["selection"],
+        categories=tuple(args["categories"]),
+        rules=args["rules"],
+    )
+
+
+def takes_over(options: modes.ModeOptions) -> bool:
+    """Whether the run goes through ``corpusmap.modes`` rather than the plain pipeline."""
+    return options.mode != "cluster" or options.constrained or options.hierarchy
+
+
+def echo_plan(plan: dict[str, Any]) -> None:
+    if not plan.get("calls"):
+        click.echo("LLM budget: no calls (embeddings only)", err=True)
+        return
+    parts = ", ".join(
+        f"{k.removesuffix('_calls')} {v}" for k, v in plan.items() if k.endswith("_calls")
+    )
+    click.echo(
+        f"LLM budget: up to {plan['calls']} calls ({parts}), about "
+        f"{plan['prompt_tokens']:,} prompt + {plan['completion_tokens']:,} completion tokens",
+        err=True,
+    )
+
+
+def run_modes(
+    args: dict[str, Any], plain_run: Callable[[], Any], file_run: Callable[..., Any]
+) -> Any:
+    """Run what the options ask for; returns an ``api.RunHandle``.
+
+    ``plain_run()`` is the pipeline as before (rules are added to it afterwards);
+    ``file_run(options, on_plan)`` runs ``modes.run_file`` with the command's other settings.
+    """
+    options = options_from(args)
+    options.validate()
+    if takes_over(options):
+
+        def on_plan(plan: dict[str, Any]) -> None:
+            if plan.get("calls") or options.mode != "cluster":
+                echo_plan(plan)
+
+        result = file_run(options, on_plan)
+    else:
+        result = plain_run()
+        if options.rules:
+            modes.add_structure(
+                result.store,
+                result.run_id,
+                options,
+                [],
+                None,
+                None,
+                None,
+                modes.PipelineConfig(),
+                {"calls": 0},
+            )
+    echo_outcome(result, options)
+    if args["sample_out"]:
+        sample = modes.balanced_sample_frame(result.store, result.run_id, args["sample_n"])
+        write_table(sample, args["sample_out"])
+        click.echo(
+            f"wrote a balanced sample of {len(sample):,} rows to {args['sample_out']}", err=True
+        )
+    return result
+
+
+def echo_outcome(result: Any, options: modes.ModeOptions) -> None:
+    """The mode's own findings, on stderr (the summary itself goes to stdout)."""
+    info = result.info
+    m = info.metrics
+    usage = info.llm_usage or {}
+    if options.mode != "cluster" or usage.get("plan"):
+        plan = usage.get("plan", {})
+        click.echo(
+            f"LLM used: {usage.get('calls', 0)} of {plan.get('calls', 0)} planned calls, "
+            f"{usage.get('cache_hits', 0)} from the cache, "
+            f"{usage.get('prompt_tokens', 0):,} + {usage.get('completion_tokens', 0):,} tokens, "
+            f"{usage.get('unanswered', 0)} unanswered",
+            err=True,
+        )
+    stats = m.get("mode_stats") or {}
+    if stats.get("fallback"):
+        click.echo(
+            f"{options.mode}: no usable LLM answer, fell back to {stats['fallback']}", err=True
+        )
+    report = m.get("constraints")
+    if report:
+        click.echo(
+            f"constraints held: must-link {report['must_link_held']}/{report['must_link_total']}, "
+            f"cannot-link {report['cannot_link_held']}/{report['cannot_link_total']}, "
+            f"seeds together {report['seeds_together']}/{report['seeds_total']}",
+            err=True,
+        )
+    novelty = m.get("novelty")
+    if novelty:
+        click.echo(
+            f"novel clusters (no seed): {', '.join(map(str, novelty['novel'])) or 'none'}", err=True
+        )
+    hierarchy = m.get("hierarchy")
+    if hierarchy:
+        choice = hierarchy["choice"]
+        click.echo(
+            f"hierarchy: {hierarchy['n_parents']} parents over {m.get('n_clusters')} clusters "
+            f"(chosen by {choice['method']})",
+            err=True,
+        )
+    rules = m.get("rules")
+    if rules:
+        precise = sum(1 for r in rules.values() if (r.get("rule_precision") or 0) >= 0.8)
+        click.echo(
+            f"keyword rules: {len(rules)} clusters, {precise} with precision ≥ 0.8", err=True
+        )
