@@ -75,10 +75,14 @@ LABEL_SCHEMA: dict[str, Any] = {
 }
 """JSON schema of the reply, in the subset OpenAI's strict structured outputs accept."""
 
+NAME_PATTERN = f'^[^ "\\\\\\n]+( [^ "\\\\\\n]+){{0,{NAME_MAX_WORDS - 1}}}$'
+
 LABEL_GRAMMAR_SCHEMA: dict[str, Any] = {
     **LABEL_SCHEMA,
     "properties": {
-        "name": {"type": "string", "minLength": 3, "maxLength": 60},
+        # At most NAME_MAX_WORDS words: the grammar closes the name
+        # in time (a length bound alone let SmolLM2 start a 12-word sentence and fail).
+        "name": {"type": "string", "pattern": NAME_PATTERN},
         "description": {"type": "string", "minLength": 10, "maxLength": 300},
         "inclusion_criterion": {"type": "string", "minLength": 10, "maxLength": 200},
         "evidence": {"type": "array", "items": {"type": "integer"}, "maxItems": 3},

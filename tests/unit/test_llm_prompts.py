@@ -8,8 +8,12 @@ import re
 from llm.cache import cache_key, request_body
 from llm.prompts import (
     DATA_TOKENS,
+    LABEL_GRAMMAR_SCHEMA,
+    LABEL_SCHEMA,
     MAX_EXAMPLES,
     MIN_EXAMPLES,
+    NAME_MAX_WORDS,
+    NAME_PATTERN,
     PROMPT_VERSION,
     SYSTEM_PROMPT,
     label_messages,
@@ -87,3 +91,15 @@ def test_the_prompt_version_and_every_parameter_are_in_the_cache_key():
         PROMPT_VERSION, request_body("gpt-4o-mini", messages, {"temperature": 0.5})
     )
     assert len(key) == 64
+
+
+def test_the_grammar_schema_bounds_the_same_reply():
+    assert LABEL_GRAMMAR_SCHEMA["required"] == LABEL_SCHEMA["required"]
+    assert set(LABEL_GRAMMAR_SCHEMA["properties"]) == set(LABEL_SCHEMA["properties"])
+    assert LABEL_GRAMMAR_SCHEMA["properties"]["name"]["pattern"] == NAME_PATTERN
+    pattern = re.compile(NAME_PATTERN)
+    assert pattern.match("Card payment problems")
+    assert pattern.match("Cartes bancaires d'été")
+    assert pattern.match(" ".join(["word"] * NAME_MAX_WORDS))
+    assert not pattern.match(" ".join(["word"] * (NAME_MAX_WORDS + 1)))
+    assert not pattern.match('a "quoted" name')
