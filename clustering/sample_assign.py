@@ -27,12 +27,14 @@ import pandas as pd
 
 from clustering import gpu
 from clustering.cluster import (
+    MIN_CLUSTERABLE,
     KMeansClusterer,
     default_min_cluster_size,
     order_by_size,
     soft_confidence,
 )
 from clustering.errors import ConfigError
+from clustering.reduce import UMAP_MIN_SAMPLES, PCAReducer
 from clustering.types import NOISE, Assignment
 
 if TYPE_CHECKING:
@@ -243,6 +245,15 @@ class SampledStages:
     def reduce(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         config = self.config
         sample_vectors = self._distinct(vectors, self.sample)
+        if len(sample_vectors) < UMAP_MIN_SAMPLES:
+            # A handful of distinct texts (then all in the sample, nothing to assign): as in
+            # reduce_vectors, PCA stands in for UMAP.
+            space = PCAReducer(config.n_components, config.random_state).fit_transform(
+                sample_vectors
+            )
+            coords = PCAReducer(2, config.random_state).fit_transform(sample_vectors)
+            self._space = space
+            return space[self.row_to_distinct], coords[self.row_to_distinct]
         space_model = gpu.make_umap(
             self.backend,
             n_components=config.n_components,
@@ -323,6 +334,12 @@ class SampledStages:
             ordered = _ordering(kmeans.model_.labels_, result.labels)
             fitted = FittedClusterer("kmeans", "cpu", kmeans.model_, ordered)
             return fitted, result.labels, result.probabilities
+        if n < MIN_CLUSTERABLE:
+            return (
+                FittedClusterer("single", self.backend, None, {0: 0}),
+                np.zeros(n, np.int64),
+                np.ones(n),
+            )
         size = self._min_cluster_size(n)
         model = gpu.make_hdbscan(
             self.backend,
@@ -369,10 +386,12 @@ def sampled_stages(
     mapper: BatchMapper | None = None,
     backend: str | None = None,
 ) -> SampledStages | None:
-    """The sampled stages when ``texts`` hold more distinct texts than ``config.sample_size``."""
+    """The sampled stages when ``texts`` hold more rows than ``config.sample_size``.
+
+    With fewer distinct texts than that, the "sample" is every distinct text: the fit sees
+    each once and duplicates are broadcast, instead of UMAP meeting hundreds of thousands of
+    identical points.
+    """
     if config.sample_size is None or len(texts) <= config.sample_size:
         return None
-    stages = SampledStages(texts, config, mapper=mapper, backend=backend)
-    if stages.n_distinct <= config.sample_size:
-        return None
-    return stages
+    return SampledStages(texts, config, mapper=mapper, backend=backend)

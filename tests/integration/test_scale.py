@@ -119,8 +119,10 @@ def test_small_corpora_keep_the_whole_fit(corpus):
     texts, _, _, _ = corpus
     assert sampled_stages(texts, PipelineConfig(sample_size=None)) is None
     assert sampled_stages(texts, PipelineConfig(sample_size=5000)) is None
-    # More rows than the sample size, but not more distinct texts: no sampling either.
-    assert sampled_stages(texts, PipelineConfig(sample_size=N_TEXTS)) is None
+    # More rows than the sample size but not more distinct texts: every distinct text is fitted
+    # once, nothing is left to assign, duplicates are broadcast.
+    stages = sampled_stages(texts, PipelineConfig(sample_size=N_TEXTS))
+    assert stages is not None and len(stages.sample) == N_TEXTS and len(stages.rest) == 0
 
 
 def test_kmeans_assigns_every_text_to_the_nearest_centre(corpus):
@@ -208,3 +210,16 @@ def test_cli_run_with_a_sample_size(banking_slice_path, tmp_path):
     assert run.config["sample_size"] == 300
     assert run.status == "completed"
     assert len(pd.read_csv(out)) == 600
+
+
+def test_a_few_distinct_texts_in_many_rows():
+    texts = [f"text number {i % 7}" for i in range(400)]
+    vectors = np.random.default_rng(0).normal(size=(7, 16)).astype(np.float32)[
+        [i % 7 for i in range(400)]
+    ]
+    stages = sampled_stages(texts, PipelineConfig(sample_size=100))
+    assert stages is not None and stages.n_distinct == 7
+    space, coords = stages.reduce(vectors)
+    assignment = stages.cluster(space)
+    assert space.shape == (400, 5) and coords.shape == (400, 2)
+    assert len(set(assignment.labels.tolist())) == 1
