@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import logging
+import os
 import re
 import zlib
 from pathlib import Path
@@ -55,7 +56,36 @@ TEXT_COLUMN_NAMES = (
     "tweet",
 )
 DEFAULT_MAX_BYTES = 2 * 1024**3
-"""Largest file (after decompression) read in one go; configurable per call."""
+"""Largest file (after decompression) read in one go, unless CORPUSMAP_MAX_UPLOAD_MB says
+otherwise; configurable per call."""
+MAX_UPLOAD_ENV = "CORPUSMAP_MAX_UPLOAD_MB"
+LANGUAGE_SAMPLE = 2_000
+"""Texts looked at by the language heuristic: enough for a stable share, cheap at any size."""
+LANGUAGE_CHARS = 1_000
+"""Characters of each sampled text looked at (a 10 MB text must not cost seconds)."""
+MIN_WORDS_FOR_LANGUAGE = 50
+"""Fewer words than this (in the sample) are too few to judge a corpus's language."""
+NON_ASCII_LETTER_SHARE = 0.3
+"""Above this share of non-ASCII letters the corpus is not (mostly) English."""
+MIN_OTHER_SHARE = 0.05
+"""Prose in Spanish, French, German... has 20-40 % of its words in ``OTHER_STOPWORDS``; English
+keyword lists ("card declined") have neither kind, and must not be flagged."""
+ENGLISH_STOPWORDS = frozenset(
+    "the a an and or of to in on at for with from by is are was were be been it its this that "
+    "these those i you he she we they my your our their me him her us them not no do does did "
+    "have has had can could will would should how what why when where which who there here "
+    "if but so as about into than then up out just get all any my".split()
+)
+OTHER_STOPWORDS = frozenset(
+    # Spanish, French, German, Portuguese, Italian and Dutch function words that are not
+    # English words: more hits than English ones means another language in Latin script.
+    "de la el los las que y en un una por con para es del se su al lo como pero sus mi "
+    "le les des et est une pour pas dans qui sur du au ce je vous nous "
+    "der das und ist nicht ein eine zu mit sich auf für ich sie wir ihr ihre mein meine "
+    "o os um uma não com mais da do em "
+    "il di che per non sono della gli ho "
+    "het een van ik je niet op dat ze".split()
+)
 
 # Control characters other than tab and newline break tokenizers, terminals and spreadsheets.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -148,16 +178,34 @@ def clean_text(value: object) -> str:
     return _CONTROL_CHARS.sub(" ", text).strip()
 
 
+def max_upload_bytes() -> int:
+    """The largest corpus file accepted: $CORPUSMAP_MAX_UPLOAD_MB megabytes, else 2 GiB."""
+    raw = os.environ.get(MAX_UPLOAD_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    try:
+        megabytes = float(raw)
+    except ValueError as err:
+        raise IngestError(
+            f"{MAX_UPLOAD_ENV}={raw!r} is not a number of megabytes; set it to e.g. 200, or unset it"
+        ) from err
+    if megabytes <= 0:
+        raise IngestError(f"{MAX_UPLOAD_ENV} must be positive, got {raw!r}; set it to e.g. 200")
+    return int(megabytes * 1_000_000)
+
+
 def read_corpus(
     source: str | Path,
     *,
     text_column: str | None = None,
     format: str | None = None,
     name: str | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
     sheet: str | int | None = None,
 ) -> Corpus:
-    """Read a corpus file from disk."""
+    """Read a corpus file from disk (at most ``max_bytes``, default ``max_upload_bytes()``)."""
+    if max_bytes is None:
+        max_bytes = max_upload_bytes()
     path = Path(source)
     if not path.exists():
         raise IngestError(f"no such file: {path}; check the path")
@@ -191,10 +239,16 @@ def read_corpus_bytes(
     text_column: str | None = None,
     format: str | None = None,
     name: str | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
     sheet: str | int | None = None,
 ) -> Corpus:
-    """Read a corpus from the bytes of a file called ``filename`` (its extension names the format)."""
+    """Read a corpus from the bytes of a file called ``filename`` (its extension names the format).
+
+    Files over ``max_bytes`` (default ``max_upload_bytes()``) are refused, before and after
+    decompression.
+    """
+    if max_bytes is None:
+        max_bytes = max_upload_bytes()
     fmt = (format or detect_format(filename)).lower()
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -215,7 +269,8 @@ def read_corpus_bytes(
             warnings.append(sheet_note)
     else:
         text, encoding = decode_bytes(data)
-        frame = _read_text_format(text, fmt)
+        frame, notes = _read_text_format(text, fmt)
+        warnings.extend(notes)
     frame = _normalise_columns(frame)
     if frame.empty or len(frame.columns) == 0:
         raise EmptyCorpusError(
@@ -228,6 +283,9 @@ def read_corpus_bytes(
             f"every text in column {column!r} of {filename} is empty; choose another column "
             f"(columns: {', '.join(map(str, frame.columns))})"
         )
+    language_note = language_warning(texts)
+    if language_note:
+        warnings.append(language_note)
     corpus = Corpus(
         name=name or Path(filename).name,
         frame=frame.reset_index(drop=True),
@@ -266,36 +324,53 @@ def _gunzip(data: bytes, max_bytes: int) -> bytes:
     return out.getvalue()
 
 
-def _read_text_format(text: str, fmt: str) -> pd.DataFrame:
+def _read_text_format(text: str, fmt: str) -> tuple[pd.DataFrame, list[str]]:
     if fmt in ("csv", "tsv"):
         return _read_delimited(text, "\t" if fmt == "tsv" else None)
     if fmt == "jsonl":
-        return _read_jsonl(text)
+        return _read_jsonl(text), []
     if fmt == "json":
-        return _read_json(text)
+        return _read_json(text), []
     lines = [line for line in text.splitlines()]
     while lines and not lines[-1].strip():
         lines.pop()
-    return pd.DataFrame({"text": lines})
+    return pd.DataFrame({"text": lines}), []
 
 
-def _read_delimited(text: str, sep: str | None) -> pd.DataFrame:
+def _read_delimited(text: str, sep: str | None) -> tuple[pd.DataFrame, list[str]]:
     if sep is None:
         sep = _sniff_separator(text)
+    ragged: list[int] = []
+
+    def keep_long_row(fields: list[str]) -> list[str]:
+        # A row with more fields than the header (an unquoted separator in a text) is kept,
+        # its extra fields joined back into the last column, rather than silently dropped.
+        ragged.append(len(fields))
+        return [*fields[: width - 1], sep.join(fields[width - 1 :])]
+
+    header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
+    width = max(len(header), 1)
     try:
         frame = pd.read_csv(
             io.StringIO(text),
             sep=sep,
             dtype=str,
             keep_default_na=False,
-            on_bad_lines="warn",
+            on_bad_lines=keep_long_row,
             engine="python",
         )
     except pd.errors.EmptyDataError as err:
         raise EmptyCorpusError("the file has no columns; is it empty?") from err
     except (pd.errors.ParserError, csv.Error) as err:
         raise IngestError(f"cannot parse the file as CSV: {err}; check its quoting") from err
-    return frame
+    notes = []
+    if ragged:
+        notes.append(
+            f"{len(ragged)} row(s) had more fields than the header's {width}; their extra "
+            f"fields were joined into the last column {header[-1]!r}. Quote texts that contain "
+            f"the separator {sep!r} (or save the file as XLSX) to keep the columns apart"
+        )
+    return frame, notes
 
 
 def _sniff_separator(text: str) -> str:
@@ -304,6 +379,39 @@ def _sniff_separator(text: str) -> str:
     counts = {sep: first.count(sep) for sep in (",", "\t", ";", "|")}
     best = max(counts, key=lambda s: counts[s])
     return best if counts[best] > counts[","] else ","
+
+
+def language_warning(texts: list[str]) -> str | None:
+    """A note when the texts do not look English: the default embedding model is English-first.
+
+    A cheap heuristic on a sample: the share of non-ASCII letters (other scripts, accents) and
+    the share of words that are common English function words.
+    """
+    sample = [t[:LANGUAGE_CHARS] for t in texts if t][:LANGUAGE_SAMPLE]
+    letters = [ch for t in sample for ch in t if ch.isalpha()]
+    words = [w.lower() for t in sample for w in _WORD.findall(t)]
+    if len(letters) < MIN_WORDS_FOR_LANGUAGE * 3:
+        return None
+    non_ascii = sum(1 for ch in letters if not ch.isascii()) / len(letters)
+    english = sum(1 for w in words if w in ENGLISH_STOPWORDS) / max(len(words), 1)
+    other = sum(1 for w in words if w in OTHER_STOPWORDS) / max(len(words), 1)
+    if non_ascii > NON_ASCII_LETTER_SHARE:
+        why = f"{non_ascii:.0%} of the letters are not ASCII"
+    elif len(words) >= MIN_WORDS_FOR_LANGUAGE and other > max(english, MIN_OTHER_SHARE):
+        why = (
+            f"{english:.0%} of the words are common English words, {other:.0%} common words "
+            "of other languages"
+        )
+    else:
+        return None
+    return (
+        f"the texts do not look English ({why}); the default embedding model is English-first, "
+        "so clusters may be weaker. For other languages choose a multilingual "
+        "sentence-transformers model (--embedder, e.g. paraphrase-multilingual-MiniLM-L12-v2)"
+    )
+
+
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
 def _read_jsonl(text: str) -> pd.DataFrame:
@@ -416,6 +524,11 @@ def choose_text_column(frame: pd.DataFrame, requested: str | None = None) -> str
             raise ColumnError(
                 f"no column {requested!r}; the file has: {', '.join(columns)}. "
                 "Pass one of these as the text column"
+            )
+        if not frame[requested].map(clean_text).astype(bool).any():
+            raise EmptyCorpusError(
+                f"every text in column {requested!r} is empty; choose another column "
+                f"(columns: {', '.join(columns)})"
             )
         if not _is_text_like(frame[requested]):
             raise ColumnError(

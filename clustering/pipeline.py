@@ -116,6 +116,11 @@ def reduce_vectors(
     vectors: np.ndarray, config: PipelineConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """The clustering space and the 2-D map coordinates."""
+    if len(vectors) and not np.ptp(vectors, axis=0).any():
+        # Every text is the same (issue 7: 100,000 identical texts): nothing to lay out, and
+        # UMAP would spend minutes on a degenerate neighbour graph.
+        n = len(vectors)
+        return np.zeros((n, config.n_components), np.float32), np.zeros((n, 2), np.float32)
     space = UMAPReducer(
         n_components=config.n_components,
         n_neighbors=config.n_neighbors,
@@ -139,6 +144,8 @@ def reduce_vectors(
 def cluster_space(space: np.ndarray, config: PipelineConfig) -> Assignment:
     if len(space) == 0:
         return Assignment(np.zeros(0, dtype=np.int64), np.zeros(0))
+    if not np.ptp(space, axis=0).any():
+        return single_cluster(len(space))  # all points equal: one cluster, nothing to search
     assignment = make_clusterer(config).fit_predict(space)
     if assignment.n_clusters == 0 and len(space):
         # Everything came out as noise: one cluster is a clearer answer than none.
@@ -211,7 +218,7 @@ def run_pipeline(
     progress("cluster", 0.0, "clustering")
     assignment = large.cluster(space) if large else cluster_space(space, config)
     clock.time("cluster", start, n_clusters=assignment.n_clusters)
-    on_stage("cluster", {"assignment": assignment, "coords": coords})
+    on_stage("cluster", {"assignment": assignment, "coords": coords, "space": space})
 
     start = time.perf_counter()
     progress("summarize", 0.0, f"summarising {assignment.n_clusters} clusters")

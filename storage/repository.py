@@ -234,6 +234,15 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+REPRESENTATIVE_CHARS = 5_000
+"""A stored representative text is cut here: a 10 MB text must not ride along with every
+cluster read (the full text stays in ``documents``)."""
+
+
+def _cut(text: str, limit: int = REPRESENTATIVE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -673,7 +682,7 @@ class Store:
                         size=s.size,
                         share=s.share,
                         keywords=_json(list(s.keywords)),
-                        representatives=_json(list(s.representatives)),
+                        representatives=_json([_cut(t) for t in s.representatives]),
                         name=lab.name if lab else "",
                         description=lab.description if lab else "",
                         inclusion_criterion=lab.inclusion_criterion if lab else "",
