@@ -25,13 +25,6 @@ STATUS_ERROR = "error"
 CALL_STATUSES = (STATUS_OK, STATUS_INVALID, STATUS_EMPTY, STATUS_REFUSED, STATUS_ERROR)
 
 
-class CachedCall(Protocol):
-    response: str
-    prompt_tokens: int
-    completion_tokens: int
-    status: str
-
-
 @runtime_checkable
 class CallStore(Protocol):
     """Where calls are kept. The labeler calls it from its worker threads, one call at a time

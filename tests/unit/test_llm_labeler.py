@@ -15,6 +15,7 @@ import pytest
 
 from clustering.labels import keyword_label
 from llm import FAILED_STATUS, LLMLabeler, LLMSettings
+from llm.prompts import NAME_PATTERN
 from tests.support.call_store import InMemoryCallStore
 from tests.support.openai_server import Reply, ScriptedOpenAIServer, closed_port
 from tests.support.summaries import CARD, summary, three_summaries
@@ -53,6 +54,7 @@ def test_valid_json_gives_llm_labels_and_counts_usage(openai_server):
     assert (usage.prompt_tokens, usage.completion_tokens) == (300, 60)
     assert usage.cost_usd == pytest.approx((300 * 0.15 + 60 * 0.60) / 1e6)
     assert usage.failed_clusters == [] and usage.clusters == 3
+    assert json.loads(json.dumps(usage.to_dict()))["calls"] == 3
     assert [c.status for c in store.calls] == ["ok"] * 3
     request = openai_server.chat_requests[0]
     assert request.body["model"] == "gpt-4o-mini"
@@ -207,7 +209,7 @@ def test_a_llama_cpp_like_server_gets_its_json_object_dialect():
         # The SDK retries the 500 (max_retries=1) before the labeler moves on.
         assert formats_sent(server) == ["json_schema"] * 2 + ["json_object"] * 3
         schema = server.chat_requests[-1].body["response_format"]["schema"]
-        assert schema["properties"]["name"]["maxLength"] <= 60
+        assert schema["properties"]["name"]["pattern"] == NAME_PATTERN
         assert labeler.usage.schema_fallbacks == 1
 
 
