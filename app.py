@@ -28,6 +28,7 @@ navigation = st.navigation(
         ],
     }
 )
+resources.warm_up()
 with user_errors("cannot open the database"):
     widgets.sidebar(resources.store())
 navigation.run()

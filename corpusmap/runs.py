@@ -116,3 +116,21 @@ def finished_fraction(run: RunInfo | None) -> float:
     if run.status == "completed":
         return 1.0
     return (STAGES.index(run.stage) + 1) / len(STAGES) if run.stage in STAGES else 0.0
+
+
+WARM_UP_TEXTS = 64
+
+
+def warm_up(embedder: object) -> float:
+    """Load the embedding model and compile UMAP's numba code on a few synthetic texts, so the
+    first real run in a fresh process does not pay for them (~30 s of compilation on 2 cores).
+    Returns the seconds it took."""
+    import time
+
+    from clustering.pipeline import reduce_vectors
+
+    start = time.perf_counter()
+    texts = [f"warm up text number {i} about topic {i % 4}" for i in range(WARM_UP_TEXTS)]
+    vectors = embedder.embed(texts)  # type: ignore[attr-defined]
+    reduce_vectors(vectors, PipelineConfig())
+    return time.perf_counter() - start

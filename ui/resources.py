@@ -3,11 +3,16 @@ engine per database URL), the embedding model, and the registry of background ru
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import streamlit as st
 
-from corpusmap import service
+from corpusmap import runs, service
 from storage import Store, default_database_url
 from ui.runs import RunRegistry
+
+log = logging.getLogger(__name__)
 
 
 def database_url() -> str:
@@ -32,3 +37,21 @@ def embedder(model: str | None = None):  # type: ignore[no-untyped-def]
 @st.cache_resource
 def run_registry() -> RunRegistry:
     return RunRegistry()
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Once per server process, in the background: load the model and compile UMAP while the
+    user uploads a corpus, so the first run starts warm."""
+    registry = run_registry()
+    model = embedder(None)
+
+    def work() -> None:
+        with registry.exclusive():
+            seconds = runs.warm_up(model)
+            registry.reduce_compiled = True
+        log.info("warmed up the embedding model and UMAP in %.1f s", seconds)
+
+    thread = threading.Thread(target=work, name="corpusmap-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -77,6 +77,8 @@ class RunRegistry:
     ) -> RunJob:
         with self._lock:
             job = RunJob(next(self._ids), request.corpus_id)
+            if not self.reduce_compiled:
+                job.message = "waiting for the warm-up (model load, UMAP compilation; once per server)"
             self._jobs[job.job_id] = job
         thread = threading.Thread(
             target=self._work,
@@ -86,6 +88,10 @@ class RunRegistry:
         )
         thread.start()
         return job
+
+    def exclusive(self) -> threading.Lock:
+        """The lock runs take one at a time (the warm-up takes it too)."""
+        return self._one_at_a_time
 
     def _work(
         self, job: RunJob, store: Store, request: RunRequest, embedder: Any, labeler: Labeler | None
