@@ -63,8 +63,9 @@ class PipelineConfig:
     goal: str | None = None
     n_representatives: int = 8
     sample_size: int | None = 100_000
-    """Above this many distinct texts, UMAP and HDBSCAN are fitted on a random sample of this
-    size and the rest is assigned in batches (``clustering.sample_assign``); ``None`` fits on all."""
+    """Above this many texts, UMAP and HDBSCAN are fitted on a random sample of this many
+    distinct texts and the rest is assigned in batches (``clustering.sample_assign``); ``None``
+    fits on all."""
 
     def validate(self) -> None:
         if self.n_clusters is not None and self.n_clusters < 1:

@@ -103,7 +103,7 @@ def main(verbose: bool) -> None:
 @click.option("--llm-model", default=None, help="Model name (default: $CORPUSMAP_LLM_MODEL).")
 @click.option("--llm-timeout", type=float, default=None, help="Seconds per LLM request.")
 @click.option("--llm-max-in-flight", type=click.IntRange(min=1), default=None, help="Concurrent LLM requests.")
-@click.option("--sample-size", type=click.IntRange(min=50), default=PipelineConfig.sample_size, show_default=True, help="Above this many distinct texts, fit on a sample and assign the rest in batches.")
+@click.option("--sample-size", type=click.IntRange(min=50), default=PipelineConfig.sample_size, show_default=True, help="Above this many texts, fit UMAP and HDBSCAN on this many distinct texts and assign the rest in batches.")
 @click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS", help="Embed and assign on a Ray cluster (pip install 'corpusmap[ray]').")
 @mode_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
