@@ -81,10 +81,6 @@ class FormatRejectedError(LLMCallError):
     """The endpoint rejected the request's ``response_format``: ask with the next one."""
 
 
-SchemaRejectedError = FormatRejectedError
-"""The former name, kept for callers written against it."""
-
-
 class ChatClient:
     """A thin, thread-safe wrapper of ``openai.OpenAI`` for chat completions."""
 
@@ -118,18 +114,6 @@ class ChatClient:
             state.level, state.settled = level, True
         if level > 0:
             log.info("%s: asking for JSON by %s", self._endpoint_key, RESPONSE_FORMAT_KINDS[level])
-
-    @property
-    def takes_schema(self) -> bool:
-        """Whether a ``json_schema`` response format may still be sent to this endpoint."""
-        return self.response_format_level()[0] == 0
-
-    def reject_schema(self) -> None:
-        """The endpoint rejected ``json_schema``: move on to the next kind (unsettled)."""
-        with _formats_lock:
-            state = _formats.setdefault(self._endpoint_key, _FormatState())
-            if not state.settled:
-                state.level = max(state.level, 1)
 
     def complete(self, body: dict[str, Any], *, format_settled: bool | None = None) -> Completion:
         """One chat completion for ``body`` (model, messages, parameters).
