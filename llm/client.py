@@ -116,6 +116,18 @@ class ChatClient:
             log.info("%s: asking for JSON by %s", self._endpoint_key, RESPONSE_FORMAT_KINDS[level])
 
     def complete(self, body: dict[str, Any], *, format_settled: bool | None = None) -> Completion:
+        """``_complete``, with the API key cut out of any error message: a proxy or server that
+        echoes the Authorization header must not put the key into stored errors and logs
+        (issue 7)."""
+        try:
+            return self._complete(body, format_settled=format_settled)
+        except LLMCallError as err:
+            key = self.settings.api_key
+            if key and any(key in str(arg) for arg in err.args):
+                err.args = tuple(str(arg).replace(key, "[API key]") for arg in err.args)
+            raise
+
+    def _complete(self, body: dict[str, Any], *, format_settled: bool | None = None) -> Completion:
         """One chat completion for ``body`` (model, messages, parameters).
 
         Until the endpoint's format is settled (``None``: as this client knows it), a 400/422
