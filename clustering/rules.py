@@ -19,6 +19,8 @@ from clustering.types import NOISE
 MAX_DEPTH = 3
 MAX_FEATURES = 3000
 MIN_DF = 2
+MIN_LEAF_PRECISION = 0.5
+"""A leaf joins the rule only if most of its texts are in the cluster."""
 MIN_LEAF_SHARE = 0.002
 """A leaf holds at least this share of the texts: no rule for a single odd text."""
 
@@ -95,8 +97,10 @@ def explain_clusters(
             min_samples_leaf=max(1, int(MIN_LEAF_SHARE * len(labels))),
             random_state=random_state,
         ).fit(matrix, target)
-        clauses = positive_paths(tree, words)
-        predicted = tree.predict(matrix).astype(bool) if clauses else np.zeros(len(labels), bool)
+        leaves = tree.apply(matrix)
+        chosen = precise_leaves(leaves, target)
+        clauses = positive_paths(tree, words, chosen)
+        predicted = np.isin(leaves, list(chosen)) if clauses else np.zeros(len(labels), bool)
         hits = int((predicted & target).sum())
         precision = hits / int(predicted.sum()) if predicted.any() else 0.0
         recall = hits / support if support else 0.0
@@ -104,8 +108,24 @@ def explain_clusters(
     return rules
 
 
-def positive_paths(tree: Any, words: np.ndarray) -> tuple[tuple[tuple[str, bool], ...], ...]:
-    """The root-to-leaf paths of a fitted tree whose leaf predicts the cluster."""
+def precise_leaves(leaves: np.ndarray, target: np.ndarray) -> set[int]:
+    """Leaves where most texts (unweighted) are in the cluster; else the single most precise
+    leaf. The tree is fitted with balanced class weights, which finds the words of a small
+    cluster but would also accept leaves mostly made of other texts: a rule must be precise."""
+    ids, totals = np.unique(leaves, return_counts=True)
+    positives = np.array([int(target[leaves == leaf].sum()) for leaf in ids])
+    share = positives / np.maximum(totals, 1)
+    chosen = {int(leaf) for leaf, p in zip(ids, share, strict=True) if p >= MIN_LEAF_PRECISION}
+    if not chosen and positives.any():
+        chosen = {int(ids[np.argmax(np.where(positives > 0, share, -1.0))])}
+    return chosen
+
+
+def positive_paths(
+    tree: Any, words: np.ndarray, leaves: set[int] | None = None
+) -> tuple[tuple[tuple[str, bool], ...], ...]:
+    """The root-to-leaf paths of a fitted tree to ``leaves`` (default: the leaves that predict
+    the cluster)."""
     t = tree.tree_
     positive = list(tree.classes_).index(True) if True in tree.classes_ else None
     if positive is None:
@@ -115,7 +135,12 @@ def positive_paths(tree: Any, words: np.ndarray) -> tuple[tuple[tuple[str, bool]
     def walk(node: int, path: tuple[tuple[str, bool], ...]) -> None:
         left, right = t.children_left[node], t.children_right[node]
         if left == right:  # a leaf
-            if int(np.argmax(t.value[node][0])) == positive and path:
+            wanted = (
+                node in leaves
+                if leaves is not None
+                else int(np.argmax(t.value[node][0])) == positive
+            )
+            if wanted and path:
                 paths.append(path)
             return
         word = str(words[t.feature[node]])
@@ -124,7 +149,30 @@ def positive_paths(tree: Any, words: np.ndarray) -> tuple[tuple[tuple[str, bool]
         walk(right, (*path, (word, True)))
 
     walk(0, ())
-    return tuple(_simplify(p) for p in paths)
+    return tuple(_simplify(p) for p in merge_clauses(paths))
+
+
+def merge_clauses(
+    clauses: list[tuple[tuple[str, bool], ...]],
+) -> list[tuple[tuple[str, bool], ...]]:
+    """Fewer, shorter clauses with the same meaning: (A and w) or (A and not w) is A, and a
+    clause that contains another one adds nothing."""
+    sets = [frozenset(c) for c in clauses]
+    changed = True
+    while changed:
+        changed = False
+        for i, a in enumerate(sets):
+            for b in sets[i + 1 :]:
+                diff = a ^ b
+                if len(diff) == 2 and len({w for w, _ in diff}) == 1:
+                    sets = [x for x in sets if x not in (a, b)] + [a & b]
+                    changed = True
+                    break
+            if changed:
+                break
+    kept = [a for a in sets if not any(b < a for b in sets)]
+    unique = list(dict.fromkeys(kept))
+    return [tuple(c) for c in unique]
 
 
 def _simplify(path: tuple[tuple[str, bool], ...]) -> tuple[tuple[str, bool], ...]:

@@ -52,6 +52,7 @@ DEFAULT_MAX_CATEGORIES = 12
 MERGE_DISTANCE = 0.35
 """Cosine distance under which two proposed categories are one, when merging by embedding."""
 COMPLETION_TOKENS = {"propose": 220, "merge": 300, "classify": 12 * CLASSIFY_BATCH}
+"""Expected reply sizes, for the plan (the classify entry is for a full default batch)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class ClassifyConfig:
     allow_other: bool = True
     """Category 0 ("none fits") in a reply makes the text an outlier."""
     random_state: int = 42
+    proposal_batch: int = PROPOSAL_BATCH
+    classify_batch: int = CLASSIFY_BATCH
+    """Texts per classification call (fewer for a small local model's context)."""
 
     @property
     def max_categories(self) -> int:
@@ -80,6 +84,8 @@ class ClassifyConfig:
             "proposal_calls": self.proposal_calls,
             "allow_other": self.allow_other,
             "random_state": self.random_state,
+            "proposal_batch": self.proposal_batch,
+            "classify_batch": self.classify_batch,
         }
 
 
@@ -87,7 +93,7 @@ def split_budget(config: ClassifyConfig, n_texts: int) -> dict[str, int]:
     total = (
         config.budget
         if config.budget is not None
-        else UNLIMITED_CALLS + math.ceil(n_texts / CLASSIFY_BATCH)
+        else UNLIMITED_CALLS + math.ceil(n_texts / config.classify_batch)
     )
     if config.categories:
         return {"propose_calls": 0, "merge_calls": 0, "classify_calls": total}
@@ -102,14 +108,18 @@ def split_budget(config: ClassifyConfig, n_texts: int) -> dict[str, int]:
 
 def plan_classify(texts: Sequence[str], config: ClassifyConfig) -> LLMPlan:
     parts = split_budget(config, len(texts))
-    parts["classify_calls"] = min(parts["classify_calls"], math.ceil(len(texts) / CLASSIFY_BATCH))
+    parts["classify_calls"] = min(
+        parts["classify_calls"], math.ceil(len(texts) / config.classify_batch)
+    )
     sample = list(texts[:100]) or [""]
     mean_chars = sum(min(len(t), 240) for t in sample) / len(sample)
     tokens = (
-        parts["propose_calls"] * estimate_prompt_tokens([], int(mean_chars * PROPOSAL_BATCH))
+        parts["propose_calls"] * estimate_prompt_tokens([], int(mean_chars * config.proposal_batch))
         + parts["merge_calls"] * estimate_prompt_tokens([], 60 * config.proposal_calls * 8)
         + parts["classify_calls"]
-        * estimate_prompt_tokens([], int(mean_chars * CLASSIFY_BATCH) + 60 * config.max_categories)
+        * estimate_prompt_tokens(
+            [], int(mean_chars * config.classify_batch) + 60 * config.max_categories
+        )
     )
     completion = sum(COMPLETION_TOKENS[k.split("_")[0]] * v for k, v in parts.items())
     return LLMPlan(sum(parts.values()), tokens, completion, parts)
@@ -163,7 +173,11 @@ def find_categories(
     if asker is not None and parts["propose_calls"]:
         from llm.goal import GoalConfig
 
-        proposal_config = GoalConfig(goal=config.goal, random_state=config.random_state)
+        proposal_config = GoalConfig(
+            goal=config.goal,
+            random_state=config.random_state,
+            proposal_batch=config.proposal_batch,
+        )
         groups = propose(asker, texts, vectors, proposal_config, parts["propose_calls"])
         stats["proposed"] = len(groups)
         candidates = embed_candidates(groups, embedder)
@@ -217,8 +231,9 @@ def label_then_classify(
     by_llm = np.zeros(n, dtype=bool)
     if asker is not None and parts["classify_calls"]:
         order = np.argsort(margin, kind="stable")  # least certain first
-        n_batches = min(parts["classify_calls"], math.ceil(n / CLASSIFY_BATCH))
-        batches = [order[k * CLASSIFY_BATCH : (k + 1) * CLASSIFY_BATCH] for k in range(n_batches)]
+        size = config.classify_batch
+        n_batches = min(parts["classify_calls"], math.ceil(n / size))
+        batches = [order[k * size : (k + 1) * size] for k in range(n_batches)]
         pairs = [(c.name, c.description) for c in categories]
         questions = [
             Question(

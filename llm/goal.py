@@ -79,9 +79,14 @@ class GoalConfig:
     """Maximum LLM calls; ``None`` plans ``UNLIMITED_CALLS``."""
     reassign_outliers: bool = False
     random_state: int = 42
+    proposal_batch: int = PROPOSAL_BATCH
+    """Texts per proposal call (fewer for a small local model's context)."""
+    check_batch: int = CHECK_BATCH
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "proposal_batch": self.proposal_batch,
+            "check_batch": self.check_batch,
             "goal": self.goal,
             "n_clusters": self.n_clusters,
             "selection": self.selection,
@@ -120,10 +125,10 @@ def split_budget(config: GoalConfig) -> tuple[int, int]:
 
 def plan_goal(texts: Sequence[str], config: GoalConfig) -> LLMPlan:
     propose, check = split_budget(config)
-    sample = list(texts[: PROPOSAL_BATCH * 4]) or [""]
+    sample = list(texts[: config.proposal_batch * 4]) or [""]
     mean_chars = sum(min(len(t), 240) for t in sample) / len(sample)
-    batch_tokens = estimate_prompt_tokens([], int(mean_chars * PROPOSAL_BATCH))
-    check_tokens = estimate_prompt_tokens([], int(mean_chars * CHECK_BATCH))
+    batch_tokens = estimate_prompt_tokens([], int(mean_chars * config.proposal_batch))
+    check_tokens = estimate_prompt_tokens([], int(mean_chars * config.check_batch))
     n_propose = propose * max(1, config.n_rounds)
     return LLMPlan(
         calls=n_propose + check,
@@ -221,7 +226,7 @@ def propose(
     """Groups the LLM proposes from ``n_calls`` batches of diverse texts (of ``among``)."""
     if n_calls <= 0:
         return []
-    sample = diverse_sample(vectors, n_calls * PROPOSAL_BATCH, config.random_state, among)
+    sample = diverse_sample(vectors, n_calls * config.proposal_batch, config.random_state, among)
     rng = np.random.default_rng(config.random_state)
     sample = rng.permutation(sample)
     batches = [sample[i::n_calls] for i in range(n_calls)]
@@ -248,6 +253,7 @@ def check_pairs(
     pairs: Sequence[tuple[int, int]],
     goal: str | None,
     n_calls: int,
+    check_batch: int = CHECK_BATCH,
 ) -> tuple[dict[tuple[int, int], bool], int]:
     """LLM yes/no on (text, candidate) pairs, batched per candidate, most uncertain first;
     returns the verdicts and the number of calls asked."""
@@ -257,7 +263,7 @@ def check_pairs(
     batches: list[tuple[int, list[int]]] = []
     # Round-robin over candidates so a budget cut leaves every candidate some checks.
     queues = {
-        c: [ids[k : k + CHECK_BATCH] for k in range(0, len(ids), CHECK_BATCH)]
+        c: [ids[k : k + check_batch] for k in range(0, len(ids), check_batch)]
         for c, ids in by_candidate.items()
     }
     while queues and len(batches) < n_calls:
@@ -341,7 +347,9 @@ def propose_assign_select(
         if asker is not None and check_calls > 0:
             fresh = [p for p in uncertain_pairs(Z) if p not in verdicts]
             calls = check_calls if round_no == config.n_rounds - 1 else check_calls // 2
-            got, used = check_pairs(asker, texts, candidates, fresh, config.goal, calls)
+            got, used = check_pairs(
+                asker, texts, candidates, fresh, config.goal, calls, config.check_batch
+            )
             check_calls -= used
             stats["checked_pairs"] += len(got)
             stats["flipped"] += sum(1 for (i, c), v in got.items() if M[i, c] != v)

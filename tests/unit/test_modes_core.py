@@ -239,3 +239,15 @@ def test_membership_selection_and_assignment_recover_blobs_from_centroid_candida
     assert set(mapping.values()) <= set(milp.chosen)
     automatic = select_greedy(M)
     assert 2 <= len(automatic.chosen) <= 8
+
+
+def test_rule_clauses_are_merged_and_kept_precise():
+    from clustering.rules import merge_clauses, precise_leaves
+
+    a, b = ("stocks", True), ("york", True)
+    merged = merge_clauses([(a, b), (a, ("york", False)), (("oil", True), a)])
+    assert merged == [(a,)]
+    leaves = np.array([1, 1, 1, 2, 2, 2, 2, 3])
+    target = np.array([1, 1, 0, 1, 0, 0, 0, 0], dtype=bool)
+    assert precise_leaves(leaves, target) == {1}
+    assert precise_leaves(leaves, np.zeros(8, dtype=bool)) == set()
