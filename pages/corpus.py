@@ -57,7 +57,6 @@ if uploaded is not None:
             key=column_key,
             help="The column whose texts are clustered; the others are kept and exported.",
         )
-        st.dataframe(corpora.corpus_preview(corpus), hide_index=True, height=300)
         if st.button("Store and use this corpus", type="primary", icon=":material/save:"):
             with user_errors("Cannot store the corpus"):
                 info = service.store_corpus(store, corpus)
@@ -67,6 +66,8 @@ if uploaded is not None:
                 )
                 st.rerun()
 
+        st.caption("Preview: the first rows as read, with the cleaned text that will be clustered.")
+        st.dataframe(corpora.corpus_preview(corpus), hide_index=True, height=300)
 st.subheader("Stored corpora", divider="gray")
 table = corpora.corpora_table(store)
 if table.empty:

@@ -47,6 +47,7 @@ def warm_up() -> threading.Thread:
     model = embedder(None)
 
     def work() -> None:
+        log.info("warming up: loading the embedding model, compiling UMAP")
         with registry.exclusive():
             seconds = runs.warm_up(model)
             registry.reduce_compiled = True

@@ -22,7 +22,7 @@ def test_every_format_uploads_previews_and_stores(app_db, rows, fmt: str) -> Non
     data = corpus_bytes(rows, base)
     if fmt.endswith(".gz"):
         data = gzip.compress(data)
-    at = upload(open_app(), f"queries.{fmt}", data)
+    at = upload(open_app("corpus"), f"queries.{fmt}", data)
     assert metric(at, "Rows") == "40"
     assert metric(at, "Format") == base
     assert metric(at, "Encoding") == ("binary" if base in ("parquet", "xlsx") else "utf-8")
@@ -37,7 +37,7 @@ def test_every_format_uploads_previews_and_stores(app_db, rows, fmt: str) -> Non
 
 def test_detected_encoding_empty_rows_and_duplicates(app_db) -> None:
     text = "text,label\nCafé au lait,a\n,b\nCafé au lait,a\nthé vert,c\n"
-    at = upload(open_app(), "latin.csv", text.encode("cp1252"))
+    at = upload(open_app("corpus"), "latin.csv", text.encode("cp1252"))
     assert metric(at, "Encoding") in ("cp1252", "latin-1", "iso-8859-1", "windows-1252")
     assert metric(at, "Empty rows") == "1"
     assert metric(at, "Duplicate texts") == "1"
@@ -46,7 +46,7 @@ def test_detected_encoding_empty_rows_and_duplicates(app_db) -> None:
 
 def test_text_column_can_be_changed(app_db) -> None:
     data = b"body,title\nthe long body of the first message here,first\nanother long body text,second\n"
-    at = upload(open_app(), "two.csv", data)
+    at = upload(open_app("corpus"), "two.csv", data)
     column = widget(at.selectbox, "Text column")
     assert column.value == "body"
     column.set_value("title")
@@ -65,19 +65,19 @@ def test_text_column_can_be_changed(app_db) -> None:
     ],
 )
 def test_bad_files_show_an_error_not_a_traceback(app_db, name: str, data: bytes, message: str) -> None:
-    at = upload(open_app(), name, data)
+    at = upload(open_app("corpus"), name, data)
     assert at.error, "expected an error message"
     assert message in at.error[0].value.lower()
     assert not any(b.label == "Store and use this corpus" for b in at.button)
 
 
 def test_upload_limit_is_stated(app_db) -> None:
-    at = open_app()
+    at = open_app("corpus")
     assert any("1,024 MB" in c.value for c in at.caption)
 
 
 def test_delete_asks_for_confirmation(app_db, rows) -> None:
-    at = click(upload(open_app(), "q.jsonl", corpus_bytes(rows, "jsonl")), "Store and use this corpus")
+    at = click(upload(open_app("corpus"), "q.jsonl", corpus_bytes(rows, "jsonl")), "Store and use this corpus")
     click(at, "Delete…")
     assert "cannot be undone" in at.warning[0].value
     click(at, "Cancel")
