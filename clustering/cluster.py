@@ -1,6 +1,7 @@
-"""Clusterers: HDBSCAN (automatic number of clusters) and k-means (a fixed K).
+"""Clusterers: HDBSCAN with merging (automatic number of clusters, the default), plain HDBSCAN,
+and k-means (a fixed K).
 
-Both return an ``Assignment`` whose ids run 0..K-1 by decreasing cluster size, noise -1.
+All return an ``Assignment`` whose ids run 0..K-1 by decreasing cluster size, noise -1.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 import numpy as np
 
 from clustering.errors import ConfigError
+from clustering.granularity import MICRO_MIN_SAMPLES, Granularity, merge_micro_clusters
 from clustering.types import NOISE, Assignment
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class HDBSCANClusterer:
     def fit_predict(self, X: np.ndarray) -> Assignment:
         n = len(X)
         if n < MIN_CLUSTERABLE:
+            self.min_cluster_size_ = n
             return single_cluster(n)
         size = self.min_cluster_size or default_min_cluster_size(n)
         if size < 2:
@@ -73,6 +76,40 @@ class HDBSCANClusterer:
         labels = order_by_size(self.model_.labels_)
         self.min_cluster_size_ = size
         return Assignment(labels=labels, probabilities=np.asarray(self.model_.probabilities_))
+
+
+class MergedHDBSCANClusterer:
+    """HDBSCAN micro-clusters merged by Ward's method to the cut with the best variance ratio,
+    with confident noise attached (``clustering.granularity``): the automatic-K default."""
+
+    def __init__(
+        self,
+        min_cluster_size: int | None = None,
+        min_samples: int | None = MICRO_MIN_SAMPLES,
+        cluster_selection_method: str = "eom",
+    ) -> None:
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.cluster_selection_method = cluster_selection_method
+
+    def fit_predict(self, X: np.ndarray) -> Assignment:
+        n = len(X)
+        if n < MIN_CLUSTERABLE:
+            return single_cluster(n)
+        micro = HDBSCANClusterer(
+            min_cluster_size=self.min_cluster_size,
+            min_samples=self.min_samples,
+            cluster_selection_method=self.cluster_selection_method,
+        )
+        found = micro.fit_predict(X)
+        self.min_cluster_size_ = micro.min_cluster_size_
+        if found.n_clusters == 0:
+            self.granularity_ = Granularity(0, 0, 1.0, 1.0, {})
+            return found
+        labels, confidence, self.granularity_ = merge_micro_clusters(X, found.labels)
+        probabilities = np.where(found.labels == NOISE, confidence, found.probabilities)
+        probabilities = np.where(labels == NOISE, 0.0, probabilities)
+        return Assignment(labels=order_by_size(labels), probabilities=probabilities)
 
 
 class KMeansClusterer:

@@ -17,6 +17,7 @@ import numpy as np
 from clustering.cluster import (
     HDBSCANClusterer,
     KMeansClusterer,
+    MergedHDBSCANClusterer,
     reassign_outliers,
     single_cluster,
 )
@@ -50,11 +51,15 @@ class PipelineConfig:
     """Every parameter of a run; stored with it so the run can be reproduced."""
 
     n_clusters: int | None = None
-    """Fixed K (k-means); ``None`` lets HDBSCAN choose the number of clusters."""
+    """Fixed K (k-means in the reduced space); ``None`` chooses the number of clusters."""
     min_cluster_size: int | None = None
     """HDBSCAN's smallest cluster; ``None`` grows it with N (``default_min_cluster_size``)."""
     min_samples: int | None = None
+    """HDBSCAN's ``min_samples``; ``None`` is HDBSCAN's default (``min_cluster_size``)."""
     cluster_selection_method: str = "eom"
+    merge_clusters: bool = True
+    """Merge HDBSCAN's clusters by Ward's method to the cut with the best Calinski-Harabasz
+    ratio and attach confident noise (``clustering.granularity``); ``False`` is plain HDBSCAN."""
     n_neighbors: int = 15
     n_components: int = 5
     min_dist: float = 0.0
@@ -103,9 +108,17 @@ class _Clock:
         log.info("stage %s: %.2f s %s", stage, seconds, detail or "")
 
 
-def make_clusterer(config: PipelineConfig) -> HDBSCANClusterer | KMeansClusterer:
+def make_clusterer(
+    config: PipelineConfig,
+) -> MergedHDBSCANClusterer | HDBSCANClusterer | KMeansClusterer:
     if config.n_clusters is not None:
         return KMeansClusterer(config.n_clusters, random_state=config.random_state)
+    if config.merge_clusters:
+        return MergedHDBSCANClusterer(
+            min_cluster_size=config.min_cluster_size,
+            min_samples=config.min_samples,
+            cluster_selection_method=config.cluster_selection_method,
+        )
     return HDBSCANClusterer(
         min_cluster_size=config.min_cluster_size,
         min_samples=config.min_samples,

@@ -1,0 +1,146 @@
+"""Automatic granularity (clustering.granularity): HDBSCAN micro-clusters, Ward merge to the best
+Calinski-Harabasz cut, confident noise. Small seeded synthetic data only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import calinski_harabasz_score
+
+from clustering.cluster import HDBSCANClusterer, MergedHDBSCANClusterer
+from clustering.granularity import (
+    calinski_harabasz_path,
+    choose_n_clusters,
+    cut_merges,
+    merge_micro_clusters,
+    nearest_centroid_labels,
+    neighbor_agreement,
+    ward_merges,
+)
+from clustering.pipeline import PipelineConfig, cluster_space, make_clusterer
+from clustering.types import NOISE
+
+
+def blobs(centers: np.ndarray, sizes: list[int], spread: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.vstack(
+        [c + spread * rng.standard_normal((s, centers.shape[1])) for c, s in zip(centers, sizes)]
+    )
+
+
+def truth_of(sizes: list[int]) -> np.ndarray:
+    return np.repeat(np.arange(len(sizes)), sizes)
+
+
+def test_ward_costs_are_the_rise_in_within_cluster_sum_of_squares() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((60, 3))
+    labels = np.arange(60) % 6
+    merges = ward_merges(X, labels)
+    assert merges.n_start == 6 and len(merges.costs) == 5
+    assert np.all(np.diff(merges.costs) >= -1e-9)  # Ward is monotone
+
+    def wss(lab: np.ndarray) -> float:
+        return sum(((X[lab == c] - X[lab == c].mean(0)) ** 2).sum() for c in np.unique(lab))
+
+    for k in range(6, 1, -1):
+        cut = cut_merges(labels, merges, k)
+        assert len(np.unique(cut)) == k
+        expected = wss(labels) + merges.costs[: 6 - k].sum()
+        assert wss(cut) == pytest.approx(expected)
+
+
+def test_variance_ratio_path_matches_sklearn() -> None:
+    X = blobs(np.array([[0, 0], [4, 0], [0, 4], [9, 9]], float), [30, 20, 25, 15], 0.8, seed=2)
+    micro = np.arange(len(X)) % 12  # any over-segmentation
+    merges = ward_merges(X, micro)
+    scores = calinski_harabasz_path(merges)
+    assert sorted(scores) == list(range(2, 13))
+    for k, value in scores.items():
+        assert value == pytest.approx(calinski_harabasz_score(X, cut_merges(micro, merges, k)))
+
+
+def test_merge_recovers_blobs_from_an_over_segmentation() -> None:
+    sizes = [80, 60, 50, 40]
+    centers = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]], float)
+    X = blobs(centers, sizes, 0.7, seed=3)
+    # Each blob cut in two halves along x: eight micro-clusters, four real ones.
+    micro = truth_of(sizes) * 2 + (X[:, 0] > centers[truth_of(sizes), 0])
+    merges = ward_merges(X, micro)
+    assert choose_n_clusters(merges) == 4
+    labels, confidence, info = merge_micro_clusters(X, micro)
+    assert info.n_micro == 8 and info.n_clusters == 4
+    assert (labels != NOISE).all() and (confidence == 1).all()
+    # Each found cluster is exactly one blob.
+    for c in np.unique(labels):
+        assert len(np.unique(truth_of(sizes)[labels == c])) == 1
+
+
+def test_merge_keeps_fine_clusters_apart() -> None:
+    """Many small well-separated groups (intent-like) must not be merged into few."""
+    rng = np.random.default_rng(4)
+    centers = rng.uniform(-50, 50, size=(20, 5))
+    sizes = [25] * 20
+    X = blobs(centers, sizes, 0.5, seed=4)
+    labels, _, info = merge_micro_clusters(X, truth_of(sizes))
+    assert info.n_clusters == 20
+
+
+def test_noise_inside_a_cluster_joins_it_and_a_boundary_point_stays_noise() -> None:
+    sizes = [50, 50, 50]
+    centers = np.array([[0, 0], [20, 0], [10, 17.32]], float)  # an equilateral triangle
+    X = blobs(centers, sizes, 1.0, seed=5)
+    middle = centers.mean(axis=0)
+    X = np.vstack([X, [[0.1, 0.1]], [middle]])
+    micro = np.concatenate([truth_of(sizes), [NOISE, NOISE]])
+    labels, confidence, info = merge_micro_clusters(X, micro)
+    assert info.n_clusters == 3
+    assert labels[-2] == labels[0] and confidence[-2] >= 0.5
+    # Equally far from three clusters: its neighbours split three ways, so it stays noise.
+    assert labels[-1] == NOISE and confidence[-1] < 0.5
+    assert info.noise_share == pytest.approx(1 / len(X))
+
+
+def test_nearest_centroid_and_agreement_helpers() -> None:
+    X = np.array([[0.0], [0.2], [5.0], [5.2], [0.1], [4.9]])
+    labels = np.array([0, 0, 1, 1, NOISE, NOISE])
+    filled = nearest_centroid_labels(X, labels)
+    assert filled.tolist() == [0, 0, 1, 1, 0, 1]
+    share = neighbor_agreement(X, filled, np.array([4, 5]), n_neighbors=2)
+    assert share.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_clusterer_finds_the_blobs_and_orders_ids_by_size(seed: int) -> None:
+    sizes = [120, 90, 70, 50, 40]
+    centers = np.random.default_rng(seed).uniform(-20, 20, size=(5, 5))
+    X = blobs(centers, sizes, 0.6, seed=seed).astype(np.float32)
+    result = MergedHDBSCANClusterer().fit_predict(X)
+    assert result.n_clusters == 5
+    assert result.noise_share < 0.05
+    counts = np.bincount(result.labels[result.labels != NOISE])
+    assert list(counts) == sorted(counts, reverse=True)
+    assert np.all((result.probabilities >= 0) & (result.probabilities <= 1))
+    again = MergedHDBSCANClusterer().fit_predict(X)
+    assert np.array_equal(result.labels, again.labels)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5])
+def test_tiny_inputs_do_not_crash(n: int) -> None:
+    X = np.random.default_rng(0).standard_normal((n, 5)).astype(np.float32)
+    result = MergedHDBSCANClusterer().fit_predict(X)
+    assert len(result.labels) == n
+    assert cluster_space(X, PipelineConfig()).labels.shape == (n,)
+
+
+def test_identical_points_make_one_cluster() -> None:
+    X = np.ones((40, 5), dtype=np.float32)
+    assert set(cluster_space(X, PipelineConfig()).labels.tolist()) == {0}
+    result = MergedHDBSCANClusterer().fit_predict(X)
+    assert len(result.labels) == 40
+
+
+def test_pipeline_defaults_use_the_merge_and_can_turn_it_off() -> None:
+    assert isinstance(make_clusterer(PipelineConfig()), MergedHDBSCANClusterer)
+    assert make_clusterer(PipelineConfig(min_samples=7)).min_samples == 7
+    assert isinstance(make_clusterer(PipelineConfig(merge_clusters=False)), HDBSCANClusterer)
