@@ -1,0 +1,227 @@
+"""Quality benchmark: corpusmap (automatic K and K given) vs BERTopic 0.17.4 defaults vs k-means
+with the true K, all on the same cached embeddings.
+
+    python -m bench.compare [DATASETS...] [--fresh-umap]
+
+Each corpus runs in its own subprocess so its peak RSS is its own. The 5-d UMAP space is
+corpusmap's (cosine, n_neighbors 15, min_dist 0, seed 42): BERTopic's default UMAP has exactly
+these parameters, so by default BERTopic is handed the same space (a stand-in reducer) and the
+comparison isolates the clustering; ``--fresh-umap`` lets BERTopic fit its own seeded UMAP.
+Writes bench/results/compare.md, compare.json and compare.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.data import CACHE_DIR, DATASETS, cached_embeddings, load_corpus
+
+RESULTS = Path(__file__).parent / "results"
+METHODS = ("corpusmap auto", "corpusmap K given", "BERTopic 0.17.4", "k-means true K")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cached_space(name: str, vectors: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """corpusmap's default clustering space, cached next to the embeddings."""
+    from clustering.pipeline import PipelineConfig
+    from clustering.reduce import UMAPReducer
+
+    config = PipelineConfig()
+    path = CACHE_DIR / f"{name}.umap{config.n_components}.nn{config.n_neighbors}.s{config.random_state}.npy"
+    if path.exists():
+        return np.load(path), None
+    start = time.perf_counter()
+    space = UMAPReducer(
+        n_components=config.n_components,
+        n_neighbors=config.n_neighbors,
+        min_dist=config.min_dist,
+        random_state=config.random_state,
+    ).fit_transform(vectors)
+    seconds = time.perf_counter() - start
+    np.save(path, space)
+    return space, seconds
+
+
+class FixedSpace:
+    """A BERTopic ``umap_model`` that returns a precomputed reduction of the same rows."""
+
+    def __init__(self, space: np.ndarray) -> None:
+        self.space = space
+
+    def fit(self, X: Any, y: Any = None) -> FixedSpace:
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        return self.space
+
+
+def score(truth: list[str], labels: np.ndarray, seconds: float) -> dict[str, Any]:
+    from clustering.metrics import external_metrics
+
+    labels = np.asarray(labels)
+    result: dict[str, Any] = external_metrics(truth, labels)
+    result["clusters"] = int(len(np.unique(labels[labels != -1])))
+    result["outliers"] = float(np.mean(labels == -1))
+    result["seconds"] = seconds
+    return result
+
+
+def run_one(name: str, fresh_umap: bool) -> dict[str, Any]:
+    from clustering.pipeline import PipelineConfig, cluster_space
+
+    corpus = load_corpus(name)
+    vectors = cached_embeddings(corpus)
+    k_true = corpus.n_classes
+    space, umap_seconds = cached_space(name, vectors)
+    out: dict[str, Any] = {
+        "dataset": name,
+        "n": len(corpus.texts),
+        "classes": k_true,
+        "umap_seconds": umap_seconds,
+        "methods": {},
+    }
+
+    start = time.perf_counter()
+    auto = cluster_space(space, PipelineConfig())
+    out["methods"]["corpusmap auto"] = score(corpus.labels, auto.labels, time.perf_counter() - start)
+
+    start = time.perf_counter()
+    given = cluster_space(space, PipelineConfig(n_clusters=k_true))
+    out["methods"]["corpusmap K given"] = score(
+        corpus.labels, given.labels, time.perf_counter() - start
+    )
+
+    from bertopic import BERTopic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fresh_umap:
+            from umap import UMAP
+
+            reducer: Any = UMAP(
+                n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=42
+            )
+        else:
+            reducer = FixedSpace(space)
+        start = time.perf_counter()
+        topics, _ = BERTopic(umap_model=reducer).fit_transform(corpus.texts, embeddings=vectors)
+    out["methods"]["BERTopic 0.17.4"] = score(
+        corpus.labels, np.asarray(topics), time.perf_counter() - start
+    )
+
+    from sklearn.cluster import KMeans
+
+    start = time.perf_counter()
+    labels = KMeans(k_true, n_init=10, random_state=42).fit_predict(vectors)
+    out["methods"]["k-means true K"] = score(corpus.labels, labels, time.perf_counter() - start)
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def write_report(results: list[dict[str, Any]]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "compare.json").write_text(json.dumps(results, indent=2))
+    lines = [
+        "# corpusmap vs BERTopic vs k-means",
+        "",
+        "Same all-MiniLM-L6-v2 (bf16) embeddings for every method; corpusmap and BERTopic on the same",
+        "seeded 5-d UMAP space (BERTopic's default UMAP parameters are corpusmap's). Outliers (-1)",
+        "count as one cluster in every metric. Seconds: the clustering step only (BERTopic: its",
+        "HDBSCAN + c-TF-IDF; k-means: on the 384-d vectors). Produced by `python -m bench.compare`.",
+        "",
+        "| corpus | n | classes | method | NMI | ARI | ACC | clusters | outliers | s |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        for method in METHODS:
+            m = r["methods"][method]
+            lines.append(
+                f"| {r['dataset']} | {r['n']:,} | {r['classes']} | {method} | {m['nmi']:.3f} | "
+                f"{m['ari']:.3f} | {m['acc']:.3f} | {m['clusters']} | {100 * m['outliers']:.1f}% | "
+                f"{m['seconds']:.1f} |"
+            )
+    lines += ["", "| method | mean NMI | mean ARI | mean ACC |", "|---|---:|---:|---:|"]
+    for method in METHODS:
+        vals = [r["methods"][method] for r in results]
+        lines.append(
+            f"| {method} | {np.mean([v['nmi'] for v in vals]):.3f} | "
+            f"{np.mean([v['ari'] for v in vals]):.3f} | {np.mean([v['acc'] for v in vals]):.3f} |"
+        )
+    lines += ["", "| corpus | UMAP 5-d s (if computed) | peak RSS MB |", "|---|---:|---:|"]
+    for r in results:
+        umap_s = f"{r['umap_seconds']:.1f}" if r["umap_seconds"] else "cached"
+        lines.append(f"| {r['dataset']} | {umap_s} | {r['peak_rss_mb']:.0f} |")
+    (RESULTS / "compare.md").write_text("\n".join(lines) + "\n")
+    write_chart(results)
+
+
+def write_chart(results: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    x = np.arange(len(results))
+    width = 0.2
+    for ax, metric in zip(axes, ("nmi", "ari"), strict=True):
+        for i, method in enumerate(METHODS):
+            ax.bar(
+                x + (i - 1.5) * width,
+                [r["methods"][method][metric] for r in results],
+                width,
+                label=method,
+            )
+        ax.set_xticks(x, [r["dataset"] for r in results], rotation=15)
+        ax.set_title(metric.upper())
+        ax.set_ylim(0, 1)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "compare.png", dpi=110)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument("--fresh-umap", action="store_true", help="BERTopic fits its own UMAP")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.one:
+        print(json.dumps(run_one(args.one, args.fresh_umap)))
+        return
+    results = []
+    for name in args.datasets:
+        cmd = [sys.executable, "-m", "bench.compare", "--one", name]
+        if args.fresh_umap:
+            cmd.append("--fresh-umap")
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        results.append(result)
+        for method in METHODS:
+            m = result["methods"][method]
+            print(
+                f"{name:16s} {method:18s} NMI {m['nmi']:.3f} ARI {m['ari']:.3f} "
+                f"ACC {m['acc']:.3f} K {m['clusters']:4d} out {100 * m['outliers']:4.1f}% "
+                f"{m['seconds']:.1f}s",
+                flush=True,
+            )
+    write_report(results)
+
+
+if __name__ == "__main__":
+    main()
