@@ -39,6 +39,9 @@ PLACEHOLDER_NAMES = frozenset(
 """Names that are not names: a reply with one falls back to the keyword label (BERTopic showed
 "No label returned" as a topic name; we never show a placeholder)."""
 
+PLACEHOLDER_PREFIXES = ("a short name", "short name for", "name of the cluster", "cluster name")
+"""Starts of names that echo the prompt's own wording (seen from SmolLM2)."""
+
 DESCRIPTION_MAX_CHARS = 600
 CRITERION_MAX_CHARS = 400
 MAX_EVIDENCE = 5
@@ -61,9 +64,13 @@ class LabelReply(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        value = " ".join(value.split()).strip(" .\"'")
-        if value.lower() in PLACEHOLDER_NAMES or value.startswith("<"):
+        value = " ".join(value.split()).strip(" .,;:\"'")
+        lowered = value.lower()
+        if lowered in PLACEHOLDER_NAMES or lowered.startswith(PLACEHOLDER_PREFIXES):
             raise ValueError("the name is empty or a placeholder")
+        if "<" in value or ">" in value:
+            # Tiny models echo the prompt's <data> tags or the corpus's HTML into the name.
+            raise ValueError("the name contains markup")
         words = len(value.split())
         if words > NAME_MAX_WORDS:
             raise ValueError(f"the name has {words} words, at most {NAME_MAX_WORDS} are allowed")

@@ -54,7 +54,9 @@ def test_evidence_out_of_range_or_odd_is_dropped_not_fatal():
         (json.dumps(["a", "b"]), "not a JSON object"),
         (json.dumps({**GOOD, "name": ""}), "placeholder"),
         (json.dumps({**GOOD, "name": "No label"}), "placeholder"),
-        (json.dumps({**GOOD, "name": "<name>"}), "placeholder"),
+        (json.dumps({**GOOD, "name": "<name>"}), "placeholder|markup"),
+        (json.dumps({**GOOD, "name": "A short name for the cluster,</data>,"}), "placeholder"),
+        (json.dumps({**GOOD, "name": "Struggling,</code>says,</p>"}), "markup"),
         (
             json.dumps({**GOOD, "name": "The customers in this cluster ask about card payments"}),
             "at most 6",
