@@ -41,7 +41,10 @@ def cached_space(name: str, vectors: np.ndarray) -> tuple[np.ndarray, float | No
     from clustering.reduce import UMAPReducer
 
     config = PipelineConfig()
-    path = CACHE_DIR / f"{name}.umap{config.n_components}.nn{config.n_neighbors}.s{config.random_state}.npy"
+    path = (
+        CACHE_DIR
+        / f"{name}.umap{config.n_components}.nn{config.n_neighbors}.s{config.random_state}.npy"
+    )
     if path.exists():
         return np.load(path), None
     start = time.perf_counter()
@@ -97,7 +100,9 @@ def run_one(name: str, fresh_umap: bool) -> dict[str, Any]:
 
     start = time.perf_counter()
     auto = cluster_space(space, PipelineConfig())
-    out["methods"]["corpusmap auto"] = score(corpus.labels, auto.labels, time.perf_counter() - start)
+    out["methods"]["corpusmap auto"] = score(
+        corpus.labels, auto.labels, time.perf_counter() - start
+    )
 
     start = time.perf_counter()
     given = cluster_space(space, PipelineConfig(n_clusters=k_true))
@@ -220,6 +225,15 @@ def main(argv: list[str] | None = None) -> None:
                 f"{m['seconds']:.1f}s",
                 flush=True,
             )
+    # Corpora not run this time keep their last results, so one corpus can be re-run alone.
+    previous = RESULTS / "compare.json"
+    if previous.exists():
+        done_names = {r["dataset"] for r in results}
+        kept = [r for r in json.loads(previous.read_text()) if r["dataset"] not in done_names]
+        results = sorted(
+            kept + results,
+            key=lambda r: DATASETS.index(r["dataset"]) if r["dataset"] in DATASETS else 99,
+        )
     write_report(results)
 
 

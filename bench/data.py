@@ -57,7 +57,9 @@ def cached_embeddings(corpus: LabelledCorpus, *, compute: bool = True) -> np.nda
         vectors = np.load(path)
         if len(vectors) == len(corpus.texts):
             return vectors
-        log.warning("%s has %d rows, corpus has %d: recomputing", path, len(vectors), len(corpus.texts))
+        log.warning(
+            "%s has %d rows, corpus has %d: recomputing", path, len(vectors), len(corpus.texts)
+        )
     if not compute:
         raise FileNotFoundError(f"no cached embeddings at {path}; run python -m bench.data")
     from clustering.embed import SentenceTransformerEmbedder, embed_texts

@@ -24,7 +24,10 @@ from clustering.types import NOISE
 def blobs(centers: np.ndarray, sizes: list[int], spread: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.vstack(
-        [c + spread * rng.standard_normal((s, centers.shape[1])) for c, s in zip(centers, sizes)]
+        [
+            c + spread * rng.standard_normal((s, centers.shape[1]))
+            for c, s in zip(centers, sizes, strict=True)
+        ]
     )
 
 
