@@ -11,7 +11,7 @@ from corpusmap.labelers import DEFAULT_LLM_MODEL
 API_KEY_NAME = "OPENAI_API_KEY"
 BASE_URL_NAME = "OPENAI_BASE_URL"
 MODEL_NAME = "CORPUSMAP_LLM_MODEL"
-POLL_SECONDS = 1.0
+POLL_SECONDS = 2.0
 """How often the Run page reads a running run's stored progress."""
 
 

@@ -28,7 +28,7 @@ CHROME_FLAGS = (
     "--disable-component-update",
     "--no-first-run",
     "--disable-dev-shm-usage",
-    "--window-size=1440,1000",
+    "--window-size=1440,1500",
 )
 SERVER_START_S = 90
 

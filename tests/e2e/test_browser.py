@@ -19,7 +19,7 @@ from tests.e2e.conftest import ARTIFACTS
 pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = ARTIFACTS / "screenshots"
-RUN_TIMEOUT = 900
+RUN_TIMEOUT = 1200
 N_TEXTS = 600
 MARKUP_TEXTS = [
     "<script>window.__pwned = 1</script> my card has not arrived",
