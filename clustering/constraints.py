@@ -224,7 +224,7 @@ class ConstrainedKMeans:
     cannot-linked texts apart where it can (COP-k-means, greedy for the cannot-links).
 
     Clusters 0..C-1 start at the seed classes' means (C seed classes); any further clusters
-    start by k-means++ on the free texts. ``class_of_cluster_`` maps final cluster ids to the
+    start at the centres of a plain k-means that no seed class claims (``_init_centres``). ``class_of_cluster_`` maps final cluster ids to the
     seed class they hold (absent for clusters without seeds: the novel ones).
     """
 
@@ -304,23 +304,33 @@ class ConstrainedKMeans:
         k: int,
         rng: np.random.Generator,
     ) -> np.ndarray:
+        """Seeded slots start at their seeds' mean. Free slots start at the centres of a plain
+        k-means with K clusters that no seed class claims (matched by the Hungarian method), so
+        a class without seeds starts where the data has a group of its own; k-means++ on the
+        free texts is the fallback."""
+        from scipy.optimize import linear_sum_assignment
+        from sklearn.cluster import KMeans
+
         centres = np.zeros((k, X.shape[1]))
         for j in range(n_seeded):
             members = fixed_slot == j
             centres[j] = (means[members] * sizes[members, None]).sum(0) / sizes[members].sum()
-        free = np.flatnonzero(fixed_slot == FREE)
-        pool = means[free] if len(free) else means
-        chosen = list(range(n_seeded))
+        if k == n_seeded:
+            return centres
+        if len(means) >= k:
+            plain = KMeans(n_clusters=k, n_init=3, random_state=int(rng.integers(2**31)))
+            plain.fit(means, sample_weight=sizes)
+            cost = squared_distances(centres[:n_seeded], plain.cluster_centers_)
+            _, claimed = linear_sum_assignment(cost) if n_seeded else ((), ())
+            free = [j for j in range(k) if j not in set(int(c) for c in claimed)]
+            centres[n_seeded:] = plain.cluster_centers_[free[: k - n_seeded]]
+            return centres
+        pool = means[fixed_slot == FREE] if (fixed_slot == FREE).any() else means
         for j in range(n_seeded, k):
-            # k-means++: far from every centre so far.
-            if chosen:
-                d = squared_distances(pool, centres[:j]).min(1)
-            else:
-                d = np.ones(len(pool))
+            d = squared_distances(pool, centres[:j]).min(1) if j else np.ones(len(pool))
             total = d.sum()
             pick = rng.choice(len(pool), p=d / total) if total > 0 else rng.integers(len(pool))
             centres[j] = pool[pick]
-            chosen.append(j)
         return centres
 
 

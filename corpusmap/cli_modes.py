@@ -183,17 +183,7 @@ def run_modes(
     else:
         result = plain_run()
         if options.rules:
-            modes.add_structure(
-                result.store,
-                result.run_id,
-                options,
-                [],
-                None,
-                None,
-                None,
-                modes.PipelineConfig(),
-                {"calls": 0},
-            )
+            modes.add_rules(result.store, result.run_id)
     echo_outcome(result, options)
     if args["sample_out"]:
         sample = modes.balanced_sample_frame(result.store, result.run_id, args["sample_n"])

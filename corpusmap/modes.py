@@ -72,6 +72,8 @@ MODES = ("cluster", "propose", "classify")
 PAIRS_SHARE = 0.25
 """Share of the call budget the hierarchy's pairwise checks may spend (at most ``MAX_PAIR_CALLS``)."""
 MAX_PAIR_CALLS = 6
+PARENT_ID_BASE = 1000
+"""Stored parents (level 1) are clusters 1000, 1001, ... (ids are unique per run across levels)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class ModeOptions:
 
     mode: str = "cluster"
     seed_label_column: str | None = None
+    seed_labels: tuple[tuple[int, str], ...] = ()
+    """Seeds typed by hand: (0-based input row number, label); they override the column."""
     must_link: tuple[tuple[int, int], ...] = ()
     """Pairs of 0-based input row numbers that belong together."""
     cannot_link: tuple[tuple[int, int], ...] = ()
@@ -97,7 +101,9 @@ class ModeOptions:
 
     @property
     def constrained(self) -> bool:
-        return bool(self.seed_label_column or self.must_link or self.cannot_link)
+        return bool(
+            self.seed_label_column or self.seed_labels or self.must_link or self.cannot_link
+        )
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -117,6 +123,7 @@ class ModeOptions:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["seed_labels"] = len(self.seed_labels)
         data["must_link"] = len(self.must_link)
         data["cannot_link"] = len(self.cannot_link)
         data["categories"] = list(self.categories)
@@ -239,7 +246,11 @@ def run_mode(
         )
         if asker is not None:
             asker.run_id = run_id
-        add_structure(store, run_id, options, texts, embedder, labeler, asker, config, plan)
+        try:
+            add_structure(store, run_id, options, texts, embedder, labeler, asker, config, plan)
+        finally:
+            if asker is not None:
+                asker.close()
         return run_id
 
     run_id = store.create_run(
@@ -324,8 +335,8 @@ def build_constraints(corpus: Any, index: np.ndarray, options: ModeOptions) -> C
     n = len(index)
     if not options.constrained:
         return Constraints.none(n)
-    seeds = np.full(n, -1, dtype=np.int64)
-    classes: tuple[str, ...] = ()
+    values: list[Any] = [None] * n
+    positions = {int(row): pos for pos, row in enumerate(index)}
     if options.seed_label_column:
         column = options.seed_label_column
         if column not in corpus.frame.columns:
@@ -333,10 +344,15 @@ def build_constraints(corpus: Any, index: np.ndarray, options: ModeOptions) -> C
                 f"no seed label column {column!r}; the corpus has: "
                 f"{', '.join(map(str, corpus.frame.columns))}"
             )
-        seeds, classes = seeds_from_values(list(corpus.frame[column].iloc[index]))
-        if not len(classes):
-            raise CorpusmapError(f"the seed label column {column!r} has no value in any row")
-    positions = {int(row): pos for pos, row in enumerate(index)}
+        values = list(corpus.frame[column].iloc[index])
+    for row, label in options.seed_labels:
+        if not 0 <= int(row) < corpus.n_rows:
+            raise CorpusmapError(f"a seed names row {row} but the input has {corpus.n_rows} rows")
+        if int(row) in positions:
+            values[positions[int(row)]] = label
+    seeds, classes = seeds_from_values(values)
+    if (options.seed_label_column or options.seed_labels) and not len(classes):
+        raise CorpusmapError("the seed labels are all empty: give at least one row a label")
     must = remap_pairs(
         np.asarray(options.must_link, dtype=np.int64).reshape(-1, 2), positions, corpus.n_rows
     )
@@ -454,11 +470,15 @@ def add_structure(
         if vectors is None:
             vectors = service.run_vectors(store, store.get_run(run_id), texts, embedder)
         hierarchy = choose_hierarchy(vectors, leaf_labels, texts, options, asker, config)
-        save_hierarchy(store, run_id, hierarchy, texts, vectors, leaf_labels, labeler, config)
-        metrics["hierarchy"] = hierarchy.to_dict()
+        base = save_hierarchy(
+            store, run_id, hierarchy, texts, vectors, leaf_labels, labeler, config
+        )
+        stored = hierarchy.to_dict()
+        stored["parent_of"] = {c: base + p for c, p in stored["parent_of"].items()}
+        metrics["hierarchy"] = {**stored, "parent_id_base": base}
         if options.rules:
             parent_rules = explain_clusters(texts, hierarchy.parent_labels(leaf_labels))
-            metrics["parent_rules"] = {int(c): r.to_dict() for c, r in parent_rules.items()}
+            metrics["parent_rules"] = {base + int(c): r.to_dict() for c, r in parent_rules.items()}
     store.save_metrics(run_id, _storable(metrics))
     _save_usage(store, run_id, asker, labeler, plan)
 
@@ -512,8 +532,9 @@ def save_hierarchy(
     leaf_labels: np.ndarray,
     labeler: Labeler | None,
     config: PipelineConfig,
-) -> None:
-    """Parents as level-1 clusters (labeled), leaves re-saved with their ``parent_id``."""
+) -> int:
+    """Parents as level-1 clusters (labeled), leaves re-saved with their ``parent_id``;
+    returns the id base of the stored parents."""
     stored = store.load_clusters(run_id)
     leaf_summaries = [
         ClusterSummary(
@@ -545,8 +566,26 @@ def save_hierarchy(
         list(texts), vectors, leaf_labels, hierarchy, leaf_summaries, goal=config.goal
     )
     parent_labels = list((labeler or KeywordLabeler()).label(parents))
+    # Cluster ids are unique per run across levels (the clusters table's index), so parents are
+    # stored as base + 0..P-1, the base a power of ten above every leaf id.
+    base = parent_id_base(leaf_labels)
+    parents = tuple(replace(p, cluster_id=base + p.cluster_id) for p in parents)
+    parent_labels = [replace(lab, cluster_id=base + lab.cluster_id) for lab in parent_labels]
+    leaves = tuple(
+        replace(s, parent_id=None if s.parent_id is None else base + s.parent_id) for s in leaves
+    )
     store.save_clusters(run_id, parents, parent_labels, level=1)
     store.save_clusters(run_id, leaves, leaf_labels_kept, faithfulness=faithfulness)
+    return base
+
+
+def parent_id_base(leaf_labels: np.ndarray) -> int:
+    """``PARENT_ID_BASE``, or the next power of ten above the largest leaf id."""
+    top = int(np.max(leaf_labels, initial=0))
+    base = PARENT_ID_BASE
+    while base <= top:
+        base *= 10
+    return base
 
 
 def _save_usage(
@@ -705,3 +744,61 @@ def check_mode_config(options: ModeOptions, config: PipelineConfig) -> None:
     if options.mode == "classify" and options.categories and config.n_clusters:
         if config.n_clusters < len(options.categories):
             raise ConfigError("fewer clusters than the categories given")
+
+
+def plan_for_corpus(
+    store: Store, corpus_id: int, options: ModeOptions, config: PipelineConfig | None = None
+) -> dict[str, Any]:
+    """The LLM budget a mode run would plan on a stored corpus (for display before it runs)."""
+    corpus = store.load_corpus(corpus_id)
+    texts = [corpus.texts[i] for i in corpus.nonempty_index]
+    return plan_llm(texts, options, config or PipelineConfig())
+
+
+def add_hierarchy(
+    store: Store,
+    run_id: int,
+    *,
+    n_parents: int | None = None,
+    k_method: str = "silhouette",
+    labeler: Labeler | None = None,
+    llm_settings: Any | None = None,
+    llm_budget: int | None = MAX_PAIR_CALLS,
+    embedder: Embedder | None = None,
+) -> dict[str, Any]:
+    """Add (or redo) the two-level hierarchy and keyword rules of any stored run; returns the
+    hierarchy as stored in the run's metrics."""
+    run = store.get_run(run_id)
+    options = ModeOptions(
+        hierarchy=True, n_parents=n_parents, k_method=k_method, llm_budget=llm_budget
+    )
+    options.validate()
+    embedder = embedder or service.get_embedder(run.embedder.split("|", 1)[0])
+    asker = make_asker(llm_settings, store, llm_budget)
+    if asker is not None:
+        asker.run_id = run_id
+    config = PipelineConfig(goal=run.goal or None, random_state=run.seed)
+    try:
+        add_structure(
+            store,
+            run_id,
+            options,
+            [],
+            embedder,
+            labeler,
+            asker,
+            config,
+            plan_llm([], options, config),
+        )
+    finally:
+        if asker is not None:
+            asker.close()
+    return dict(store.get_run(run_id).metrics.get("hierarchy", {}))
+
+
+def add_rules(store: Store, run_id: int) -> pd.DataFrame:
+    """Add (or redo) the keyword rules of any stored run; returns ``rule_table``."""
+    add_structure(
+        store, run_id, ModeOptions(), [], None, None, None, PipelineConfig(), {"calls": 0}
+    )  # type: ignore[arg-type]
+    return rule_table(store, run_id)
