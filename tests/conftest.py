@@ -93,6 +93,9 @@ def store_url(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield str(db_path)
         return
+    if request.node.get_closest_marker("llamacpp"):
+        # Bound by the local model's speed, not by storage: once, on SQLite, is enough.
+        pytest.skip("local-LLM tests run on SQLite only")
     base_url = os.environ.get(POSTGRES_URL_ENV)
     if not base_url:
         if os.environ.get("CORPUSMAP_REQUIRE_POSTGRES") == "1":
