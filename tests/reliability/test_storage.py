@@ -206,3 +206,14 @@ def test_symlinked_data_directory_is_still_contained(tmp_path):
     link.symlink_to(real)
     assert safe_upload_path(link, "../x.csv") == (real / "uploads" / "x.csv").resolve()
     assert Path(safe_upload_path(link, "x.csv")).is_relative_to(real.resolve())
+
+
+def test_the_models_and_the_migrations_agree(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.models import Base
+
+    with store.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == [], f"the models changed without a migration: {diff}"
