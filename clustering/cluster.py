@@ -109,7 +109,14 @@ class MergedHDBSCANClusterer:
         labels, confidence, self.granularity_ = merge_micro_clusters(X, found.labels)
         probabilities = np.where(found.labels == NOISE, confidence, found.probabilities)
         probabilities = np.where(labels == NOISE, 0.0, probabilities)
-        return Assignment(labels=order_by_size(labels), probabilities=probabilities)
+        ordered = order_by_size(labels)
+        # For assigning new points (sampled fits): HDBSCAN's raw label -> final cluster id.
+        self.model_ = micro.model_
+        raw = np.asarray(micro.model_.labels_)
+        self.micro_to_cluster_ = {
+            int(r): int(o) for r, o in zip(raw, ordered, strict=True) if r != NOISE and o != NOISE
+        }
+        return Assignment(labels=ordered, probabilities=probabilities)
 
 
 class KMeansClusterer:

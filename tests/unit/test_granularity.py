@@ -124,8 +124,12 @@ def test_clusterer_finds_the_blobs_and_orders_ids_by_size(seed: int) -> None:
     counts = np.bincount(result.labels[result.labels != NOISE])
     assert list(counts) == sorted(counts, reverse=True)
     assert np.all((result.probabilities >= 0) & (result.probabilities <= 1))
-    again = MergedHDBSCANClusterer().fit_predict(X)
+    clusterer = MergedHDBSCANClusterer()
+    again = clusterer.fit_predict(X)
     assert np.array_equal(result.labels, again.labels)
+    raw = clusterer.model_.labels_
+    mapped = [clusterer.micro_to_cluster_[int(r)] for r in raw if r != NOISE]
+    assert mapped == [int(x) for x, r in zip(again.labels, raw, strict=True) if r != NOISE]
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 5])
