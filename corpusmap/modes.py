@@ -220,7 +220,7 @@ def run_mode(
     options.validate()
     config = config or PipelineConfig()
     config.validate()
-    embedder = embedder or service.get_embedder()
+    encoder: Embedder = embedder or service.get_embedder()
     corpus = store.load_corpus(corpus_id)
     truth = service.truth_column(corpus, label_column)
     index = corpus.nonempty_index
@@ -237,7 +237,7 @@ def run_mode(
             store,
             corpus_id,
             config=config,
-            embedder=embedder,
+            embedder=encoder,
             labeler=labeler,
             label_column=label_column,
             progress=progress,
@@ -247,7 +247,7 @@ def run_mode(
         if asker is not None:
             asker.run_id = run_id
         try:
-            add_structure(store, run_id, options, texts, embedder, labeler, asker, config, plan)
+            add_structure(store, run_id, options, texts, encoder, labeler, asker, config, plan)
         finally:
             if asker is not None:
                 asker.close()
@@ -257,7 +257,7 @@ def run_mode(
         corpus_id,
         config={**config.to_dict(), "mode_options": options.to_dict()},
         seed=config.random_state,
-        embedder=embedder.model_id,
+        embedder=encoder.model_id,
         labeler=_labeler_name(options, labeler, asker),
         mode=options.mode,
         goal=config.goal or "",
@@ -275,7 +275,7 @@ def run_mode(
     try:
         start = time.perf_counter()
         progress("embed", 0.0, f"embedding {len(texts):,} texts")
-        vectors, counts = embed_texts(texts, embedder, store, progress=progress)
+        vectors, counts = embed_texts(texts, encoder, store, progress=progress)
         timings["embed"] = round(time.perf_counter() - start, 3)
         timings.update({f"embed_{k}": v for k, v in counts.items()})
         store.save_stage(run_id, "embed", timings)
@@ -288,7 +288,7 @@ def run_mode(
 
         start = time.perf_counter()
         progress("cluster", 0.0, f"{options.mode} mode")
-        outcome = compute_mode(texts, vectors, embedder, options, config, constraints, asker)
+        outcome = compute_mode(texts, vectors, encoder, options, config, constraints, asker)
         timings["cluster"] = round(time.perf_counter() - start, 3)
         store.save_assignment(run_id, doc_ids, outcome.assignment, coords)
         store.save_stage(run_id, "cluster", timings)
@@ -304,7 +304,7 @@ def run_mode(
         )
         labels = name_clusters(summaries, outcome, labeler, options)
         timings["label"] = round(time.perf_counter() - start, 3)
-        faith = explanation_faithfulness(vectors, outcome.assignment.labels, labels, embedder)
+        faith = explanation_faithfulness(vectors, outcome.assignment.labels, labels, encoder)
         store.save_clusters(run_id, summaries, labels, faithfulness=faith.per_cluster)
         store.save_stage(run_id, "label", timings)
 
@@ -313,7 +313,7 @@ def run_mode(
         store.save_metrics(run_id, _storable(metrics))
         _save_usage(store, run_id, asker, labeler, plan)
         add_structure(
-            store, run_id, options, texts, embedder, labeler, asker, config, plan, vectors=vectors
+            store, run_id, options, texts, encoder, labeler, asker, config, plan, vectors=vectors
         )
         store.finish_run(run_id)
     except BaseException as err:
@@ -396,8 +396,10 @@ def compute_mode(
             budget=options.llm_budget,
             random_state=config.random_state,
         )
-        result = label_then_classify(texts, vectors, embedder, classify_config, asker)
-        return ModeOutcome(result.assignment, vectors, result.labels, {"mode_stats": result.stats})
+        classified = label_then_classify(texts, vectors, embedder, classify_config, asker)
+        return ModeOutcome(
+            classified.assignment, vectors, classified.labels, {"mode_stats": classified.stats}
+        )
     assignment, space, class_of = cluster_with_constraints(
         vectors,
         constraints,
@@ -406,17 +408,17 @@ def compute_mode(
         n_neighbors=config.n_neighbors,
         random_state=config.random_state,
     )
-    metrics: dict[str, Any] = {
+    found: dict[str, Any] = {
         "constraints": {
             **constraints.to_dict(),
             **constraint_report(assignment.labels, constraints).to_dict(),
         }
     }
     if constraints.n_seeds:
-        metrics["novelty"] = find_novel_clusters(
+        found["novelty"] = find_novel_clusters(
             assignment.labels, constraints.seeds, constraints.classes
         ).to_dict()
-    return ModeOutcome(assignment, space, (), metrics)
+    return ModeOutcome(assignment, space, (), found)
 
 
 def name_clusters(
@@ -446,7 +448,7 @@ def add_structure(
     run_id: int,
     options: ModeOptions,
     texts: Sequence[str],
-    embedder: Embedder,
+    embedder: Embedder | None,
     labeler: Labeler | None,
     asker: Any | None,
     config: PipelineConfig,

@@ -357,7 +357,8 @@ def propose_assign_select(
                 M[i, c] = holds
             verdicts.update(got)
         selection = select_candidates(M, config.n_clusters, config.selection)
-        covered = M[:, list(selection.chosen)].any(axis=1) if selection.chosen else covered
+        if selection.chosen:
+            covered = np.asarray(M[:, list(selection.chosen)].any(axis=1), dtype=bool)
         if covered.mean() >= 1 - UNCOVERED_SHARE or asker is None:
             break
     assignment, mapping = assign_to_selected(
