@@ -38,11 +38,12 @@ def main(argv: list[str] | None = None) -> None:
     for precision in ("fp32", "bf16"):
         embedder = SentenceTransformerEmbedder(precision=precision)
         encoder = embedder.encoder  # load outside the timings
-        encoder.encode(texts[:64], batch_size=embedder.batch_size)  # warm-up
+        batch = embedder.batch_size or embedder.default_batch_size
+        encoder.encode(texts[:64], batch_size=batch)  # warm-up
         start = time.perf_counter()
         raw = encoder.encode(
             texts,
-            batch_size=embedder.batch_size,
+            batch_size=batch,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
