@@ -6,8 +6,10 @@ pass an embedding cache and an ``on_stage`` hook that saves each stage as soon a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -126,10 +128,39 @@ def make_clusterer(
     )
 
 
+REDUCTION_MEMO_SIZE = 4
+"""Reductions kept in memory per process: a re-cluster with new clustering parameters in the
+app (one long-lived process) reuses the UMAP layouts instead of recomputing them (issue 6:
+re-cluster in at most 5 s)."""
+_reduction_memo: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+
 def reduce_vectors(
     vectors: np.ndarray, config: PipelineConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The clustering space and the 2-D map coordinates."""
+    """The clustering space and the 2-D map coordinates (memoised on the vectors and the
+    reduction parameters, which fully determine a seeded UMAP)."""
+    key = (
+        hashlib.sha1(np.ascontiguousarray(vectors).view(np.uint8)).hexdigest(),
+        vectors.shape,
+        config.n_components,
+        config.n_neighbors,
+        config.min_dist,
+        config.random_state,
+    )
+    if key in _reduction_memo:
+        _reduction_memo.move_to_end(key)
+        log.info("reusing the UMAP layouts of %d vectors", len(vectors))
+        space, coords = _reduction_memo[key]
+        return space.copy(), coords.copy()
+    space, coords = _reduce(vectors, config)
+    _reduction_memo[key] = (space.copy(), coords.copy())
+    while len(_reduction_memo) > REDUCTION_MEMO_SIZE:
+        _reduction_memo.popitem(last=False)
+    return space, coords
+
+
+def _reduce(vectors: np.ndarray, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
     if len(vectors) and not np.ptp(vectors, axis=0).any():
         # Every text is the same (issue 7: 100,000 identical texts): nothing to lay out, and
         # UMAP would spend minutes on a degenerate neighbour graph.

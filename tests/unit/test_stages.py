@@ -96,3 +96,24 @@ def test_silhouette_overall_and_per_cluster():
     result = silhouette(X, labels)
     assert result["silhouette"] > 0.9 and set(result["silhouette_per_cluster"]) == {0, 1}
     assert silhouette(X, np.zeros(40, dtype=int))["silhouette"] is None
+
+
+def test_reductions_are_memoised_per_vectors_and_parameters(monkeypatch):
+    from clustering import pipeline
+
+    calls = []
+    real = pipeline._reduce
+
+    def counting(vectors, config):
+        calls.append(config.n_neighbors)
+        return real(vectors, config)
+
+    monkeypatch.setattr(pipeline, "_reduce", counting)
+    vectors = unit_vectors(12).astype(np.float32)
+    config = pipeline.PipelineConfig()
+    first = pipeline.reduce_vectors(vectors, config)
+    again = pipeline.reduce_vectors(vectors, pipeline.PipelineConfig(min_cluster_size=3))
+    assert len(calls) == 1 and np.array_equal(first[0], again[0])
+    pipeline.reduce_vectors(vectors, pipeline.PipelineConfig(n_neighbors=5))
+    pipeline.reduce_vectors(vectors + 0.01, config)
+    assert len(calls) == 3
