@@ -101,7 +101,9 @@ def banking_file(tmp_path_factory: pytest.TempPathFactory, banking_rows: list[di
 
 @pytest.fixture(scope="module")
 def markup_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rows = [{"text": f"{t} (case {i})"} for i in range(8) for t in MARKUP_TEXTS]
+    # Every text carries every kind of markup, so whichever cluster the page shows has them all.
+    topics = ["card", "transfer", "refund", "account"]
+    rows = [{"text": f"{' '.join(MARKUP_TEXTS)} about my {topics[i % 4]} (case {i})"} for i in range(32)]
     path = tmp_path_factory.mktemp("e2e_markup") / "markup.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
@@ -131,7 +133,7 @@ def test_upload_run_explore_export_in_the_browser(app_server, browser, banking_f
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"] .main-svg'), 60, "no map")
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '.js-plotly-plot .gl-container canvas, .js-plotly-plot canvas'), 30, "no WebGL points")
     screenshot(driver, "4_explore_map")
-    tab = next(t for t in driver.find_elements(By.CSS_SELECTOR, 'button[role="tab"]') if t.text.strip() == "Clusters")
+    tab = wait_for(driver, lambda d: d.find_element(By.XPATH, "//*[@role='tab'][normalize-space(.)='Clusters']"), 30, "no Clusters tab")
     tab.click()
     wait_for(driver, lambda d: any(e.is_displayed() for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')), 30, "no cluster table")
     screenshot(driver, "5_explore_clusters")
