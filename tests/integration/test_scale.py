@@ -206,7 +206,7 @@ def test_cli_run_with_a_sample_size(banking_slice_path, tmp_path):
     assert result.exit_code == 0, result.output
     from storage import Store
 
-    run = Store.open(str(tmp_path / "cli.db")).get_run(json.loads(result.output)["run_id"])
+    run = Store.open(str(tmp_path / "cli.db")).get_run(json.loads(result.stdout)["run_id"])
     assert run.config["sample_size"] == 300
     assert run.status == "completed"
     assert len(pd.read_csv(out)) == 600
