@@ -75,21 +75,25 @@ clusters = {c.cluster_id: c for c in store.load_clusters(run.id)}
 cluster = clusters[cluster_id]
 left, right = st.columns([3, 2])
 with left:
-    st.markdown(f"#### {widgets.plain(cluster.name)}")
+    # Names, descriptions and texts come from the corpus or an LLM: st.text shows them as
+    # they are, with no markdown or HTML rendering at all.
+    st.text(cluster.name)
     st.caption(
         f"{cluster.size:,} texts ({cluster.share:.1%}) · labels by {cluster.labeler}"
         + (" · stale: edited since labelled" if cluster.stale else "")
-        + (f" · the LLM failed, keyword label shown ({cluster.label_error[:120]})" if cluster.label_error else "")
     )
-    st.markdown(widgets.plain(cluster.description) or "_No description._")
+    if cluster.label_error:
+        widgets.labelled_text("The LLM failed; the keyword label is shown", cluster.label_error[:300])
+    widgets.labelled_text("Description", cluster.description or "No description.")
     if cluster.inclusion_criterion:
-        st.markdown("**Inclusion criterion:** " + widgets.plain(cluster.inclusion_criterion))
-    st.markdown("**Keywords:** " + widgets.plain(", ".join(cluster.keywords[:12])))
+        widgets.labelled_text("Inclusion criterion", cluster.inclusion_criterion)
+    widgets.labelled_text("Keywords", ", ".join(cluster.keywords[:12]))
     neighbours = [titles[n] for n in cluster.extra.get("neighbours", []) if n in titles]
     if neighbours:
-        st.markdown("**Nearest clusters:** " + widgets.plain("; ".join(neighbours)))
+        widgets.labelled_text("Nearest clusters", "; ".join(neighbours))
     st.markdown("**Representative texts**")
-    st.markdown(widgets.bullet_list(list(cluster.representatives)))
+    for text in widgets.shortened(list(cluster.representatives)):
+        st.text("• " + text)
 with right:
     search = st.text_input("Search this cluster", key=f"search_{cluster_id}")
     if search.strip():

@@ -164,11 +164,17 @@ def plain(text: str) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
-def bullet_list(texts: list[str], limit: int = 400) -> str:
-    """Escaped texts as a markdown bullet list, each cut to ``limit`` characters."""
-    items = []
+def labelled_text(label: str, text: str) -> None:
+    """A constant bold label over untrusted text shown verbatim (no markdown, no HTML)."""
+    st.markdown(f"**{label}**")
+    st.text(text)
+
+
+def shortened(texts: list[str], limit: int = 400) -> list[str]:
+    """Texts with whitespace collapsed, each cut to ``limit`` characters."""
+    result = []
     for text in texts:
         short = " ".join(text.split())
-        short = short if len(short) <= limit else short[: limit - 1] + "…"
-        items.append(f"- {plain(short)}")
-    return "\n".join(items)
+        result.append(short if len(short) <= limit else short[: limit - 1] + "…")
+    return result
+

@@ -164,11 +164,6 @@ def test_upload_run_explore_export_in_the_browser(app_server, browser, banking_f
     print("e2e timings", timings)
 
 
-@pytest.mark.xfail(
-    reason="open: one of <b>/<img>/<a> is found in the DOM after the literal-text checks pass; "
-    "most likely a bare URL autolinked by GFM markdown in the representative texts list",
-    strict=False,
-)
 def test_markup_in_texts_shows_as_text(app_server, browser, markup_file: Path) -> None:
     driver = browser
     driver.get(app_server["url"])
@@ -191,5 +186,9 @@ def test_markup_in_texts_shows_as_text(app_server, browser, markup_file: Path) -
     assert driver.execute_script("return window.__pwned === undefined")
     scripts = driver.execute_script("return Array.from(document.scripts).map(s => s.textContent)")
     assert not any("__pwned" in s for s in scripts)
-    assert not driver.find_elements(By.XPATH, "//b[normalize-space(.)='bold'] | //img[@src='x'] | //a[@href='http://example.com']")
-    assert not driver.find_elements(By.XPATH, "//strong[normalize-space(.)='not bold'] | //h1[starts-with(normalize-space(.), 'not a heading')]")
+    made = driver.find_elements(
+        By.XPATH,
+        "//b[normalize-space(.)='bold'] | //img[@src='x'] | //a[@href='http://example.com']"
+        " | //strong[normalize-space(.)='not bold'] | //h1[starts-with(normalize-space(.), 'not a heading')]",
+    )
+    assert not made, [element.get_attribute("outerHTML")[:300] for element in made]

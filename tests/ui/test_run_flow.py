@@ -147,6 +147,12 @@ def test_explore_hover_and_markdown_are_escaped(flow) -> None:
         assert_clean(at)
     rendered = "\n".join(m.value for m in at.markdown)
     assert "<script>" not in rendered and "<b>" not in rendered
+    # Corpus texts and labels are shown verbatim, as plain text elements.
+    shown = "\n".join(t.value for t in at.text)
+    if cid >= 0:
+        cluster = next(c for c in store.load_clusters(flow["run_id"]) if c.cluster_id == cid)
+        assert cluster.name in shown
+        assert all(" ".join(rep.split())[:60] in shown for rep in cluster.representatives)
 
 
 def test_export_offers_every_format_with_cluster_columns(flow) -> None:

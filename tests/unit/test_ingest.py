@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from clustering.errors import ColumnError, EmptyCorpusError, IngestError
-from clustering.ingest import choose_text_column, decode_bytes, detect_format, read_corpus, read_corpus_bytes
+from clustering.ingest import (
+    choose_text_column,
+    decode_bytes,
+    detect_format,
+    read_corpus,
+    read_corpus_bytes,
+)
 
 ROWS = [
     {"id": 1, "text": "My card was declined at the shop", "label": "card"},
