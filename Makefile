@@ -36,7 +36,7 @@ app: install
 # .ci/postgres starts the server on 127.0.0.1 and prints its URL (nothing: those tests skip).
 test: install system-deps local-llm
 	CORPUSMAP_TEST_POSTGRES_URL="$${CORPUSMAP_TEST_POSTGRES_URL:-$$(bash .ci/postgres)}" \
-	  $(PY) -m pytest -m "not slow"
+	  $(PY) -m pytest -m "not slow" --durations=25
 
 test-slow: install system-deps local-llm
 	CORPUSMAP_TEST_POSTGRES_URL="$${CORPUSMAP_TEST_POSTGRES_URL:-$$(bash .ci/postgres)}" \
