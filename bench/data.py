@@ -18,8 +18,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-DATA_DIR = Path(os.environ.get("CORPUSMAP_BENCH_DATA", "/work/shared/data"))
-CACHE_DIR = Path(os.environ.get("CORPUSMAP_BENCH_CACHE", "/work/cache"))
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("CORPUSMAP_BENCH_DATA", REPO.parent / "shared" / "data"))
+CACHE_DIR = Path(os.environ.get("CORPUSMAP_BENCH_CACHE", REPO.parent / "bench-cache"))
 DATASETS = ("banking77_test", "ag_news_test", "stackoverflow", "20newsgroups")
 
 
