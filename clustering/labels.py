@@ -12,9 +12,22 @@ EXAMPLE_CHARS = 90
 
 
 def keyword_name(keywords: Sequence[str], cluster_id: int) -> str:
-    if not keywords:
+    """Up to three keywords; a phrase replaces the single words it contains ("card arrived",
+    not "Card · Arrived · Card arrived"), and a term that adds no new word is skipped."""
+    chosen: list[str] = []
+    for term in keywords:
+        words = set(term.split())
+        if any(words <= set(c.split()) for c in chosen):
+            continue
+        covered = [c for c in chosen if set(c.split()) <= words]
+        at = chosen.index(covered[0]) if covered else len(chosen)
+        chosen = [c for c in chosen if c not in covered]
+        chosen.insert(min(at, len(chosen)), term)
+        if len(chosen) == NAME_KEYWORDS:
+            break
+    if not chosen:
         return f"Cluster {cluster_id}"
-    return " · ".join(k.capitalize() for k in keywords[:NAME_KEYWORDS])
+    return " · ".join(k.capitalize() for k in chosen)
 
 
 def keyword_description(summary: ClusterSummary) -> str:

@@ -45,6 +45,8 @@ def test_class_tfidf_survives_stop_words_only_and_no_clusters():
 def test_keyword_name_and_fallback():
     assert keyword_name(("card", "payment"), 3) == "Card · Payment"
     assert keyword_name((), 3) == "Cluster 3"
+    assert keyword_name(("card", "arrived", "card arrived", "new", "new card"), 0) == "Card arrived · New card"
+    assert keyword_name(("pin", "change pin", "card pin", "unblock"), 0) == "Change pin · Card pin · Unblock"
 
 
 def test_summaries_sizes_shares_neighbours_and_deduplicated_representatives():
