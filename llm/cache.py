@@ -12,7 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from llm.client import Completion
+    from llm.settings import LLMSettings
 
 STATUS_OK = "ok"
 """A call whose reply gave a valid label: the only status ``find_llm_call`` returns."""
@@ -73,3 +77,32 @@ def cache_key(prompt_version: str, body: Mapping[str, Any]) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def record_call(
+    store: CallStore,
+    settings: LLMSettings,
+    run_id: int | None,
+    key: str,
+    body: dict[str, Any],
+    completion: Completion | None,
+    status: str,
+    error: str,
+) -> None:
+    """Store one call: its request body (never the key), the reply, tokens, latency, status."""
+    response = ""
+    if completion is not None:
+        response = completion.refusal if status == STATUS_REFUSED else completion.content
+    store.add_llm_call(
+        cache_key=key,
+        model=settings.model,
+        base_url=settings.public_base_url,
+        request=json.dumps(body, ensure_ascii=False),
+        response=response,
+        prompt_tokens=completion.prompt_tokens if completion else 0,
+        completion_tokens=completion.completion_tokens if completion else 0,
+        latency_s=completion.latency_s if completion else 0.0,
+        status=status,
+        error=error,
+        run_id=run_id,
+    )

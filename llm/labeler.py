@@ -8,7 +8,6 @@ fault of the model or the endpoint, and one failed cluster never costs the other
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -26,6 +25,7 @@ from llm.cache import (
     STATUS_REFUSED,
     CallStore,
     cache_key,
+    record_call,
     request_body,
 )
 from llm.client import PROMPT_ONLY, ChatClient, Completion, FormatRejectedError, response_format
@@ -155,21 +155,21 @@ class LLMLabeler:
             try:
                 completion = self._client.complete(body, format_settled=settled)
             except FormatRejectedError as err:
-                self._count_call(None, failed=True, retries=err.retries)
+                self.usage.count_call(None, failed=True, retries=err.retries)
                 self._record(key, body, None, STATUS_ERROR, str(err))
                 with self.usage.lock:
                     self.usage.schema_fallbacks += 1
                 level += 1
                 continue
             except LLMCallError as err:
-                self._count_call(None, failed=True, retries=err.retries)
+                self.usage.count_call(None, failed=True, retries=err.retries)
                 self._record(key, body, None, err.status, str(err))
                 raise
             if not settled:
                 self._client.settle_response_format(level)
                 settled = True
             status, label, error = self._judge(completion, parse)
-            self._count_call(completion, failed=status != STATUS_OK, retries=completion.retries)
+            self.usage.count_call(completion, failed=status != STATUS_OK, retries=completion.retries)
             self._record(key, body, completion, status, error)
             if status in (STATUS_REFUSED, STATUS_EMPTY):
                 raise LLMCallError(error, status)
@@ -223,39 +223,12 @@ class LLMLabeler:
             return label
         return None
 
-    def _count_call(self, completion: Completion | None, *, failed: bool, retries: int) -> None:
-        with self.usage.lock:
-            self.usage.calls += 1
-            self.usage.retries += retries
-            self.usage.failures += int(failed)
-            if completion is not None:
-                self.usage.prompt_tokens += completion.prompt_tokens
-                self.usage.completion_tokens += completion.completion_tokens
-
     def _record(
-        self,
-        key: str,
-        body: dict[str, Any],
-        completion: Completion | None,
-        status: str,
-        error: str,
+        self, key: str, body: dict[str, Any], completion: Completion | None, status: str, error: str
     ) -> None:
         if self.store is None:
             return
-        response = ""
-        if completion is not None:
-            response = completion.refusal if status == STATUS_REFUSED else completion.content
         with self._store_lock:
-            self.store.add_llm_call(
-                cache_key=key,
-                model=self.settings.model,
-                base_url=self.settings.public_base_url,
-                request=json.dumps(body, ensure_ascii=False),
-                response=response,
-                prompt_tokens=completion.prompt_tokens if completion else 0,
-                completion_tokens=completion.completion_tokens if completion else 0,
-                latency_s=completion.latency_s if completion else 0.0,
-                status=status,
-                error=error,
-                run_id=self.run_id,
+            record_call(
+                self.store, self.settings, self.run_id, key, body, completion, status, error
             )

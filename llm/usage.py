@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llm.client import Completion
 
 MAX_ERRORS = 50
 """Error texts kept per run (the first ones); every failed cluster is still counted."""
@@ -40,6 +43,16 @@ class LLMUsage:
     failed_clusters: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_call(self, completion: Completion | None, *, failed: bool, retries: int) -> None:
+        """One chat completion sent (``completion`` is None when no reply came)."""
+        with self.lock:
+            self.calls += 1
+            self.retries += retries
+            self.failures += int(failed)
+            if completion is not None:
+                self.prompt_tokens += completion.prompt_tokens
+                self.completion_tokens += completion.completion_tokens
 
     @property
     def total_tokens(self) -> int:
