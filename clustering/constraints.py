@@ -16,6 +16,7 @@ row numbers of an input file map them first (``remap_pairs``).
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import warnings
@@ -117,23 +118,29 @@ def read_pairs(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ConstraintError(f"no pair file {str(path)!r}")
-    pairs: list[tuple[int, int]] = []
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        for line_no, row in enumerate(csv.reader(handle), start=1):
-            cells = [c.strip() for c in row if c.strip()]
-            if not cells:
-                continue
-            try:
-                a, b = int(cells[0]), int(cells[1])
-            except (ValueError, IndexError) as err:
-                if line_no == 1:
-                    continue  # a header
-                raise ConstraintError(
-                    f"{path.name} line {line_no}: expected two row numbers, got {row!r}"
-                ) from err
-            if a < 0 or b < 0:
-                raise ConstraintError(f"{path.name} line {line_no}: row numbers start at 0")
-            pairs.append((a, b))
+        return parse_pairs(handle.read(), path.name)
+
+
+def parse_pairs(text: str, source: str = "pairs") -> np.ndarray:
+    """Row-number pairs from CSV text (an uploaded file's contents); ``source`` names it in
+    errors."""
+    pairs: list[tuple[int, int]] = []
+    for line_no, row in enumerate(csv.reader(io.StringIO(text.lstrip("\ufeff"))), start=1):
+        cells = [c.strip() for c in row if c.strip()]
+        if not cells:
+            continue
+        try:
+            a, b = int(cells[0]), int(cells[1])
+        except (ValueError, IndexError) as err:
+            if line_no == 1:
+                continue  # a header
+            raise ConstraintError(
+                f"{source} line {line_no}: expected two row numbers, got {row!r}"
+            ) from err
+        if a < 0 or b < 0:
+            raise ConstraintError(f"{source} line {line_no}: row numbers start at 0")
+        pairs.append((a, b))
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 

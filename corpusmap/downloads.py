@@ -41,5 +41,12 @@ def cluster_table_bytes(store: Store, run_id: int, fmt: str) -> bytes:
     return table_bytes(service.cluster_table(store, run_id), fmt)
 
 
+def balanced_sample_bytes(store: Store, run_id: int, n: int, fmt: str, *, by_parent: bool = True) -> bytes:
+    """``n`` labeled rows spread evenly across clusters (and across children within parents)."""
+    from corpusmap.modes import balanced_sample_frame
+
+    return table_bytes(balanced_sample_frame(store, run_id, n, by_parent=by_parent), fmt)
+
+
 def report_bytes(store: Store, run_id: int) -> bytes:
     return render_report(store, run_id).encode("utf-8")

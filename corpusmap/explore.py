@@ -96,3 +96,22 @@ def sample_members(points: pd.DataFrame, cluster_id: int, n: int = 50, seed: int
     if len(members) > n:
         members = members.sample(n, random_state=np.random.RandomState(seed))
     return members.sort_values("probability", ascending=False)
+
+
+def rule_text(metrics: dict, cluster_id: int) -> str:
+    """A cluster's keyword rule with its precision and recall, or "" when the run has none."""
+    rule = (metrics.get("rules") or {}).get(str(cluster_id))
+    if not rule or not rule.get("rule"):
+        return ""
+    precision, recall = rule.get("rule_precision"), rule.get("rule_recall")
+    scores = ", ".join(
+        f"{name} {value:.2f}"
+        for name, value in (("precision", precision), ("recall", recall))
+        if value is not None
+    )
+    return f"{rule['rule']} ({scores})" if scores else str(rule["rule"])
+
+
+def novel_clusters(metrics: dict) -> set[int]:
+    """Clusters with no seeded text in a semi-supervised run (new classes)."""
+    return {int(c) for c in (metrics.get("novelty") or {}).get("novel", [])}

@@ -43,7 +43,8 @@ def cluster_map(points: pd.DataFrame, order: list[int], titles: dict[int, str]) 
         height=620,
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
         showlegend=len(order) <= LEGEND_MAX,
-        legend={"itemsizing": "constant", "font": {"size": 11}},
+        # Below the top edge, where plotly's toolbar sits on hover.
+        legend={"itemsizing": "constant", "font": {"size": 11}, "yanchor": "top", "y": 0.93},
         xaxis={"visible": False},
         yaxis={"visible": False, "scaleanchor": "x"},
         plot_bgcolor="white",
@@ -86,6 +87,39 @@ def size_chart(table: pd.DataFrame) -> go.Figure:
         xaxis={"title": "texts"},
         plot_bgcolor="white",
     )
+    return figure
+
+
+def hierarchy_treemap(table: pd.DataFrame) -> go.Figure:
+    """Parents and their clusters as nested boxes sized by texts; ``table`` is the cluster
+    table with ``parent_id`` and ``parent_name`` (``corpusmap.service.cluster_table``)."""
+    children = table[table["parent_id"].notna()]
+    parent_sizes = children.groupby("parent_id")["size"].sum()
+    parent_names = children.groupby("parent_id")["parent_name"].first()
+    ids, labels, parents, values = [], [], [], []
+    for pid, size in parent_sizes.items():
+        ids.append(f"p{int(pid)}")
+        labels.append(html.escape(f"{int(pid)}: {parent_names[pid]}"))
+        parents.append("")
+        values.append(int(size))
+    for cid, name, pid, size in zip(
+        children["cluster_id"], children["name"], children["parent_id"], children["size"], strict=True
+    ):
+        ids.append(f"c{int(cid)}")
+        labels.append(html.escape(f"{int(cid)}: {name}"))
+        parents.append(f"p{int(pid)}")
+        values.append(int(size))
+    figure = go.Figure(
+        go.Treemap(
+            ids=ids,
+            labels=labels,
+            parents=parents,
+            values=values,
+            branchvalues="total",
+            hovertemplate="%{label}<br>%{value} texts<extra></extra>",
+        )
+    )
+    figure.update_layout(height=520, margin={"l": 0, "r": 0, "t": 10, "b": 0})
     return figure
 
 

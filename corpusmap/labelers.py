@@ -6,6 +6,8 @@ only in the labeler's settings: it is never stored in the database or shown.
 
 from __future__ import annotations
 
+from typing import Any
+
 from clustering.types import Labeler
 from corpusmap.api import make_labeler
 from llm.settings import DEFAULT_MODEL as DEFAULT_LLM_MODEL
@@ -14,7 +16,7 @@ from storage import Store
 KEYWORDS = "keywords"
 LLM = "llm"
 
-__all__ = ["DEFAULT_LLM_MODEL", "KEYWORDS", "LLM", "build_labeler"]
+__all__ = ["DEFAULT_LLM_MODEL", "KEYWORDS", "LLM", "build_labeler", "llm_settings"]
 
 
 def build_labeler(
@@ -30,3 +32,21 @@ def build_labeler(
         return None
     overrides = {"base_url": base_url or None, "model": model or None, "api_key": api_key or None}
     return make_labeler(kind, store, overrides)
+
+
+def llm_settings(
+    kind: str,
+    *,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+) -> Any | None:
+    """The endpoint of the goal-driven steps (``llm.LLMSettings``), or ``None`` for keywords or
+    when no endpoint or key is set (the modes then run on embeddings alone)."""
+    if kind == KEYWORDS:
+        return None
+    from corpusmap.modes import llm_settings_from
+
+    return llm_settings_from(
+        {"base_url": base_url or None, "model": model or None, "api_key": api_key or None}
+    )

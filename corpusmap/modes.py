@@ -804,3 +804,57 @@ def add_rules(store: Store, run_id: int) -> pd.DataFrame:
         store, run_id, ModeOptions(), [], None, None, None, PipelineConfig(), {"calls": 0}
     )  # type: ignore[arg-type]
     return rule_table(store, run_id)
+
+
+def outcome_lines(info: Any) -> list[str]:
+    """What a mode run found, one plain sentence each (the CLI prints them, the app shows them):
+    LLM use against the plan, fallbacks, constraints held, novel clusters, hierarchy, rules."""
+    metrics, usage = info.metrics, info.llm_usage or {}
+    mode = info.mode or "cluster"
+    lines = []
+    if mode != "cluster" or usage.get("plan"):
+        plan = usage.get("plan", {})
+        lines.append(
+            f"LLM used: {usage.get('calls', 0)} of {plan.get('calls', 0)} planned calls, "
+            f"{usage.get('cache_hits', 0)} from the cache, "
+            f"{usage.get('prompt_tokens', 0):,} + {usage.get('completion_tokens', 0):,} tokens, "
+            f"{usage.get('unanswered', 0)} unanswered"
+        )
+    stats = metrics.get("mode_stats") or {}
+    if stats.get("fallback"):
+        lines.append(f"{mode}: no usable LLM answer, fell back to {stats['fallback']}")
+    report = metrics.get("constraints")
+    if report:
+        lines.append(
+            f"constraints held: must-link {report['must_link_held']}/{report['must_link_total']}, "
+            f"cannot-link {report['cannot_link_held']}/{report['cannot_link_total']}, "
+            f"seeds together {report['seeds_together']}/{report['seeds_total']}"
+        )
+    novelty = metrics.get("novelty")
+    if novelty:
+        lines.append(f"novel clusters (no seed): {', '.join(map(str, novelty['novel'])) or 'none'}")
+    hierarchy = metrics.get("hierarchy")
+    if hierarchy:
+        lines.append(
+            f"hierarchy: {hierarchy['n_parents']} parents over {metrics.get('n_clusters')} "
+            f"clusters (chosen by {hierarchy['choice']['method']})"
+        )
+    rules = metrics.get("rules")
+    if rules:
+        precise = sum(1 for r in rules.values() if (r.get("rule_precision") or 0) >= 0.8)
+        lines.append(f"keyword rules: {len(rules)} clusters, {precise} with precision ≥ 0.8")
+    return lines
+
+
+def plan_text(plan: dict[str, Any]) -> str:
+    """The LLM budget of a run in one sentence (shown before it runs)."""
+    if not plan.get("calls"):
+        return "LLM budget: no calls (embeddings only)"
+    parts = ", ".join(
+        f"{k.removesuffix('_calls')} {v}" for k, v in plan.items() if k.endswith("_calls")
+    )
+    return (
+        f"LLM budget: up to {plan['calls']} calls ({parts}), about "
+        f"{plan.get('prompt_tokens', 0):,} prompt + {plan.get('completion_tokens', 0):,} "
+        "completion tokens"
+    )

@@ -6,12 +6,13 @@ so progress can be read by anyone, from any tab, while the run works in the back
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from clustering.embed import DEFAULT_MODEL as DEFAULT_EMBEDDING_MODEL
 from clustering.pipeline import STAGES, PipelineConfig
+from corpusmap.modes import ModeOptions, check_mode_config
 from storage import RunInfo
 
 STAGE_TITLES = {
@@ -22,6 +23,21 @@ STAGE_TITLES = {
     "label": "Name and explain clusters",
     "metrics": "Measure quality",
 }
+MODE_TITLES = {
+    "cluster": "Cluster",
+    "propose": "Propose descriptions",
+    "classify": "Label, then classify",
+}
+MODE_HELP = {
+    "cluster": "Embed, reduce (UMAP), cluster (HDBSCAN, or k-means for a fixed K). Seed labels "
+    "and must-link / cannot-link pairs steer it.",
+    "propose": "The LLM reads samples and proposes goal-driven descriptions; texts are assigned "
+    "to them (embeddings, then LLM checks on the uncertain ones) and the descriptions that cover "
+    "the most texts with the least overlap are kept. Without an LLM: embeddings only.",
+    "classify": "The LLM proposes labels over batches of texts and merges them (or takes your "
+    "categories), then classifies the texts in batches. Without an LLM: nearest label by "
+    "embedding.",
+}
 GOAL_EXAMPLES = (
     "What do customers contact us about?",
     "Which product problems come up most often?",
@@ -31,6 +47,8 @@ GOAL_EXAMPLES = (
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
     "GOAL_EXAMPLES",
+    "MODE_HELP",
+    "MODE_TITLES",
     "STAGES",
     "STAGE_TITLES",
     "RunRequest",
@@ -47,6 +65,8 @@ class RunRequest:
     labeler: str = "keywords"
     label_column: str | None = None
     name: str = ""
+    options: ModeOptions = field(default_factory=ModeOptions)
+    """The mode and its settings (``corpusmap.modes``); the default is the plain pipeline."""
 
 
 def build_request(
@@ -61,8 +81,10 @@ def build_request(
     labeler: str = "keywords",
     label_column: str | None = None,
     name: str = "",
+    options: ModeOptions | None = None,
 ) -> RunRequest:
-    """A validated request (``clustering.ConfigError`` says which value is wrong)."""
+    """A validated request (``clustering.ConfigError`` or ``CorpusmapError`` says which value is
+    wrong)."""
     config = PipelineConfig(
         n_clusters=n_clusters,
         min_cluster_size=min_cluster_size,
@@ -70,9 +92,12 @@ def build_request(
         random_state=int(random_state),
         goal=goal.strip() or None,
     )
-    config.validate()
+    options = options or ModeOptions()
+    check_mode_config(options, config)
     model = (embedding_model or "").strip() or None
-    return RunRequest(corpus_id, config, model, labeler, label_column or None, name.strip())
+    return RunRequest(
+        corpus_id, config, model, labeler, label_column or None, name.strip(), options
+    )
 
 
 def stage_table(run: RunInfo | None, live_stage: str = "", live_message: str = "") -> pd.DataFrame:

@@ -367,35 +367,58 @@ def labeled_frame(store: Store, run_id: int) -> pd.DataFrame:
 
 
 def cluster_table(store: Store, run_id: int) -> pd.DataFrame:
-    """One row per cluster: id, name, size, share, keywords, description, status."""
-    rows = [
-        {
-            "cluster_id": c.cluster_id,
-            "name": c.name,
-            "size": c.size,
-            "share": c.share,
-            "keywords": ", ".join(c.keywords[:8]),
-            "description": c.description,
-            "inclusion_criterion": c.inclusion_criterion,
-            "label_status": c.label_status,
-            "faithfulness": c.faithfulness,
-            "stale": c.stale,
-        }
-        for c in store.load_clusters(run_id)
-    ]
-    columns = [
-        "cluster_id",
-        "name",
-        "size",
-        "share",
-        "keywords",
-        "description",
-        "inclusion_criterion",
-        "label_status",
-        "faithfulness",
-        "stale",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    """One row per cluster: id, name, size, share, keywords, description, status, and when the
+    run has them its parent (hierarchy) and keyword rule with precision and recall."""
+    metrics = store.get_run(run_id).metrics
+    rules = metrics.get("rules") or {}
+    parents = {c.cluster_id: c.name for c in store.load_clusters(run_id, level=1)}
+    rows = []
+    for c in store.load_clusters(run_id):
+        rule = rules.get(str(c.cluster_id)) or {}
+        rows.append(
+            {
+                "cluster_id": c.cluster_id,
+                "name": c.name,
+                "size": c.size,
+                "share": c.share,
+                "keywords": ", ".join(c.keywords[:8]),
+                "description": c.description,
+                "inclusion_criterion": c.inclusion_criterion,
+                "label_status": c.label_status,
+                "faithfulness": c.faithfulness,
+                "stale": c.stale,
+                "parent_id": c.parent_id,
+                "parent_name": parents.get(c.parent_id, "") if c.parent_id is not None else "",
+                "rule": rule.get("rule", ""),
+                "rule_precision": rule.get("rule_precision"),
+                "rule_recall": rule.get("rule_recall"),
+            }
+        )
+    columns = list(CLUSTER_COLUMNS)
+    if not parents:
+        columns = [c for c in columns if c not in ("parent_id", "parent_name")]
+    if not rules:
+        columns = [c for c in columns if not c.startswith("rule")]
+    return pd.DataFrame(rows, columns=list(CLUSTER_COLUMNS))[columns]
+
+
+CLUSTER_COLUMNS = (
+    "cluster_id",
+    "name",
+    "size",
+    "share",
+    "keywords",
+    "description",
+    "inclusion_criterion",
+    "label_status",
+    "faithfulness",
+    "stale",
+    "parent_id",
+    "parent_name",
+    "rule",
+    "rule_precision",
+    "rule_recall",
+)
 
 
 def run_vectors(

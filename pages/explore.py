@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from corpusmap import explore, figures
+from corpusmap import explore, figures, modes
 from ui import data, resources, widgets
+from ui.errors import user_errors
 
 store = resources.store()
 run = widgets.need_run(store)
@@ -36,7 +37,10 @@ shown = explore.find_members(points, cluster_ids=chosen, query=query)
 if chosen or query.strip():
     st.caption(f"{len(shown):,} of {len(points):,} texts match.")
 
-tab_map, tab_table, tab_sizes = st.tabs(["Map", "Clusters", "Sizes"])
+novel = explore.novel_clusters(run.metrics)
+has_parents = "parent_id" in table.columns
+table["new"] = table["cluster_id"].isin(novel)
+tab_map, tab_table, tab_tree, tab_sizes = st.tabs(["Map", "Clusters", "Hierarchy", "Sizes"])
 with tab_map:
     figure = figures.cluster_map(shown, order, titles)
     selection = st.plotly_chart(
@@ -45,8 +49,15 @@ with tab_map:
     picked = [p.get("customdata") for p in selection.selection.get("points", [])] if selection else []
     st.caption("Hover a point to read its text; drag a box or lasso to list the texts inside. Similar clusters get similar colours.")
 with tab_table:
+    shown_columns = ["cluster_id", "name", "size", "share", "keywords", "faithfulness", "similar to", "stale"]
+    if has_parents:
+        shown_columns.insert(2, "parent_name")
+    if "rule" in table.columns:
+        shown_columns += ["rule", "rule_precision", "rule_recall"]
+    if novel:
+        shown_columns.insert(2, "new")
     st.dataframe(
-        table[["cluster_id", "name", "size", "share", "keywords", "faithfulness", "similar to", "stale"]],
+        table[shown_columns],
         hide_index=True,
         column_config={
             "cluster_id": st.column_config.NumberColumn("id", width="small"),
@@ -54,9 +65,36 @@ with tab_table:
             "faithfulness": st.column_config.NumberColumn("faithfulness", format="%.2f", help="Share of the cluster's texts nearest its own description."),
             "similar to": st.column_config.TextColumn("similar to", help="Ids of the nearest clusters."),
             "stale": st.column_config.CheckboxColumn("stale", help="Changed by an edit since it was labelled: relabel it on the Edit page."),
+            "new": st.column_config.CheckboxColumn("new", help="No seed-labelled text: a class the seeds did not name."),
+            "parent_name": st.column_config.TextColumn("parent", help="The cluster's parent in the hierarchy."),
+            "rule": st.column_config.TextColumn("keyword rule", help="A short rule on keywords that picks out the cluster's texts."),
+            "rule_precision": st.column_config.NumberColumn("rule precision", format="%.2f", help="Share of texts the rule picks that are in the cluster."),
+            "rule_recall": st.column_config.NumberColumn("rule recall", format="%.2f", help="Share of the cluster's texts the rule picks."),
         },
     )
     st.caption("Clusters are listed so that similar ones sit next to each other.")
+    if "rule" not in table.columns and st.button("Add keyword rules", help="Explain each cluster with a short keyword rule and its precision and recall."):
+        with user_errors("Cannot add rules"), st.spinner("Finding keyword rules…"):
+            modes.add_rules(store, run.id)
+            st.rerun()
+with tab_tree:
+    if has_parents:
+        hierarchy = run.metrics.get("hierarchy", {})
+        choice = hierarchy.get("choice", {})
+        st.caption(
+            f"{hierarchy.get('n_parents', '?')} parents over {len(order)} clusters"
+            + (f", their number chosen by {choice['method']}" if choice.get("method") else "")
+            + ". Click a parent to zoom in."
+        )
+        st.plotly_chart(figures.hierarchy_treemap(table), key="tree", config={"displaylogo": False})
+        st.dataframe(modes.hierarchy_table(store, run.id), hide_index=True)
+    else:
+        st.caption("This run has one level of clusters. Group them into parents (named by their keywords; the Run page can use an LLM instead):")
+        n_parents = st.number_input("Parents (0 = automatic)", min_value=0, max_value=max(len(order) - 1, 0), value=0)
+        if st.button("Build a hierarchy", disabled=len(order) < 3):
+            with user_errors("Cannot build the hierarchy"), st.spinner("Grouping clusters…"):
+                modes.add_hierarchy(store, run.id, n_parents=int(n_parents) or None, llm_budget=0)
+                st.rerun()
 with tab_sizes:
     st.plotly_chart(figures.size_chart(table), key="sizes", config={"displaylogo": False})
 
@@ -87,6 +125,14 @@ with left:
     widgets.labelled_text("Description", cluster.description or "No description.")
     if cluster.inclusion_criterion:
         widgets.labelled_text("Inclusion criterion", cluster.inclusion_criterion)
+    rule = explore.rule_text(run.metrics, cluster_id)
+    if rule:
+        widgets.labelled_text("Keyword rule", rule)
+    if cluster.parent_id is not None and has_parents:
+        parent_name = table.loc[table["cluster_id"] == cluster_id, "parent_name"].iloc[0]
+        widgets.labelled_text("Parent", explore.cluster_title(cluster.parent_id, parent_name))
+    if cluster_id in novel:
+        st.caption("New: no seed-labelled text is in this cluster.")
     widgets.labelled_text("Keywords", ", ".join(cluster.keywords[:12]))
     neighbours = [titles[n] for n in cluster.extra.get("neighbours", []) if n in titles]
     if neighbours:

@@ -43,6 +43,31 @@ for col, fmt in zip(st.columns(4), downloads.TABLE_FORMATS, strict=False):
         key=f"clusters_{fmt}",
     )
 
+st.subheader("Balanced sample", divider="gray")
+st.caption(
+    "N rows drawn evenly across clusters, so small clusters are as present as large ones (for "
+    "annotation or a curated training set); outliers are left out. Same columns as the labeled corpus."
+)
+has_parents = bool(run.metrics.get("hierarchy"))
+left, right = st.columns([1, 2])
+n_sample = left.number_input("Rows", min_value=1, max_value=1_000_000, value=200, step=50)
+by_parent = right.toggle(
+    "Even across parents first, then their clusters",
+    value=has_parents,
+    disabled=not has_parents,
+    help="With a hierarchy: each parent gets the same share, split evenly among its clusters.",
+)
+for col, fmt in zip(st.columns(4), downloads.TABLE_FORMATS, strict=False):
+    col.download_button(
+        f"{fmt.upper()}",
+        data=lambda fmt=fmt: downloads.balanced_sample_bytes(store, run.id, int(n_sample), fmt, by_parent=by_parent),
+        file_name=f"{stem}_sample{int(n_sample)}.{fmt}",
+        mime=downloads.MIME[fmt],
+        icon=":material/balance:",
+        on_click="ignore",
+        key=f"sample_{fmt}",
+    )
+
 st.subheader("Report", divider="gray")
 st.caption(
     "One HTML file that opens offline: a summary, the interactive map, and every cluster's "

@@ -1,19 +1,21 @@
-"""Run: the goal and the parameters, an estimate of LLM use, then the run in the background with
-its progress read from the store (it goes on if this tab is closed)."""
+"""Run: the goal, the mode and its parameters, the LLM budget, then the run in the background
+with its progress read from the store (it goes on if this tab is closed)."""
 
 import streamlit as st
 
-from corpusmap import labelers
+from corpusmap import labelers, modes
 from corpusmap.estimate import estimate_llm
 from corpusmap.runs import (
     DEFAULT_EMBEDDING_MODEL,
     GOAL_EXAMPLES,
+    MODE_HELP,
+    MODE_TITLES,
     STAGE_TITLES,
     build_request,
     finished_fraction,
     stage_table,
 )
-from ui import data, keys, resources, settings, widgets
+from ui import data, keys, mode_form, resources, settings, widgets
 from ui.errors import user_errors
 
 store = resources.store()
@@ -32,29 +34,50 @@ goal = st.text_area(
 )
 st.caption("Examples: " + " · ".join(f"“{g}”" for g in GOAL_EXAMPLES))
 
+mode = st.radio("Mode", list(MODE_TITLES), format_func=MODE_TITLES.get, horizontal=True)
+st.caption(MODE_HELP[mode])
+categories: tuple[str, ...] = ()
+selection = "greedy"
+
 left, right = st.columns(2)
 with left:
-    mode = st.radio(
+    count = st.radio(
         "Number of clusters",
-        ["Automatic (HDBSCAN)", "Fixed K (k-means)"],
+        ["Automatic (HDBSCAN)" if mode == "cluster" else "Automatic", "Fixed K (k-means)" if mode == "cluster" else "Fixed K"],
         horizontal=True,
         help="Automatic finds dense groups and leaves outliers; fixed K puts every text in one of K.",
     )
-    fixed = mode.startswith("Fixed")
-    k = st.number_input("K", min_value=2, max_value=1000, value=20, disabled=not fixed, help="How many clusters k-means makes.")
+    fixed = count.startswith("Fixed")
+    k = st.number_input("K", min_value=2, max_value=1000, value=20, disabled=not fixed, help="How many clusters to make.")
     min_size = st.number_input(
         "Minimum cluster size (0 = automatic)",
         min_value=0,
         max_value=10_000,
         value=0,
-        disabled=fixed,
+        disabled=fixed or mode != "cluster",
         help="Smallest group HDBSCAN calls a cluster; automatic grows with the corpus (5 for a few hundred texts, about 17 for 3,000).",
     )
     reassign = st.toggle(
         "Reassign outliers",
         value=False,
+        disabled=mode == "classify",
         help="Give every outlier the cluster of the nearest centre instead of leaving it grey.",
     )
+    if mode == "propose":
+        selection = st.radio(
+            "Select descriptions by",
+            ["greedy", "milp"],
+            format_func={"greedy": "Greedy cover", "milp": "Integer programme (exact)"}.get,
+            horizontal=True,
+            help="Keep the descriptions that cover the most texts with the least overlap.",
+        )
+    if mode == "classify":
+        typed_categories = st.text_area(
+            "Your categories (optional, one per line)",
+            height=100,
+            help="Classify into these instead of labels the LLM proposes.",
+        )
+        categories = tuple(dict.fromkeys(c.strip() for c in typed_categories.splitlines() if c.strip()))
 with right:
     model = st.text_input(
         "Embedding model",
@@ -70,7 +93,13 @@ with right:
     )
     name = st.text_input("Run name (optional)")
 
-st.subheader("Labels", divider="gray")
+if mode == "cluster":
+    steering = mode_form.steering_controls(corpus, data.corpus_texts(resources.database_url(), corpus.id))
+else:
+    steering = mode_form.Steering()
+structure = mode_form.structure_controls()
+
+st.subheader("LLM", divider="gray")
 kind = st.radio(
     "Name clusters with",
     [labelers.KEYWORDS, labelers.LLM],
@@ -93,6 +122,53 @@ if kind == labelers.LLM:
         + ("found (OPENAI_API_KEY in the environment or Streamlit secrets); it is never stored."
            if api_key else "none found (set OPENAI_API_KEY or add it to .streamlit/secrets.toml; a local server needs none).")
     )
+    budget = st.number_input(
+        "LLM call budget (empty = planned)",
+        min_value=0,
+        value=None,
+        placeholder="planned",
+        help="Most calls the goal-driven steps (proposals, checks, classification, parent choice) may make; 0 = embeddings only. Naming clusters is counted apart.",
+    )
+else:
+    budget = None
+
+options = modes.ModeOptions(
+    mode=mode,
+    seed_label_column=steering.seed_label_column,
+    seed_labels=steering.seed_labels,
+    must_link=steering.must_link,
+    cannot_link=steering.cannot_link,
+    llm_budget=None if budget is None else int(budget),
+    hierarchy=structure.hierarchy,
+    n_parents=structure.n_parents,
+    k_method=structure.k_method,
+    selection=selection,
+    categories=categories,
+    rules=structure.rules,
+)
+request = None
+with user_errors("Check the settings"):
+    request = build_request(
+        corpus.id,
+        goal=goal,
+        n_clusters=int(k) if fixed else None,
+        min_cluster_size=int(min_size) or None,
+        reassign_outliers=reassign,
+        random_state=int(seed),
+        embedding_model=None if model == DEFAULT_EMBEDDING_MODEL else model,
+        labeler=kind,
+        label_column=None if truth == "(none)" else truth,
+        name=name,
+        options=options,
+    )
+if request is not None and kind == labelers.LLM and mode != "cluster":
+    with user_errors("Cannot plan the run"):
+        plan = data.mode_plan(resources.database_url(), corpus.id, request.options, request.config)
+        st.info(
+            modes.plan_text(plan) + f". {MODE_TITLES[mode]} names its clusters itself; cached calls cost nothing.",
+            icon=":material/calculate:",
+        )
+elif kind == labelers.LLM:
     estimate = estimate_llm(
         data.corpus_sample(resources.database_url(), corpus.id),
         n_clusters=int(k) if fixed else None,
@@ -109,25 +185,24 @@ if kind == labelers.LLM:
         f"{estimate.completion_tokens:,} completion tokens; {cost}. Repeated calls are answered from the cache.",
         icon=":material/calculate:",
     )
-else:
+    if structure.hierarchy and structure.n_parents is None and budget != 0:
+        st.caption(f"The number of parents: up to {modes.pair_calls(options)} more calls of pairwise questions.")
+elif mode == "cluster":
     st.caption("No LLM calls: clusters are named by their top keywords. You can relabel with an LLM later.")
+else:
+    st.caption(f"No LLM: {MODE_TITLES[mode].lower()} runs on embeddings alone and names clusters by their keywords.")
 
-if st.button("Start run", type="primary", icon=":material/play_arrow:"):
+if st.button("Start run", type="primary", icon=":material/play_arrow:", disabled=steering.invalid or request is None):
     with user_errors("Cannot start the run"):
-        request = build_request(
-            corpus.id,
-            goal=goal,
-            n_clusters=int(k) if fixed else None,
-            min_cluster_size=int(min_size) or None,
-            reassign_outliers=reassign,
-            random_state=int(seed),
-            embedding_model=None if model == DEFAULT_EMBEDDING_MODEL else model,
-            labeler=kind,
-            label_column=None if truth == "(none)" else truth,
-            name=name,
-        )
         labeler = labelers.build_labeler(kind, store, base_url=endpoint, model=llm_model, api_key=api_key)
-        job = registry.start(store, request, embedder=resources.embedder(request.embedding_model), labeler=labeler)
+        llm_settings = labelers.llm_settings(kind, base_url=endpoint, model=llm_model, api_key=api_key)
+        job = registry.start(
+            store,
+            request,
+            embedder=resources.embedder(request.embedding_model),
+            labeler=labeler,
+            llm_settings=llm_settings,
+        )
         st.session_state[keys.JOB_ID] = job.job_id
 
 job = registry.get(st.session_state.get(keys.JOB_ID))
@@ -141,15 +216,24 @@ def progress_panel() -> None:
         return
     st.subheader("Progress", divider="gray")
     run = store.get_run(job.run_id) if job.run_id is not None else None
-    title = STAGE_TITLES.get(job.stage, job.stage)
-    label = f"Run {job.run_id or '…'} · {title} · {job.message} · {job.elapsed:.0f} s"
+    if job.done:
+        label = f"Run {job.run_id or '…'} · {'failed' if job.error else 'finished'} · {job.elapsed:.0f} s"
+    else:
+        title = STAGE_TITLES.get(job.stage, job.stage)
+        label = f"Run {job.run_id or '…'} · {title} · {job.message} · {job.elapsed:.0f} s"
     st.progress(finished_fraction(run) if not job.done or job.error else 1.0, text=label)
     if not job.done and not registry.reduce_compiled and job.stage in ("queued", "starting", "embed", "reduce"):
         st.caption(
             "The first run in a fresh server process spends about 30 s compiling UMAP's code "
             "(numba) in the reduce stage; later runs skip it."
         )
-    st.dataframe(stage_table(run, job.stage, job.message), hide_index=True)
+    if job.plan and not job.done:
+        st.caption(modes.plan_text(job.plan))
+    st.dataframe(
+        stage_table(run, job.stage, job.message),
+        hide_index=True,
+        column_config={"detail": st.column_config.TextColumn("detail", width="large")},
+    )
     if job.error:
         st.error(f"Run {job.run_id or ''} failed: {job.error}", icon=":material/error:")
     elif job.done and run is not None:
@@ -161,6 +245,8 @@ def progress_panel() -> None:
             f"Run {run.id} finished in {job.elapsed:.0f} s: {n} clusters, {noise:.0%} outliers.",
             icon=":material/check_circle:",
         )
+        for line in modes.outcome_lines(run):
+            st.text(line)
         st.page_link(widgets.PAGES["explore"], label="Explore the clusters", icon=":material/scatter_plot:")
     if live and job.done:
         st.rerun()  # stop polling, refresh the sidebar's run list

@@ -7,14 +7,18 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from corpusmap import explore
+from clustering.pipeline import PipelineConfig
+from corpusmap import explore, modes
+from corpusmap.modes import ModeOptions
 from storage import RunInfo
 from ui import resources
 
 
 def run_version(run: RunInfo) -> str:
+    """Changes with every stored stage and edit, and when a hierarchy or rules are added."""
     edits = len(resources.store().list_edits(run.id))
-    return f"{run.status}:{run.stage}:{edits}"
+    added = "".join(k[0] for k in ("hierarchy", "rules") if k in run.metrics)
+    return f"{run.status}:{run.stage}:{edits}:{added}"
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -38,3 +42,15 @@ def corpus_sample(url: str, corpus_id: int, n: int = 200) -> list[str]:
     """The first ``n`` non-empty texts of a corpus (for estimates)."""
     corpus = resources.store_for(url).load_corpus(corpus_id)
     return [t for t in corpus.texts if t][:n]
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def corpus_texts(url: str, corpus_id: int) -> list[str]:
+    """Every row's text in input order (empty ones too, so list positions are row numbers)."""
+    return list(resources.store_for(url).load_corpus(corpus_id).texts)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def mode_plan(url: str, corpus_id: int, options: ModeOptions, config: PipelineConfig) -> dict:
+    """The LLM budget a mode run would plan (``corpusmap.modes.plan_for_corpus``)."""
+    return modes.plan_for_corpus(resources.store_for(url), corpus_id, options, config)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clustering.types import Labeler
-from corpusmap import service
+from corpusmap import modes
 from corpusmap.runs import RunRequest
 from storage import Store
 from ui.errors import USER_ERRORS
@@ -35,6 +35,8 @@ class RunJob:
     fraction: float = 0.0
     message: str = "waiting for the run before it to finish"
     error: str | None = None
+    plan: dict[str, Any] = field(default_factory=dict)
+    """The LLM budget the run planned before its first call (empty until then)."""
     created: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -49,6 +51,9 @@ class RunJob:
 
     def on_progress(self, stage: str, fraction: float, message: str) -> None:
         self.stage, self.fraction, self.message = stage, fraction, message
+
+    def on_plan(self, plan: dict[str, Any]) -> None:
+        self.plan = dict(plan)
 
     def on_created(self, run_id: int) -> None:
         self.run_id = run_id
@@ -74,7 +79,10 @@ class RunRegistry:
         *,
         embedder: Any,
         labeler: Labeler | None,
+        llm_settings: Any | None = None,
     ) -> RunJob:
+        """Queue ``request``; ``llm_settings`` (``llm.LLMSettings``) is the endpoint of the
+        goal-driven steps, ``labeler`` names the clusters."""
         with self._lock:
             job = RunJob(next(self._ids), request.corpus_id)
             if not self.reduce_compiled:
@@ -82,7 +90,7 @@ class RunRegistry:
             self._jobs[job.job_id] = job
         thread = threading.Thread(
             target=self._work,
-            args=(job, store, request, embedder, labeler),
+            args=(job, store, request, embedder, labeler, llm_settings),
             name=f"corpusmap-run-{job.job_id}",
             daemon=True,
         )
@@ -94,22 +102,31 @@ class RunRegistry:
         return self._one_at_a_time
 
     def _work(
-        self, job: RunJob, store: Store, request: RunRequest, embedder: Any, labeler: Labeler | None
+        self,
+        job: RunJob,
+        store: Store,
+        request: RunRequest,
+        embedder: Any,
+        labeler: Labeler | None,
+        llm_settings: Any | None,
     ) -> None:
         with self._one_at_a_time:
             job.started_at = time.time()
             job.stage, job.message = "starting", "loading the corpus"
             try:
-                service.cluster_corpus(
+                modes.run_mode(
                     store,
                     request.corpus_id,
+                    request.options,
                     config=request.config,
                     embedder=embedder,
                     labeler=labeler,
+                    llm_settings=llm_settings,
                     label_column=request.label_column,
                     run_name=request.name,
                     progress=self._progress(job),
                     on_created=job.on_created,
+                    on_plan=job.on_plan,
                 )
                 job.stage, job.fraction, job.message = "done", 1.0, "done"
             except USER_ERRORS as err:

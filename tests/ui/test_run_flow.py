@@ -62,7 +62,7 @@ def flow(tmp_path_factory: pytest.TempPathFactory, small_rows: list[dict]):
 def test_run_finishes_and_reports_each_stage(flow) -> None:
     at = flow["run_page"]
     assert f"Run {flow['run_id']} finished" in at.success[0].value
-    stages = at.dataframe[0].value
+    stages = next(d.value for d in at.dataframe if "state" in d.value.columns)
     assert stages["state"].tolist() == ["done"] * 6
     assert stages["seconds"].notna().all()
     assert "300" in stages["detail"].iloc[0] or "303" in stages["detail"].iloc[0]
@@ -161,7 +161,8 @@ def test_export_offers_every_format_with_cluster_columns(flow) -> None:
     at.switch_page("pages/export.py").run()
     assert_clean(at)
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["CSV", "JSONL", "PARQUET", "XLSX", "CSV", "XLSX", "HTML report"]
+    # labeled corpus, cluster table, balanced sample, report
+    assert labels == ["CSV", "JSONL", "PARQUET", "XLSX", "CSV", "XLSX", "CSV", "XLSX", "HTML report"]
     store, run_id, n = flow["store"], flow["run_id"], len(flow["rows"])
     readers = {
         "csv": lambda b: pd.read_csv(io.BytesIO(b)),
@@ -175,6 +176,9 @@ def test_export_offers_every_format_with_cluster_columns(flow) -> None:
         assert {"text", "label", "cluster_id", "cluster_label", "cluster_description", "cluster_probability"} <= set(frame.columns)
     clusters = pd.read_csv(io.BytesIO(downloads.cluster_table_bytes(store, run_id, "csv")))
     assert len(clusters) == store.get_run(run_id).metrics["n_clusters"]
+    # Runs from the app get keyword rules: each beside its cluster's explanation.
+    assert {"rule", "rule_precision", "rule_recall", "description"} <= set(clusters.columns)
+    assert clusters["rule_precision"].between(0, 1).any()
 
 
 def test_html_report_is_self_contained_and_escaped(flow, tmp_path: Path) -> None:
