@@ -193,6 +193,25 @@ def test_rules_read_as_keywords_with_precision_and_recall():
     assert all(r.text and r.precision == 0 for r in empty.values())
 
 
+def test_a_cluster_named_by_any_of_several_words_gets_that_disjunction():
+    # Cluster 0 is "visa or mastercard or amex" texts, each word alone in a third of them; the
+    # other texts share the filler words. A depth-3 tree can only carve it with negations.
+    rng = np.random.default_rng(1)
+    brands = ["visa", "mastercard", "amex"]
+    others = ["refund", "transfer", "pin", "fee", "limit", "statement"]
+    texts, labels = [], []
+    for i in range(360):
+        if i % 3 == 0:
+            texts.append(f"my {brands[i % 9 // 3]} card please {rng.choice(['now', 'today'])}")
+            labels.append(0)
+        else:
+            texts.append(f"my {others[i % 6]} card please {rng.choice(['now', 'today'])}")
+            labels.append(1 + i % 6 // 3)
+    rule = explain_clusters(texts, np.array(labels))[0]
+    assert rule.precision == pytest.approx(1.0) and rule.recall == pytest.approx(1.0)
+    assert rule.text == " or ".join(f"“{w}”" for w in sorted(brands, key=rule.text.index))
+
+
 # --- sampling ------------------------------------------------------------------------------
 
 
