@@ -31,7 +31,7 @@ for col, fmt in zip(st.columns(len(downloads.CORPUS_FORMATS)), downloads.CORPUS_
     )
 
 st.subheader("Cluster table", divider="gray")
-st.caption("One row per cluster: id, name, size, share, keywords, description, inclusion criterion, faithfulness.")
+st.caption("One row per cluster: id, name, size, share, keywords, description, inclusion criterion, faithfulness, and when the run has them its parent and keyword rule with precision and recall.")
 for col, fmt in zip(st.columns(4), downloads.TABLE_FORMATS, strict=False):
     col.download_button(
         f"{fmt.upper()}",
