@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import string
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clustering.errors import EmbedderError
+from clustering.errors import ConfigError, EmbedderError
 from clustering.types import Embedder, EmbeddingCache, ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ CHARS_PER_TOKEN_BOUND = 12
 """Texts are cut to ``max_seq_length * CHARS_PER_TOKEN_BOUND`` characters before tokenizing:
 the model never sees more than ``max_seq_length`` tokens, and a 10 MB text would otherwise cost
 seconds of tokenizing for nothing."""
+PREFIX_TAG = "|prefix="
+"""Between the model name and the instruction prefix in ``SentenceTransformerEmbedder.model_id``."""
+INSTRUCTION_FIELDS = ("goal",)
+"""The fields an instruction template may name (``{goal}``)."""
 
 
 def text_hash(text: str) -> str:
@@ -60,6 +65,59 @@ def resolve_precision(device: str, precision: str = "auto") -> str:
     if device == "cpu":
         return "bf16"
     return "fp32"
+
+
+def resolve_instruction(template: str, goal: str | None) -> str:
+    """The instruction prefix of a run: ``template`` with ``{goal}`` replaced by the run's goal.
+
+    Encoders trained with instructions (E5-instruct, GTE-Qwen, ...) embed ``prefix + text``;
+    e.g. ``"Instruct: {goal}\\nQuery: "``. ``{{`` and ``}}`` are literal braces. Raises
+    ``ConfigError`` for a field other than ``{goal}``, or ``{goal}`` without a goal.
+    """
+    if not template:
+        return ""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as err:
+        raise ConfigError(
+            f"the instruction {template!r} is not a valid template ({err}); write {{{{ and }}}} "
+            "for literal braces"
+        ) from err
+    unknown = sorted({f for f in fields if f not in INSTRUCTION_FIELDS})
+    if unknown:
+        shown = ", ".join("{" + f + "}" for f in unknown)
+        raise ConfigError(
+            f"the instruction names {shown}, but only {{goal}} is filled in; write {{{{ and }}}} "
+            "for literal braces"
+        )
+    goal_words = " ".join((goal or "").split())
+    if "goal" in fields and not goal_words:
+        raise ConfigError(
+            "the instruction names {goal} but the run has no goal: give a goal (--goal TEXT) "
+            "or write the instruction out in full"
+        )
+    try:
+        return template.format(goal=goal_words)
+    except (ValueError, IndexError, KeyError, AttributeError) as err:  # a bad format spec
+        raise ConfigError(f"cannot fill in the instruction {template!r}: {err}") from err
+
+
+def parse_model_id(model_id: str) -> tuple[str, str]:
+    """``(model, prefix)`` back from a ``SentenceTransformerEmbedder.model_id`` (the prefix may
+    hold any character, ``|`` included). A wrapper's tag appended after it (``llm.keyphrases``)
+    must be cut off first."""
+    name, tag, prefix = model_id.partition(PREFIX_TAG)
+    if tag:
+        return name, prefix
+    return model_id.split("|", 1)[0], ""
+
+
+def plain_encoder(embedder: Embedder) -> Embedder:
+    """The encoder for texts that are not the corpus's own (explanations, descriptions, category
+    names): ``embedder`` itself, or the ``plain`` encoder of a wrapper that rewrites corpus
+    texts before embedding them (``llm.keyphrases.KeyphraseEmbedder``). Those texts are then
+    never sent to an LLM, and cost no call outside the run's plan."""
+    return getattr(embedder, "plain", None) or embedder
 
 
 def bundled_model_path() -> Path:
@@ -98,7 +156,22 @@ class SentenceTransformerEmbedder:
     def model_id(self) -> str:
         """Stable across machines: the bundled model's name, not its install folder."""
         name = DEFAULT_MODEL if self.model.lower() in BUNDLED_MODELS else self.model
-        return f"{name}|prefix={self.prefix}" if self.prefix else name
+        return f"{name}{PREFIX_TAG}{self.prefix}" if self.prefix else name
+
+    def with_prefix(self, prefix: str) -> SentenceTransformerEmbedder:
+        """The same model with another instruction prefix, sharing the loaded encoder."""
+        other = SentenceTransformerEmbedder(
+            self.model,
+            device=self.device,
+            precision=self.precision,
+            batch_size=self.batch_size,
+            prefix=prefix,
+        )
+        if self._encoder is not None:
+            other._encoder = self._encoder
+            other.resolved_device = self.resolved_device
+            other.resolved_precision = self.resolved_precision
+        return other
 
     @property
     def encoder(self) -> Any:
@@ -220,6 +293,20 @@ def embed_texts(
         return np.zeros((0, 0), dtype=np.float32), _counts(0, 0, 0, 0)
     matrix = np.vstack([found[h] for h in hashes]).astype(np.float32, copy=False)
     return matrix, _counts(len(texts), len(distinct), len(distinct) - len(missing), len(missing))
+
+
+def uncached_texts(
+    texts: Sequence[str], embedder: Embedder, cache: EmbeddingCache | None
+) -> list[str]:
+    """The distinct texts ``embed_texts`` would embed (not in ``cache`` under this model id),
+    in first-seen order: what a plan must pay for when embedding costs more than compute."""
+    first: dict[str, str] = {}
+    for t in texts:
+        first.setdefault(text_hash(t), t)
+    if cache is None or not first:
+        return list(first.values())
+    found = cache.get_embeddings(embedder.model_id, list(first))
+    return [t for h, t in first.items() if h not in found]
 
 
 def _counts(texts: int, distinct: int, hits: int, embedded: int) -> dict[str, int]:

@@ -5,7 +5,10 @@ Each cluster's explanation (``description + " " + inclusion_criterion``) is embe
 run's embedder; every clustered text goes to the explanation nearest to it (cosine). A cluster's
 score is the share of its members that land on its own explanation (recall), the overall score
 the share of all clustered texts that do. It needs no LLM, so it compares any labelers,
-the keyword labeler being the baseline.
+the keyword labeler being the baseline. With a wrapper that rewrites corpus texts before
+embedding them (LLM keyphrase expansion, ``llm.keyphrases``), explanations are embedded by its
+plain encoder (``clustering.embed.plain_encoder``): they are not corpus texts, are never sent
+to the LLM, and land in the same vector space.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from clustering.embed import plain_encoder
 from clustering.errors import ClusteringError
 from clustering.types import NOISE, ClusterLabel, Embedder
 
@@ -78,7 +82,8 @@ def explanation_faithfulness(
     if not explained:
         return Faithfulness(0.0, {c: 0.0 for c in cluster_ids}, n_texts, model_id)
     ids = sorted(explained)
-    matrix = np.asarray(embedder.embed([explanation_text(explained[c]) for c in ids]), np.float32)
+    encoder = plain_encoder(embedder)
+    matrix = np.asarray(encoder.embed([explanation_text(explained[c]) for c in ids]), np.float32)
     if matrix.shape[1] != vectors.shape[1]:
         raise FaithfulnessError(
             f"explanations embed to {matrix.shape[1]} dimensions, texts have {vectors.shape[1]}: "

@@ -1,5 +1,6 @@
 """The ``run`` command's goal-driven options (issue 5): ``--mode``, seeds, must-link /
-cannot-link files, ``--llm-budget``, ``--hierarchy``, rules and a balanced sample export.
+cannot-link files, ``--llm-budget``, ``--hierarchy``, rules, a balanced sample export, and
+goal-conditioned embeddings (``--instruction``, ``--expand-keyphrases``).
 
 Kept apart from ``corpusmap.cli`` so that command stays readable: ``mode_options`` adds the
 options, ``run_modes`` runs whatever they ask for and prints the LLM budget before and the
@@ -15,6 +16,7 @@ import click
 
 from corpusmap import modes
 from corpusmap.export import write_table
+from llm.keyphrases import KEYPHRASE_BATCH
 
 MODE_ARGS = (
     "mode",
@@ -30,6 +32,8 @@ MODE_ARGS = (
     "rules",
     "sample_out",
     "sample_n",
+    "instruction",
+    "expand_keyphrases",
 )
 
 
@@ -122,6 +126,27 @@ def mode_options(func: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Rows in --sample-out.",
         ),
+        click.option(
+            "--instruction",
+            default="",
+            metavar="TEMPLATE",
+            help=(
+                "Instruction prefix for encoders trained with one (E5-instruct, GTE-Qwen...; "
+                "give one with --embedder): each text is embedded as TEMPLATE + text, {goal} "
+                "becomes --goal and \\n a newline, e.g. 'Instruct: {goal}\\nQuery: '. The "
+                "default all-MiniLM-L6-v2 takes no instruction. Vectors are cached per prefix."
+            ),
+        ),
+        click.option(
+            "--expand-keyphrases/--no-expand-keyphrases",
+            default=False,
+            show_default=True,
+            help=(
+                "Before embedding, the LLM rewrites each distinct text into keyphrases about "
+                f"--goal (one call per {KEYPHRASE_BATCH} texts, paid from --llm-budget first; needs an LLM "
+                "endpoint). Calls and vectors are stored: a re-run costs no call."
+            ),
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -141,12 +166,21 @@ def options_from(args: dict[str, Any]) -> modes.ModeOptions:
         selection=args["selection"],
         categories=tuple(args["categories"]),
         rules=args["rules"],
+        # A shell passes "\n" as two characters; instruction templates mean a newline.
+        instruction=(args["instruction"] or "").replace("\\n", "\n"),
+        expand_keyphrases=args["expand_keyphrases"],
     )
 
 
 def takes_over(options: modes.ModeOptions) -> bool:
     """Whether the run goes through ``corpusmap.modes`` rather than the plain pipeline."""
-    return options.mode != "cluster" or options.constrained or options.hierarchy
+    return (
+        options.mode != "cluster"
+        or options.constrained
+        or options.hierarchy
+        or bool(options.instruction)
+        or options.expand_keyphrases
+    )
 
 
 def echo_plan(plan: dict[str, Any]) -> None:
@@ -208,6 +242,9 @@ def echo_outcome(result: Any, options: modes.ModeOptions) -> None:
             f"{usage.get('unanswered', 0)} unanswered",
             err=True,
         )
+    expansion = modes.keyphrase_text(usage)
+    if expansion:
+        click.echo(expansion, err=True)
     stats = m.get("mode_stats") or {}
     if stats.get("fallback"):
         click.echo(

@@ -8,6 +8,10 @@ map coordinates, metrics), so ``show``, ``export``, ``relabel`` and the app work
 - ``propose``: propose → assign → select (``llm.goal``), embeddings only without an LLM.
 - ``classify``: label-then-classify (``llm.classify``), nearest category without an LLM.
 
+Any mode can embed with goal-conditioned vectors: an instruction prefix for encoders trained
+with one (``ModeOptions.instruction``), and LLM keyphrase expansion (``expand_keyphrases``,
+``llm.keyphrases``; its calls come first in the plan and the budget).
+
 Any mode can add a two-level hierarchy (``clustering.hierarchy``; parents' count by the LLM's
 pairwise checks when an LLM is configured, ``llm.granularity``) and per-cluster keyword rules
 (``clustering.rules``). The run stores its mode, the options, the LLM plan (budget), what the
@@ -35,7 +39,14 @@ from clustering.constraints import (
     remap_pairs,
     seeds_from_values,
 )
-from clustering.embed import embed_texts
+from clustering.embed import (
+    SentenceTransformerEmbedder,
+    embed_texts,
+    parse_model_id,
+    plain_encoder,
+    resolve_instruction,
+    uncached_texts,
+)
 from clustering.errors import ConfigError
 from clustering.faithfulness import explanation_faithfulness
 from clustering.hierarchy import (
@@ -98,6 +109,12 @@ class ModeOptions:
     categories: tuple[str, ...] = ()
     """``classify``: the user's own categories (no proposal)."""
     rules: bool = True
+    instruction: str = ""
+    """Instruction prefix template for encoders trained with one (E5-instruct, GTE-Qwen...):
+    ``{goal}`` is replaced by the run's goal, e.g. ``"Instruct: {goal}\nQuery: "``."""
+    expand_keyphrases: bool = False
+    """Before embedding, the LLM rewrites each distinct text into goal-relevant keyphrases
+    (``llm.keyphrases``); off by default: one call per ``KEYPHRASE_BATCH`` texts."""
 
     @property
     def constrained(self) -> bool:
@@ -120,6 +137,8 @@ class ModeOptions:
             )
         if self.categories and self.mode != "classify":
             raise CorpusmapError("categories are for --mode classify")
+        # The template's fields and syntax; whether the run has a goal is checked with it.
+        resolve_instruction(self.instruction, "goal")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -147,20 +166,102 @@ def pairs_from_file(path: str | Path | None) -> tuple[tuple[int, int], ...]:
     return tuple((int(a), int(b)) for a, b in read_pairs(path))
 
 
-def make_asker(settings: Any | None, store: Store, budget: int | None) -> Any | None:
-    """A ``JSONAsker`` for the goal-driven prompts, or ``None`` with no endpoint or budget 0."""
+def make_asker(
+    settings: Any | None, store: Store, budget: int | None, call_budget: Any | None = None
+) -> Any | None:
+    """A ``JSONAsker`` for the goal-driven prompts, or ``None`` with no endpoint or budget 0.
+
+    ``call_budget`` (``llm.asker.CallBudget``) is shared with other askers of the same run
+    (keyphrase expansion): the run's calls together stay within it.
+    """
     if settings is None or not settings.configured or budget == 0:
         return None
     from llm.asker import CallBudget, JSONAsker
     from llm.goal_prompts import GOAL_PROMPT_VERSION
 
     return JSONAsker(
-        settings, prompt_version=GOAL_PROMPT_VERSION, store=store, budget=CallBudget(budget)
+        settings,
+        prompt_version=GOAL_PROMPT_VERSION,
+        store=store,
+        budget=call_budget or CallBudget(budget),
     )
 
 
-def plan_llm(texts: Sequence[str], options: ModeOptions, config: PipelineConfig) -> dict[str, Any]:
-    """Calls and tokens a mode will spend at most (the budget), for display before it runs."""
+# --- goal-conditioned embeddings ---------------------------------------------------------------
+
+
+def check_goal_embedding(
+    options: ModeOptions, config: PipelineConfig, llm_settings: Any | None
+) -> None:
+    """Fail before any work on an instruction that cannot be filled in (``{goal}`` with no
+    goal), or on keyphrase expansion with no LLM endpoint (never a silent no-op)."""
+    resolve_instruction(options.instruction, config.goal)
+    if options.expand_keyphrases and (llm_settings is None or not llm_settings.configured):
+        raise CorpusmapError(
+            "--expand-keyphrases asks an LLM to rewrite every text into keyphrases, and no LLM "
+            "endpoint is configured: set OPENAI_BASE_URL (and OPENAI_API_KEY if it needs one) "
+            "or pass --llm-base-url (`corpusmap llm serve` starts a local one), or leave "
+            "expansion off"
+        )
+
+
+def goal_embedder(encoder: Embedder, options: ModeOptions, config: PipelineConfig) -> Embedder:
+    """``encoder`` with the run's instruction prefix (``options.instruction`` with the goal
+    filled in), or ``encoder`` itself when there is no instruction."""
+    if not options.instruction:
+        return encoder
+    prefix = resolve_instruction(options.instruction, config.goal)
+    if isinstance(encoder, SentenceTransformerEmbedder):
+        return encoder.with_prefix(prefix)  # shares the loaded model
+    model, _ = parse_model_id(encoder.model_id)
+    return service.get_embedder(model, prefix=prefix)
+
+
+def keyphrase_budget_left(budget: int | None, keyphrase_calls: int) -> int | None:
+    """What ``--llm-budget`` leaves to the mode's own steps once keyphrase expansion is paid."""
+    return None if budget is None else max(0, budget - keyphrase_calls)
+
+
+def plan_llm(
+    texts: Sequence[str],
+    options: ModeOptions,
+    config: PipelineConfig,
+    *,
+    keyphrase_texts: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Calls and tokens a mode will spend at most (the budget), for display before it runs.
+
+    With ``options.expand_keyphrases`` the plan starts with ``keyphrase_calls`` for
+    ``keyphrase_texts`` (the distinct texts not in the embedding cache; default: every
+    distinct text), and the mode's steps plan with what ``llm_budget`` leaves. A budget that
+    cannot expand every one of those texts raises ``CorpusmapError``: expanding some texts and
+    not others would put two kinds of vectors in one space and distort it.
+    """
+    if not options.expand_keyphrases:
+        return _plan_steps(texts, options, config)
+    from llm.keyphrases import KEYPHRASE_BATCH, plan_keyphrases
+
+    todo = list(dict.fromkeys(texts)) if keyphrase_texts is None else list(keyphrase_texts)
+    expansion = plan_keyphrases(todo)
+    needed = expansion["keyphrase_calls"]
+    if options.llm_budget is not None and options.llm_budget < needed:
+        raise CorpusmapError(
+            f"--expand-keyphrases needs {needed:,} LLM calls to expand {len(todo):,} distinct "
+            f"texts ({KEYPHRASE_BATCH} per call), but --llm-budget is {options.llm_budget}: "
+            f"raise --llm-budget to at least {needed:,} (the mode's own steps get what is left) "
+            "or leave expansion off"
+        )
+    steps = replace(options, llm_budget=keyphrase_budget_left(options.llm_budget, needed))
+    plan = _plan_steps(texts, steps, config)
+    combined = {
+        k: plan.get(k, 0) + expansion[k] for k in ("calls", "prompt_tokens", "completion_tokens")
+    }
+    return {**plan, **combined, "keyphrase_calls": needed, "keyphrase_texts": len(todo)}
+
+
+def _plan_steps(
+    texts: Sequence[str], options: ModeOptions, config: PipelineConfig
+) -> dict[str, Any]:
     if options.mode == "propose":
         from llm.goal import GoalConfig, plan_goal
 
@@ -215,44 +316,117 @@ def run_mode(
 
     ``llm_settings`` (``llm.LLMSettings``) is the endpoint of the goal-driven steps; without
     it (or with ``llm_budget=0``) every mode runs on embeddings alone. ``on_plan(plan)`` gets
-    the LLM budget before any call is made.
+    the LLM budget before any call is made. ``options.instruction`` embeds with an instruction
+    prefix (``embedder``'s model); ``options.expand_keyphrases`` expands the texts into
+    keyphrases first, which needs ``llm_settings``: its calls come first in the plan and in
+    ``llm_budget``, and a budget that cannot pay for them fails here, before any call.
     """
     options.validate()
     config = config or PipelineConfig()
     config.validate()
-    encoder: Embedder = embedder or service.get_embedder()
+    check_goal_embedding(options, config, llm_settings)
+    encoder = goal_embedder(embedder or service.get_embedder(), options, config)
     corpus = store.load_corpus(corpus_id)
     truth = service.truth_column(corpus, label_column)
     index = corpus.nonempty_index
     texts = [corpus.texts[i] for i in index]
     doc_ids = store.document_ids(corpus_id)[index]
     constraints = build_constraints(corpus, index, options)
-    asker = make_asker(llm_settings, store, options.llm_budget)
-    plan = plan_llm(texts, options, config) if asker is not None else {"calls": 0}
-    if on_plan is not None:
-        on_plan(plan)
+    call_budget = None
+    asker = expander = None
+    todo: list[str] | None = None
+    try:
+        if options.expand_keyphrases:
+            from llm.asker import CallBudget
+            from llm.keyphrases import KeyphraseEmbedder, keyphrase_asker
 
-    if options.mode == "cluster" and not options.constrained:
-        run_id = service.cluster_corpus(
+            # One budget for the expansion and the mode's steps: the run stays in llm_budget.
+            call_budget = CallBudget(options.llm_budget)
+            expander = keyphrase_asker(llm_settings, store=store, budget=call_budget)
+            encoder = KeyphraseEmbedder(encoder, expander, config.goal)
+            todo = uncached_texts(texts, encoder, store)
+        plan = plan_llm(texts, options, config, keyphrase_texts=todo)
+        steps = replace(
+            options,
+            llm_budget=keyphrase_budget_left(options.llm_budget, plan.get("keyphrase_calls", 0)),
+        )
+        asker = make_asker(llm_settings, store, steps.llm_budget, call_budget)
+        if asker is None and not options.expand_keyphrases:
+            plan = {"calls": 0}
+        if on_plan is not None:
+            on_plan(plan)
+
+        def created(run_id: int) -> None:
+            for each in (asker, expander):
+                if each is not None:
+                    each.run_id = run_id  # calls are recorded against this run
+            if on_created is not None:
+                on_created(run_id)
+
+        if options.mode == "cluster" and not options.constrained:
+            run_id = service.cluster_corpus(
+                store,
+                corpus_id,
+                config=config,
+                embedder=encoder,
+                labeler=labeler,
+                label_column=label_column,
+                progress=progress,
+                run_name=run_name,
+                on_created=created,
+            )
+            stored = store.get_run(run_id).config
+            store.update_run_config(run_id, {**stored, "mode_options": options.to_dict()})
+            _save_usage(store, run_id, asker, labeler, plan, encoder)
+            add_structure(store, run_id, steps, texts, encoder, labeler, asker, config, plan)
+            return run_id
+        return _run_steps(
             store,
             corpus_id,
+            options,
+            steps,
             config=config,
-            embedder=encoder,
+            encoder=encoder,
             labeler=labeler,
+            asker=asker,
+            plan=plan,
+            texts=texts,
+            doc_ids=doc_ids,
+            truth=truth,
+            constraints=constraints,
             label_column=label_column,
             progress=progress,
             run_name=run_name,
-            on_created=on_created,
+            on_created=created,
         )
-        if asker is not None:
-            asker.run_id = run_id
-        try:
-            add_structure(store, run_id, options, texts, encoder, labeler, asker, config, plan)
-        finally:
-            if asker is not None:
-                asker.close()
-        return run_id
+    finally:
+        for each in (asker, expander):
+            if each is not None:
+                each.close()
 
+
+def _run_steps(
+    store: Store,
+    corpus_id: int,
+    options: ModeOptions,
+    steps: ModeOptions,
+    *,
+    config: PipelineConfig,
+    encoder: Embedder,
+    labeler: Labeler | None,
+    asker: Any | None,
+    plan: dict[str, Any],
+    texts: list[str],
+    doc_ids: np.ndarray,
+    truth: list[Any] | None,
+    constraints: Constraints,
+    label_column: str | None,
+    progress: ProgressCallback,
+    run_name: str,
+    on_created: Callable[[int], None],
+) -> int:
+    """A mode other than the plain pipeline, stage by stage; ``steps`` are ``options`` with
+    the budget that keyphrase expansion left."""
     run_id = store.create_run(
         corpus_id,
         config={**config.to_dict(), "mode_options": options.to_dict()},
@@ -265,12 +439,9 @@ def run_mode(
         versions=service.package_versions(),
         name=run_name,
     )
-    if asker is not None:
-        asker.run_id = run_id
     if hasattr(labeler, "run_id"):
         labeler.run_id = run_id
-    if on_created is not None:
-        on_created(run_id)
+    on_created(run_id)
     timings: dict[str, Any] = {}
     try:
         start = time.perf_counter()
@@ -288,7 +459,7 @@ def run_mode(
 
         start = time.perf_counter()
         progress("cluster", 0.0, f"{options.mode} mode")
-        outcome = compute_mode(texts, vectors, encoder, options, config, constraints, asker)
+        outcome = compute_mode(texts, vectors, encoder, steps, config, constraints, asker)
         timings["cluster"] = round(time.perf_counter() - start, 3)
         store.save_assignment(run_id, doc_ids, outcome.assignment, coords)
         store.save_stage(run_id, "cluster", timings)
@@ -311,17 +482,14 @@ def run_mode(
         metrics = {**measure(outcome.space, outcome.assignment.labels, truth), **outcome.metrics}
         metrics["faithfulness"] = faith.overall
         store.save_metrics(run_id, _storable(metrics))
-        _save_usage(store, run_id, asker, labeler, plan)
+        _save_usage(store, run_id, asker, labeler, plan, encoder)
         add_structure(
-            store, run_id, options, texts, encoder, labeler, asker, config, plan, vectors=vectors
+            store, run_id, steps, texts, encoder, labeler, asker, config, plan, vectors=vectors
         )
         store.finish_run(run_id)
     except BaseException as err:
         store.fail_run(run_id, f"{type(err).__name__}: {err}")
         raise
-    finally:
-        if asker is not None:
-            asker.close()
     return run_id
 
 
@@ -372,6 +540,9 @@ def compute_mode(
     asker: Any | None,
 ) -> ModeOutcome:
     """The mode's clustering on embedded texts (no storage)."""
+    # Proposed descriptions and categories are embedded as they are, never expanded into
+    # keyphrases: they are not corpus texts and their calls are not in the plan.
+    embedder = plain_encoder(embedder)
     if options.mode == "propose":
         from llm.goal import GoalConfig, propose_assign_select
 
@@ -455,8 +626,12 @@ def add_structure(
     plan: dict[str, Any],
     *,
     vectors: np.ndarray | None = None,
+    llm_settings: Any | None = None,
 ) -> None:
-    """Add the hierarchy (when asked) and the keyword rules to a stored run."""
+    """Add the hierarchy (when asked) and the keyword rules to a stored run.
+
+    Without ``vectors``, the run's are read back from the cache (``service.run_vectors``;
+    ``llm_settings`` expands texts a keyphrase run is missing there)."""
     if not (options.hierarchy or options.rules):
         return
     assignments = store.load_assignments(run_id)
@@ -470,7 +645,9 @@ def add_structure(
         log.info("keyword rules for %d clusters in %.1f s", len(rules), time.perf_counter() - start)
     if options.hierarchy:
         if vectors is None:
-            vectors = service.run_vectors(store, store.get_run(run_id), texts, embedder)
+            vectors = service.run_vectors(
+                store, store.get_run(run_id), texts, embedder, llm_settings=llm_settings
+            )
         hierarchy = choose_hierarchy(vectors, leaf_labels, texts, options, asker, config)
         base = save_hierarchy(
             store, run_id, hierarchy, texts, vectors, leaf_labels, labeler, config
@@ -482,7 +659,7 @@ def add_structure(
             parent_rules = explain_clusters(texts, hierarchy.parent_labels(leaf_labels))
             metrics["parent_rules"] = {base + int(c): r.to_dict() for c, r in parent_rules.items()}
     store.save_metrics(run_id, _storable(metrics))
-    _save_usage(store, run_id, asker, labeler, plan)
+    _save_usage(store, run_id, asker, labeler, plan, embedder)
 
 
 def choose_hierarchy(
@@ -590,29 +767,64 @@ def parent_id_base(leaf_labels: np.ndarray) -> int:
     return base
 
 
+USAGE_TOTALS = (
+    "calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cache_hits",
+    "over_budget",
+    "unanswered",
+)
+"""Usage keys summed over the run's askers and labeler."""
+
+
 def _save_usage(
-    store: Store, run_id: int, asker: Any | None, labeler: Labeler | None, plan: dict[str, Any]
+    store: Store,
+    run_id: int,
+    asker: Any | None,
+    labeler: Labeler | None,
+    plan: dict[str, Any],
+    embedder: Embedder | None = None,
 ) -> None:
-    usage: dict[str, Any] = {}
-    if asker is not None:
-        usage = asker.usage_dict()
+    """The run's LLM usage: the mode's asker at the top, keyphrase expansion under
+    ``keyphrases`` and the labeler under ``labeler``, their calls and tokens summed."""
+    from llm.keyphrases import KeyphraseEmbedder
+
+    usage: dict[str, Any] = asker.usage_dict() if asker is not None else {}
+    parts: dict[str, dict[str, Any]] = {}
+    if isinstance(embedder, KeyphraseEmbedder) and embedder.asker is not None:
+        parts["keyphrases"] = embedder.usage_dict()
     if hasattr(labeler, "usage"):
-        label_usage = labeler.usage.to_dict()
-        if usage:
-            usage["labeler"] = label_usage
-            for key in (
-                "calls",
-                "prompt_tokens",
-                "completion_tokens",
-                "total_tokens",
-                "cache_hits",
-            ):
-                usage[key] = usage.get(key, 0) + label_usage.get(key, 0)
-        else:
-            usage = label_usage
+        parts["labeler"] = labeler.usage.to_dict()
+    for name, part in parts.items():
+        if not usage:
+            usage = dict(part)
+            if name == "keyphrases":
+                usage[name] = part
+            continue
+        usage[name] = part
+        for key in USAGE_TOTALS:
+            if key in usage or key in part:
+                usage[key] = usage.get(key, 0) + part.get(key, 0)
     if usage or plan.get("calls"):
         usage["plan"] = plan
         store.save_llm_usage(run_id, usage)
+
+
+def keyphrase_text(usage: dict[str, Any]) -> str:
+    """What keyphrase expansion did in a run, in one sentence (``""`` when it was off), from
+    the run's ``llm_usage``."""
+    expansion = (usage or {}).get("keyphrases")
+    if not expansion:
+        return ""
+    if not expansion.get("texts"):
+        return "keyphrases: every expanded vector came from the embedding cache (no LLM call)"
+    return (
+        f"keyphrases: {expansion.get('expanded', 0):,} texts expanded, "
+        f"{expansion.get('kept', 0):,} kept as they were (no usable keyphrases), "
+        f"{expansion.get('calls', 0)} calls, {expansion.get('cache_hits', 0)} from the cache"
+    )
 
 
 def _storable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -642,6 +854,8 @@ def run_file(
     from corpusmap import api
 
     options.validate()
+    settings = llm_settings_from(llm_overrides)
+    check_goal_embedding(options, config or PipelineConfig(), settings)  # before any write
     store = store or Store.open(db)
     corpus = read_corpus(source, text_column=text_column, sheet=sheet)
     if label_column:
@@ -660,7 +874,7 @@ def run_file(
         config=config,
         embedder=service.get_embedder(embedder) if embedder else None,
         labeler=chosen,
-        llm_settings=llm_settings_from(llm_overrides),
+        llm_settings=settings,
         label_column=label_column,
         progress=progress,
         on_plan=on_plan,
@@ -739,22 +953,46 @@ def rule_table(store: Store, run_id: int) -> pd.DataFrame:
     )
 
 
-def check_mode_config(options: ModeOptions, config: PipelineConfig) -> None:
-    """Fail early on settings that cannot work together (for the app's form)."""
+def check_mode_config(
+    options: ModeOptions, config: PipelineConfig, llm_settings: Any | None = None
+) -> None:
+    """Fail early on settings that cannot work together (for the app's form). Pass the LLM
+    settings the run will use: keyphrase expansion without a configured one is refused."""
     options.validate()
     config.validate()
+    check_goal_embedding(options, config, llm_settings)
     if options.mode == "classify" and options.categories and config.n_clusters:
         if config.n_clusters < len(options.categories):
             raise ConfigError("fewer clusters than the categories given")
 
 
 def plan_for_corpus(
-    store: Store, corpus_id: int, options: ModeOptions, config: PipelineConfig | None = None
+    store: Store,
+    corpus_id: int,
+    options: ModeOptions,
+    config: PipelineConfig | None = None,
+    *,
+    embedder: Embedder | None = None,
+    llm_settings: Any | None = None,
 ) -> dict[str, Any]:
-    """The LLM budget a mode run would plan on a stored corpus (for display before it runs)."""
+    """The LLM budget a mode run would plan on a stored corpus (for display before it runs).
+
+    With keyphrase expansion and ``llm_settings``, only the texts whose expanded vectors are
+    not cached yet are counted (``embedder``: the run's model, default the bundled one);
+    without them, every distinct text. Raises ``CorpusmapError`` when ``llm_budget`` cannot
+    pay for the expansion.
+    """
+    config = config or PipelineConfig()
     corpus = store.load_corpus(corpus_id)
     texts = [corpus.texts[i] for i in corpus.nonempty_index]
-    return plan_llm(texts, options, config or PipelineConfig())
+    todo = None
+    if options.expand_keyphrases and llm_settings is not None and llm_settings.configured:
+        from llm.keyphrases import KeyphraseEmbedder
+
+        base = goal_embedder(embedder or service.get_embedder(), options, config)
+        expanded = KeyphraseEmbedder(base, None, config.goal, llm_model=llm_settings.model)
+        todo = uncached_texts(texts, expanded, store)
+    return plan_llm(texts, options, config, keyphrase_texts=todo)
 
 
 def add_hierarchy(
@@ -775,7 +1013,7 @@ def add_hierarchy(
         hierarchy=True, n_parents=n_parents, k_method=k_method, llm_budget=llm_budget
     )
     options.validate()
-    embedder = embedder or service.get_embedder(run.embedder.split("|", 1)[0])
+    embedder = embedder or service.run_embedder(run)
     asker = make_asker(llm_settings, store, llm_budget)
     if asker is not None:
         asker.run_id = run_id
@@ -791,6 +1029,7 @@ def add_hierarchy(
             asker,
             config,
             plan_llm([], options, config),
+            llm_settings=llm_settings,
         )
     finally:
         if asker is not None:
@@ -820,6 +1059,8 @@ def outcome_lines(info: Any) -> list[str]:
             f"{usage.get('prompt_tokens', 0):,} + {usage.get('completion_tokens', 0):,} tokens, "
             f"{usage.get('unanswered', 0)} unanswered"
         )
+    if keyphrase_text(usage):
+        lines.append(keyphrase_text(usage))
     stats = metrics.get("mode_stats") or {}
     if stats.get("fallback"):
         lines.append(f"{mode}: no usable LLM answer, fell back to {stats['fallback']}")

@@ -11,7 +11,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -22,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from clustering.cluster import KMeansClusterer, order_by_size
-from clustering.embed import SentenceTransformerEmbedder, embed_texts
+from clustering.embed import (
+    BUNDLED_MODELS,
+    DEFAULT_MODEL,
+    SentenceTransformerEmbedder,
+    embed_texts,
+    parse_model_id,
+)
 from clustering.faithfulness import explanation_faithfulness
 from clustering.labels import KeywordLabeler
 from clustering.pipeline import PipelineConfig, label_clusters, measure, run_pipeline
@@ -72,10 +79,36 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-@lru_cache(maxsize=4)
-def get_embedder(model: str | None = None, device: str = "auto") -> SentenceTransformerEmbedder:
-    """One loaded encoder per model and device for the life of the process."""
+@lru_cache(maxsize=8)
+def get_embedder(
+    model: str | None = None, device: str = "auto", prefix: str = ""
+) -> SentenceTransformerEmbedder:
+    """One loaded encoder per model and device for the life of the process; an instruction
+    ``prefix`` (see ``clustering.embed.resolve_instruction``) shares that model's encoder and
+    has its own ``model_id``, so the cache keeps its vectors apart."""
+    if model is not None and model.lower() in BUNDLED_MODELS:
+        return get_embedder(None, device, prefix)
+    if prefix:
+        return get_embedder(model, device).with_prefix(prefix)
     return SentenceTransformerEmbedder(model, device=device)
+
+
+def run_embedder(run: RunInfo, device: str = "auto") -> Embedder:
+    """The embedder a stored run used, rebuilt from its ``embedder`` id: the model, its
+    instruction prefix (``name|prefix=...``) and, for a keyphrase-expanded run
+    (``...|keyphrases=...``), a ``llm.keyphrases.KeyphraseEmbedder`` that reads the embedding
+    cache and never asks the LLM (``run_vectors`` connects one for texts missing from it)."""
+    model_id = run.embedder or DEFAULT_MODEL
+    if "|" not in model_id:
+        return get_embedder(model_id, device)
+    from llm.keyphrases import KeyphraseEmbedder, split_keyphrase_id
+
+    base_id, tag = split_keyphrase_id(model_id)
+    model, prefix = parse_model_id(base_id)
+    base = get_embedder(model, device, prefix)
+    if tag is None:
+        return base
+    return KeyphraseEmbedder.from_model_id(model_id, base, run.goal or None)
 
 
 def store_corpus(store: Store, corpus: Corpus) -> CorpusInfo:
@@ -422,18 +455,58 @@ CLUSTER_COLUMNS = (
 
 
 def run_vectors(
-    store: Store, run: RunInfo, texts: Sequence[str], embedder: Embedder | None = None
+    store: Store,
+    run: RunInfo,
+    texts: Sequence[str],
+    embedder: Embedder | None = None,
+    *,
+    llm_settings: Any | None = None,
 ) -> np.ndarray:
-    """Embeddings of a run's texts from the cache (embedding only what is missing)."""
-    embedder = embedder or get_embedder(_model_name(run.embedder))
-    vectors, counts = embed_texts(texts, embedder, store)
+    """Embeddings of a run's texts from the cache (embedding only what is missing), by
+    ``embedder`` or the run's own (``run_embedder``).
+
+    A keyphrase-expanded run's vectors come from the cache without any LLM call; texts missing
+    from it are expanded with ``llm_settings`` (default: the environment's endpoint), or
+    ``llm.errors.KeyphraseError`` says that an endpoint is needed.
+    """
+    embedder = embedder or run_embedder(run)
+    with _llm_for_keyphrases(embedder, store, run, llm_settings) as encoder:
+        vectors, counts = embed_texts(texts, encoder, store)
     if counts["embedded"]:
         log.info("embedded %d texts missing from the cache", counts["embedded"])
     return vectors
 
 
-def _model_name(model_id: str) -> str:
-    return model_id.split("|", 1)[0]
+@contextmanager
+def _llm_for_keyphrases(
+    embedder: Embedder, store: Store, run: RunInfo, llm_settings: Any | None
+) -> Iterator[Embedder]:
+    """``embedder``, or a rebuilt keyphrase embedder connected to an LLM for this call only
+    (closed after it); with no endpoint it stays cache-only."""
+    from llm import LLMSettings
+    from llm.keyphrases import KeyphraseEmbedder, keyphrase_asker
+
+    if not isinstance(embedder, KeyphraseEmbedder) or embedder.asker is not None:
+        yield embedder
+        return
+    settings = llm_settings or LLMSettings.from_env()
+    if not settings.configured:
+        yield embedder
+        return
+    # The stored vectors name their LLM model: ask that one, at whatever endpoint is set.
+    asker = keyphrase_asker(
+        settings.with_overrides(model=embedder.llm_model), store=store, run_id=run.id
+    )
+    try:
+        yield KeyphraseEmbedder(
+            embedder.base,
+            asker,
+            embedder.goal,
+            llm_model=embedder.llm_model,
+            version=embedder.version,
+        )
+    finally:
+        asker.close()
 
 
 # --- relabel and edits ------------------------------------------------------------------------
@@ -454,7 +527,7 @@ def relabel(
         labeler.run_id = run_id
     assignments = store.load_assignments(run_id)
     texts = assignments["text"].tolist()
-    embedder = embedder or get_embedder(_model_name(run.embedder))
+    embedder = embedder or run_embedder(run)
     vectors = run_vectors(store, run, texts, embedder)
     assignment = Assignment(
         assignments["cluster_id"].to_numpy(np.int64), assignments["probability"].to_numpy()

@@ -29,3 +29,8 @@ class LLMCallError(LLMError):
 
 class LocalModelError(LLMError):
     """The bundled local model is missing, or its llama.cpp server does not start."""
+
+
+class KeyphraseError(LLMError):
+    """Keyphrase expansion cannot embed the texts asked for (no LLM endpoint for texts missing
+    from the embedding cache, or vectors made by another prompt version)."""

@@ -292,3 +292,100 @@ def parse_assignments(data: Any, n_texts: int, n_categories: int) -> dict[int, i
     if not result:
         raise ReplyError("no usable assignment of a text id to a category number")
     return result
+
+
+# --- keyphrase expansion (goal-conditioned embeddings, llm.keyphrases) ------------------------
+# Its own version: it is in every keyphrase call's cache key and in the embedder's model id, so
+# vectors from another prompt are never mixed with these.
+
+KEYPHRASE_PROMPT_VERSION = "keyphrases-v1"
+KEYPHRASE_TEXT_TOKENS = 80
+"""Budget of one text in a keyphrase request; longer texts are cut."""
+MAX_KEYPHRASES = 6
+"""Keyphrases kept per text (more are dropped)."""
+KEYPHRASE_MAX_WORDS = 6
+"""A keyphrase longer than this is cut to its first words."""
+
+KEYPHRASE_TASK = """\
+The analyst's goal: "{goal}".
+For each numbered text in the data, write 3 to 5 short keyphrases (1 to 4 words each) that say
+what the text is about in the terms of this goal. Prefer general words that would also fit
+other texts of the same kind over names and details that only this text has.
+Reply with one JSON object: {{"items": [{{"id": text id, "keyphrases": ["...", ...]}}, ...]}}
+with one entry per text.
+"""
+
+KEYPHRASES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "keyphrases": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["id", "keyphrases"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["items"],
+    "additionalProperties": False,
+}
+
+
+def keyphrase_messages(goal: str | None, texts: Sequence[str]) -> list[dict[str, str]]:
+    task = KEYPHRASE_TASK.format(goal=goal_text(goal))
+    return messages_for(task, {"texts": numbered(texts, KEYPHRASE_TEXT_TOKENS)})
+
+
+def parse_keyphrases(data: Any, n: int) -> dict[int, list[str]]:
+    """0-based text index -> its keyphrases; ids out of 1..n, empty lists and placeholders
+    dropped. Takes ``{"items": [{"id": 1, "keyphrases": [...]}]}`` and also ``{"1": [...]}``
+    or a comma-separated string of keyphrases, which small models write."""
+    if isinstance(data, dict) and data and all(str(k).strip().isdigit() for k in data):
+        items: Any = data  # {"1": [...], "2": [...]}
+    else:
+        items = _dig(data, "items")
+    pairs: list[tuple[Any, Any]] = []
+    if isinstance(items, dict):
+        pairs = list(items.items())
+    elif isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict):
+                phrases = item.get("keyphrases", item.get("phrases", item.get("keywords")))
+                pairs.append((item.get("id"), phrases))
+    else:
+        raise ReplyError("items is not a list")
+    result: dict[int, list[str]] = {}
+    for raw_id, raw_phrases in pairs:
+        try:
+            i = int(str(raw_id).strip())
+        except (TypeError, ValueError):
+            continue
+        phrases = _phrases(raw_phrases)
+        if 1 <= i <= n and phrases:
+            result[i - 1] = phrases
+    if not result:
+        raise ReplyError("no usable keyphrases for any text id")
+    return result
+
+
+def _phrases(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        raw = re.split(r"[;,\n]", raw)
+    if not isinstance(raw, list):
+        return []
+    kept: list[str] = []
+    for item in raw:
+        if not isinstance(item, str | int | float):
+            continue
+        phrase = _one_line(str(item)).strip(" .\"'")
+        if not phrase or phrase == "..." or phrase.startswith("<"):
+            continue
+        phrase = " ".join(phrase.split()[:KEYPHRASE_MAX_WORDS])
+        if phrase.lower() not in {k.lower() for k in kept}:
+            kept.append(phrase)
+    return kept[:MAX_KEYPHRASES]

@@ -1,8 +1,8 @@
 """Replies of a scripted "oracle" LLM for the goal-driven prompts (llm/goal_prompts.py).
 
 It knows the gold label of every text of a test corpus, so its proposals, yes/no checks,
-classifications and pairwise answers are right: a test can then tell whether the mode used
-the answers (the result gets close to the gold labels) or dropped them. Plug it into
+classifications, pairwise answers and keyphrases are right: a test can then tell whether the
+mode used the answers (the result gets close to the gold labels) or dropped them. Plug it into
 ``ScriptedOpenAIServer(default=oracle)``.
 """
 
@@ -60,6 +60,13 @@ class GoalOracle:
         # The longest name that fits: "card payment fee" over "card payment".
         return max(found, key=lambda lab: len(self.name(lab)), default=None)
 
+    def keyphrases(self, label: str | None) -> list[str]:
+        """What the oracle answers a keyphrase request with: its group's name, twice worded."""
+        if label is None:
+            return []
+        name = self.name(label).lower()
+        return [name, f"{name} news"]
+
     def __call__(self, body: dict[str, Any]) -> Reply:
         task, data = _data(body)
         if "Propose up to" in task:
@@ -97,6 +104,13 @@ class GoalOracle:
                 for lab in sorted(names)
             ]
             return Reply.text(json.dumps({"categories": cats}))
+        if '"keyphrases"' in task:
+            self.kinds.append("keyphrases")
+            items = [
+                {"id": t["id"], "keyphrases": self.keyphrases(self.label_of(t["text"]))}
+                for t in data.get("texts", [])
+            ]
+            return Reply.text(json.dumps({"items": items}))
         if "pairs of texts" in task:
             self.kinds.append("pairs")
             same = [

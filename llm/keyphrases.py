@@ -1,0 +1,274 @@
+"""Goal-conditioned embeddings by LLM keyphrase expansion (issue 5), off by default: it costs
+one LLM call per ``KEYPHRASE_BATCH`` distinct texts.
+
+Each corpus text is rewritten by the LLM into a few keyphrases about the analyst's goal (the
+prompt is ``llm.goal_prompts.KEYPHRASE_TASK``; texts only inside its ``<data>`` part), through a
+``JSONAsker``: every call is stored, an identical call is answered from the store, the call
+budget is respected and an unusable reply is repaired once. A text's vector is then
+``normalize(e(text) + e("; ".join(keyphrases)))``: the text keeps its own meaning and the
+keyphrases pull together the texts that the goal makes alike (keyphrase expansion, as in
+"Large Language Models Enable Few-Shot Clustering", Viswanathan et al. 2023, which
+concatenates the two vectors). A text with no usable keyphrases keeps its own vector and is
+counted (``KeyphraseStats.kept``).
+
+``KeyphraseEmbedder.model_id`` is the base encoder's id plus
+``|keyphrases=<prompt version>:<LLM model>:<sha256(goal)[:12]>``, so the embedding cache keeps
+these vectors apart from plain ones and from other goals or models. A second run, and any
+rebuild of a stored run's embedder (relabel, edits, hierarchy: ``from_model_id`` with no
+asker), reads them from the cache without asking the LLM; only texts missing from the cache
+need one (``KeyphraseError`` says so when none is configured).
+
+Texts that are not the corpus's own (cluster explanations, proposed descriptions, category
+names) are embedded by ``plain``, the base encoder (``clustering.embed.plain_encoder``): they are
+never sent to the LLM and cost no call outside the run's plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from clustering.types import Embedder
+from llm.asker import CallBudget, JSONAsker, Question
+from llm.cache import CallStore
+from llm.errors import KeyphraseError, LLMConfigError
+from llm.goal_prompts import (
+    KEYPHRASE_PROMPT_VERSION,
+    KEYPHRASE_TEXT_TOKENS,
+    KEYPHRASES_SCHEMA,
+    estimate_prompt_tokens,
+    goal_text,
+    keyphrase_messages,
+    parse_keyphrases,
+)
+from llm.prompts import CHARS_PER_TOKEN
+from llm.settings import ENV_BASE_URL, LLMSettings
+
+log = logging.getLogger(__name__)
+
+KEYPHRASE_BATCH = 16
+"""Texts per keyphrase call."""
+KEYPHRASE_TAG = "|keyphrases="
+"""Between the base encoder's id and the expansion's tag in ``KeyphraseEmbedder.model_id``."""
+COMPLETION_TOKENS_PER_TEXT = 30
+"""Expected reply size per text (``{"id": 3, "keyphrases": [4 short phrases]}``), for plans."""
+KEYPHRASE_MAX_TOKENS = 1024
+"""Room the reply of one call needs for a full batch; a lower ``max_tokens`` setting is raised
+to it for keyphrase calls only (a cut reply would be invalid and lose the whole batch)."""
+
+
+@dataclass
+class KeyphraseStats:
+    """Distinct texts sent for expansion, how many got keyphrases, how many kept their own
+    vector (no usable keyphrases came back for them: a failed call, a malformed or partial
+    reply, or the call budget spent)."""
+
+    texts: int = 0
+    expanded: int = 0
+    kept: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def goal_hash(goal: str | None) -> str:
+    return hashlib.sha256(goal_text(goal).encode("utf-8")).hexdigest()[:12]
+
+
+def keyphrase_tag(llm_model: str, goal: str | None, version: str = KEYPHRASE_PROMPT_VERSION) -> str:
+    return f"{version}:{llm_model}:{goal_hash(goal)}"
+
+
+def split_keyphrase_id(model_id: str) -> tuple[str, str | None]:
+    """``(base encoder's id, tag)`` of a ``KeyphraseEmbedder.model_id``; ``(model_id, None)``
+    for any other embedder's id."""
+    base, found, tag = model_id.rpartition(KEYPHRASE_TAG)
+    return (base, tag) if found else (model_id, None)
+
+
+def parse_keyphrase_tag(tag: str) -> tuple[str, str, str]:
+    """``(prompt version, LLM model, goal hash)``; the model name may hold ``:`` (Ollama)."""
+    version, _, rest = tag.partition(":")
+    model, _, hashed = rest.rpartition(":")
+    if not version or not model or not hashed:
+        raise KeyphraseError(f"{tag!r} is not a keyphrase expansion tag (version:model:goal hash)")
+    return version, model, hashed
+
+
+def keyphrase_calls(n_texts: int, batch_size: int = KEYPHRASE_BATCH) -> int:
+    """Calls that expand ``n_texts`` distinct texts (repairs of unusable replies come on top)."""
+    return math.ceil(max(0, n_texts) / batch_size)
+
+
+def plan_keyphrases(texts: Sequence[str], batch_size: int = KEYPHRASE_BATCH) -> dict[str, int]:
+    """Calls and tokens that expanding ``texts`` (distinct, not yet cached) will cost."""
+    calls = keyphrase_calls(len(texts), batch_size)
+    limit = KEYPHRASE_TEXT_TOKENS * CHARS_PER_TOKEN
+    chars = sum(min(len(t), limit) + 20 for t in texts)
+    prompt = calls * estimate_prompt_tokens([]) + chars // CHARS_PER_TOKEN if calls else 0
+    return {
+        "calls": calls,
+        "prompt_tokens": prompt,
+        "completion_tokens": COMPLETION_TOKENS_PER_TEXT * len(texts),
+        "keyphrase_calls": calls,
+    }
+
+
+def keyphrase_asker(
+    settings: LLMSettings,
+    *,
+    store: CallStore | None = None,
+    run_id: int | None = None,
+    budget: CallBudget | None = None,
+) -> JSONAsker:
+    """A ``JSONAsker`` for keyphrase calls: their own prompt version (cache keys), and reply
+    room for a full batch."""
+    if settings.max_tokens is not None and settings.max_tokens < KEYPHRASE_MAX_TOKENS:
+        settings = settings.with_overrides(max_tokens=KEYPHRASE_MAX_TOKENS)
+    return JSONAsker(
+        settings,
+        prompt_version=KEYPHRASE_PROMPT_VERSION,
+        store=store,
+        run_id=run_id,
+        budget=budget,
+    )
+
+
+class KeyphraseEmbedder:
+    """``base`` with each text expanded into goal-relevant keyphrases; see the module docstring.
+
+    ``asker`` asks the LLM (``keyphrase_asker``); ``None`` makes an embedder that only reads the
+    embedding cache (a rebuilt run's), and needs ``llm_model`` to name its vectors.
+    """
+
+    def __init__(
+        self,
+        base: Embedder,
+        asker: JSONAsker | None,
+        goal: str | None,
+        *,
+        llm_model: str | None = None,
+        version: str = KEYPHRASE_PROMPT_VERSION,
+        batch_size: int = KEYPHRASE_BATCH,
+    ) -> None:
+        if asker is not None and llm_model not in (None, asker.settings.model):
+            raise LLMConfigError(
+                f"the keyphrase asker uses model {asker.settings.model!r}, not {llm_model!r}"
+            )
+        model = llm_model or (asker.settings.model if asker is not None else "")
+        if not model:
+            raise LLMConfigError("name the LLM model whose keyphrases the vectors hold")
+        self.base = base
+        self.asker = asker
+        self.goal = goal
+        self.llm_model = model
+        self.version = version
+        self.batch_size = batch_size
+        self.stats = KeyphraseStats()
+
+    @classmethod
+    def from_model_id(
+        cls, model_id: str, base: Embedder, goal: str | None, asker: JSONAsker | None = None
+    ) -> KeyphraseEmbedder:
+        """The embedder a stored run used, given its ``model_id``, its base encoder and goal."""
+        _, tag = split_keyphrase_id(model_id)
+        if tag is None:
+            raise KeyphraseError(f"{model_id!r} is not a keyphrase embedder's id")
+        version, model, hashed = parse_keyphrase_tag(tag)
+        if hashed != goal_hash(goal):
+            raise KeyphraseError(
+                f"the vectors of {model_id!r} were expanded for another goal than {goal!r}"
+            )
+        return cls(base, asker, goal, llm_model=model, version=version)
+
+    @property
+    def plain(self) -> Embedder:
+        """The base encoder, for texts that are not the corpus's (never sent to the LLM)."""
+        return self.base
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.base.model_id}{KEYPHRASE_TAG}{keyphrase_tag(self.llm_model, self.goal, self.version)}"
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return getattr(self.base, "max_seq_length", None)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.base.dimension)  # type: ignore[attr-defined]
+
+    @property
+    def prefix(self) -> str:
+        return str(getattr(self.base, "prefix", ""))
+
+    def usage_dict(self) -> dict[str, Any]:
+        """The asker's usage (calls, tokens, cache hits, budget) and ``KeyphraseStats``."""
+        usage = self.asker.usage_dict() if self.asker is not None else {}
+        return {**usage, **self.stats.to_dict(), "prompt_version": self.version}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.asarray(self.base.embed([]), dtype=np.float32)
+        phrases = self.expand(texts)
+        vectors = np.array(self.base.embed(texts), dtype=np.float32)
+        expanded = [i for i, p in enumerate(phrases) if p]
+        if expanded:
+            extra = np.asarray(
+                self.base.embed(["; ".join(phrases[i]) for i in expanded]), dtype=np.float32
+            )
+            vectors[expanded] += extra
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.where(norms > 0, norms, 1.0)
+        return vectors.astype(np.float32, copy=False)
+
+    def expand(self, texts: Sequence[str]) -> list[list[str]]:
+        """Keyphrases of each text (``[]`` where none usable came back), ``batch_size`` per call."""
+        asker = self._asker_for(len(texts))
+        batches = [
+            list(texts[k : k + self.batch_size]) for k in range(0, len(texts), self.batch_size)
+        ]
+        questions = [
+            Question(keyphrase_messages(self.goal, batch), KEYPHRASES_SCHEMA, "keyphrases")
+            for batch in batches
+        ]
+        parsers = [partial(parse_keyphrases, n=len(batch)) for batch in batches]
+        phrases: list[list[str]] = []
+        for batch, answer in zip(batches, asker.ask_many(questions, parsers), strict=True):
+            found = answer or {}
+            phrases.extend(found.get(i, []) for i in range(len(batch)))
+        expanded = sum(1 for p in phrases if p)
+        self.stats.texts += len(texts)
+        self.stats.expanded += expanded
+        self.stats.kept += len(texts) - expanded
+        log.info(
+            "keyphrases for %d texts in %d calls: %d expanded, %d kept as they are",
+            len(texts),
+            len(batches),
+            expanded,
+            len(texts) - expanded,
+        )
+        return phrases
+
+    def _asker_for(self, n_missing: int) -> JSONAsker:
+        if self.asker is None:
+            raise KeyphraseError(
+                f"{n_missing:,} text(s) are not in the embedding cache under {self.model_id!r}, "
+                f"and their vectors need keyphrases from the LLM {self.llm_model!r}: configure "
+                f"its endpoint ({ENV_BASE_URL} or --llm-base-url) to expand them"
+            )
+        if self.version != KEYPHRASE_PROMPT_VERSION:
+            raise KeyphraseError(
+                f"{n_missing:,} text(s) are not in the embedding cache, and the run's keyphrases "
+                f"came from prompt {self.version!r} while this corpusmap has "
+                f"{KEYPHRASE_PROMPT_VERSION!r}: start a new run with keyphrase expansion"
+            )
+        return self.asker
