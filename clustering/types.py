@@ -137,7 +137,11 @@ def no_progress(stage: str, fraction: float, message: str) -> None:
 
 @runtime_checkable
 class Embedder(Protocol):
-    model_id: str
+    @property
+    def model_id(self) -> str:
+        """Names what made the vectors (model, instruction prefix, expansion): the embedding
+        cache's key. Read-only, so the embedders' properties satisfy it."""
+        ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 vectors, one row per text."""

@@ -336,7 +336,7 @@ def run_mode(
     asker = expander = None
     todo: list[str] | None = None
     try:
-        if options.expand_keyphrases:
+        if options.expand_keyphrases and llm_settings is not None:  # else refused above
             from llm.asker import CallBudget
             from llm.keyphrases import KeyphraseEmbedder, keyphrase_asker
 

@@ -227,8 +227,8 @@ class KeyphraseEmbedder:
             )
             vectors[expanded] += extra
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.where(norms > 0, norms, 1.0)
-        return vectors.astype(np.float32, copy=False)
+            vectors /= np.maximum(norms, np.float32(1e-12))
+        return vectors
 
     def expand(self, texts: Sequence[str]) -> list[list[str]]:
         """Keyphrases of each text (``[]`` where none usable came back), ``batch_size`` per call."""
