@@ -82,9 +82,10 @@ def build_request(
     label_column: str | None = None,
     name: str = "",
     options: ModeOptions | None = None,
+    llm_settings: object | None = None,
 ) -> RunRequest:
     """A validated request (``clustering.ConfigError`` or ``CorpusmapError`` says which value is
-    wrong)."""
+    wrong); ``llm_settings`` is the endpoint the run will use (keyphrase expansion needs one)."""
     config = PipelineConfig(
         n_clusters=n_clusters,
         min_cluster_size=min_cluster_size,
@@ -93,7 +94,7 @@ def build_request(
         goal=goal.strip() or None,
     )
     options = options or ModeOptions()
-    check_mode_config(options, config)
+    check_mode_config(options, config, llm_settings)
     model = (embedding_model or "").strip() or None
     return RunRequest(
         corpus_id, config, model, labeler, label_column or None, name.strip(), options

@@ -98,6 +98,7 @@ if mode == "cluster":
 else:
     steering = mode_form.Steering()
 structure = mode_form.structure_controls()
+goal_vectors = mode_form.goal_vector_controls()
 
 st.subheader("LLM", divider="gray")
 kind = st.radio(
@@ -145,9 +146,12 @@ options = modes.ModeOptions(
     selection=selection,
     categories=categories,
     rules=structure.rules,
+    instruction=goal_vectors.instruction,
+    expand_keyphrases=goal_vectors.expand_keyphrases,
 )
-request = None
+request = llm_settings = None
 with user_errors("Check the settings"):
+    llm_settings = labelers.llm_settings(kind, base_url=endpoint, model=llm_model, api_key=api_key)
     request = build_request(
         corpus.id,
         goal=goal,
@@ -160,15 +164,22 @@ with user_errors("Check the settings"):
         label_column=None if truth == "(none)" else truth,
         name=name,
         options=options,
+        llm_settings=llm_settings,
     )
-if request is not None and kind == labelers.LLM and mode != "cluster":
+if request is not None and kind == labelers.LLM and (mode != "cluster" or options.expand_keyphrases):
     with user_errors("Cannot plan the run"):
-        plan = data.mode_plan(resources.database_url(), corpus.id, request.options, request.config)
-        st.info(
-            modes.plan_text(plan) + f". {MODE_TITLES[mode]} names its clusters itself; cached calls cost nothing.",
-            icon=":material/calculate:",
+        plan = data.mode_plan(
+            resources.database_url(),
+            corpus.id,
+            request.options,
+            request.config,
+            llm_model or "",
+            len(store.list_runs(corpus.id)),
+            llm_settings,
         )
-elif kind == labelers.LLM:
+        names = f"{MODE_TITLES[mode]} names its clusters itself" if mode != "cluster" else "naming clusters comes on top"
+        st.info(f"{modes.plan_text(plan)}. {names}; cached calls cost nothing.", icon=":material/calculate:")
+if request is not None and kind == labelers.LLM and mode == "cluster":
     estimate = estimate_llm(
         data.corpus_sample(resources.database_url(), corpus.id),
         n_clusters=int(k) if fixed else None,
@@ -187,15 +198,14 @@ elif kind == labelers.LLM:
     )
     if structure.hierarchy and structure.n_parents is None and budget != 0:
         st.caption(f"The number of parents: up to {modes.pair_calls(options)} more calls of pairwise questions.")
-elif mode == "cluster":
+if kind == labelers.KEYWORDS and mode == "cluster":
     st.caption("No LLM calls: clusters are named by their top keywords. You can relabel with an LLM later.")
-else:
+elif kind == labelers.KEYWORDS:
     st.caption(f"No LLM: {MODE_TITLES[mode].lower()} runs on embeddings alone and names clusters by their keywords.")
 
 if st.button("Start run", type="primary", icon=":material/play_arrow:", disabled=steering.invalid or request is None):
     with user_errors("Cannot start the run"):
         labeler = labelers.build_labeler(kind, store, base_url=endpoint, model=llm_model, api_key=api_key)
-        llm_settings = labelers.llm_settings(kind, base_url=endpoint, model=llm_model, api_key=api_key)
         job = registry.start(
             store,
             request,

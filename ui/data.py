@@ -51,6 +51,18 @@ def corpus_texts(url: str, corpus_id: int) -> list[str]:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def mode_plan(url: str, corpus_id: int, options: ModeOptions, config: PipelineConfig) -> dict:
-    """The LLM budget a mode run would plan (``corpusmap.modes.plan_for_corpus``)."""
-    return modes.plan_for_corpus(resources.store_for(url), corpus_id, options, config)
+def mode_plan(
+    url: str,
+    corpus_id: int,
+    options: ModeOptions,
+    config: PipelineConfig,
+    llm_model: str,
+    n_runs: int,
+    _llm_settings: object | None = None,
+) -> dict:
+    """The LLM budget a mode run would plan (``corpusmap.modes.plan_for_corpus``); keyed by the
+    LLM model and the corpus's run count (a run fills the keyphrase cache), not by the settings,
+    which hold the API key."""
+    return modes.plan_for_corpus(
+        resources.store_for(url), corpus_id, options, config, llm_settings=_llm_settings
+    )

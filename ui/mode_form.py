@@ -31,6 +31,12 @@ class Steering:
 
 
 @dataclass(frozen=True)
+class GoalVectors:
+    instruction: str = ""
+    expand_keyphrases: bool = False
+
+
+@dataclass(frozen=True)
 class Structure:
     hierarchy: bool = False
     n_parents: int | None = None
@@ -151,3 +157,23 @@ def structure_controls() -> Structure:
             "rest) with its precision and recall, shown beside the explanation.",
         )
     return Structure(hierarchy, int(n_parents) or None, str(k_method), rules)
+
+
+def goal_vector_controls() -> GoalVectors:
+    """An instruction prefix for encoders trained with one, and LLM keyphrase expansion."""
+    with st.expander("Embeddings that follow the goal"):
+        instruction = st.text_area(
+            "Instruction prefix (optional)",
+            height=68,
+            placeholder="Instruct: {goal}\nQuery: ",
+            help="Each text is embedded as this prefix + the text; {goal} becomes the goal. For "
+            "encoders trained with instructions (E5-instruct, GTE-Qwen, ...), set as the embedding "
+            "model; the bundled all-MiniLM-L6-v2 takes none. Free, and cached per model and prefix.",
+        )
+        expand = st.toggle(
+            "LLM keyphrase expansion",
+            help="The LLM rewrites each distinct text into keyphrases about the goal (16 texts a "
+            "call) and the text is embedded with them. Needs an LLM (below); its calls are planned "
+            "first and cached, so a second run costs nothing.",
+        )
+    return GoalVectors(instruction.strip("\n"), expand)

@@ -203,3 +203,42 @@ def test_explore_adds_a_hierarchy_and_rules_to_a_plain_run(corpus) -> None:
     click(at, "Build a hierarchy")
     assert len(store.load_clusters(run_id, level=1)) == 2
     assert any("parent_name" in d.value.columns for d in at.dataframe)
+
+
+def test_goal_conditioned_vectors_from_the_run_page(corpus) -> None:
+    rows = corpus["rows"]
+    store = corpus["store"]
+    # Expansion needs an LLM: with keyword labels the form says so and will not start.
+    at = run_page()
+    widget(at.toggle, "LLM keyphrase expansion").set_value(True)
+    at.run()
+    assert any("keyphrase" in e.value.lower() for e in at.error)
+    assert widget(at.button, "Start run").disabled
+
+    oracle = GoalOracle({r["text"]: r["label"] for r in rows})
+    with ScriptedOpenAIServer(default=oracle) as server:
+        at = run_page()
+        widget(at.text_area, "Goal (optional)").set_value("what the customer wants the bank to do")
+        widget(at.text_area, "Instruction prefix (optional)").set_value("Task: {goal}\nText: ")
+        widget(at.toggle, "LLM keyphrase expansion").set_value(True)
+        widget(at.radio, "Name clusters with").set_value("llm")
+        at.run()
+        widget(at.text_input, "Endpoint").set_value(server.base_url)
+        widget(at.text_input, "Model").set_value("scripted")
+        widget(at.selectbox, "Ground-truth column (optional)").set_value("label")
+        at.run()
+        assert_clean(at)
+        plan = next(i.value for i in at.info if "LLM budget" in i.value)
+        n_calls = -(-len({r["text"] for r in rows}) // 16)
+        assert f"keyphrase {n_calls}" in plan
+        run_id = start(at)
+    run = store.get_run(run_id)
+    assert run.status == "completed"
+    assert "prefix=Task: what the customer wants the bank to do\nText: " in run.embedder
+    assert "|keyphrases=" in run.embedder
+    expansion = run.llm_usage["keyphrases"]
+    assert expansion["calls"] == n_calls and expansion["expanded"] == len({r["text"] for r in rows})
+    assert oracle.kinds.count("keyphrases") == n_calls
+    assert "keyphrases:" in shown_text(at)
+    # The oracle's keyphrases name each text's intent: the clusters follow the intents.
+    assert run.metrics["nmi"] > 0.8
