@@ -160,7 +160,7 @@ def run(
         mode_args,
         plain_run=lambda: api.run(input_path, **settings, ray=ray_address),
         file_run=lambda options, on_plan: modes.run_file(
-            input_path, options, **settings, on_plan=on_plan
+            input_path, options, **settings, on_plan=on_plan, ray=ray_address
         ),
     )
     for warning in [*result.corpus_info.warnings, *result.info.warnings]:

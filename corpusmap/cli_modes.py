@@ -184,17 +184,7 @@ def takes_over(options: modes.ModeOptions) -> bool:
 
 
 def echo_plan(plan: dict[str, Any]) -> None:
-    if not plan.get("calls"):
-        click.echo("LLM budget: no calls (embeddings only)", err=True)
-        return
-    parts = ", ".join(
-        f"{k.removesuffix('_calls')} {v}" for k, v in plan.items() if k.endswith("_calls")
-    )
-    click.echo(
-        f"LLM budget: up to {plan['calls']} calls ({parts}), about "
-        f"{plan['prompt_tokens']:,} prompt + {plan['completion_tokens']:,} completion tokens",
-        err=True,
-    )
+    click.echo(modes.plan_text(plan), err=True)
 
 
 def run_modes(
@@ -218,7 +208,7 @@ def run_modes(
         result = plain_run()
         if options.rules:
             modes.add_rules(result.store, result.run_id)
-    echo_outcome(result, options)
+    echo_outcome(result)
     if args["sample_out"]:
         sample = modes.balanced_sample_frame(result.store, result.run_id, args["sample_n"])
         write_table(sample, args["sample_out"])
@@ -228,52 +218,7 @@ def run_modes(
     return result
 
 
-def echo_outcome(result: Any, options: modes.ModeOptions) -> None:
+def echo_outcome(result: Any) -> None:
     """The mode's own findings, on stderr (the summary itself goes to stdout)."""
-    info = result.info
-    m = info.metrics
-    usage = info.llm_usage or {}
-    if options.mode != "cluster" or usage.get("plan"):
-        plan = usage.get("plan", {})
-        click.echo(
-            f"LLM used: {usage.get('calls', 0)} of {plan.get('calls', 0)} planned calls, "
-            f"{usage.get('cache_hits', 0)} from the cache, "
-            f"{usage.get('prompt_tokens', 0):,} + {usage.get('completion_tokens', 0):,} tokens, "
-            f"{usage.get('unanswered', 0)} unanswered",
-            err=True,
-        )
-    expansion = modes.keyphrase_text(usage)
-    if expansion:
-        click.echo(expansion, err=True)
-    stats = m.get("mode_stats") or {}
-    if stats.get("fallback"):
-        click.echo(
-            f"{options.mode}: no usable LLM answer, fell back to {stats['fallback']}", err=True
-        )
-    report = m.get("constraints")
-    if report:
-        click.echo(
-            f"constraints held: must-link {report['must_link_held']}/{report['must_link_total']}, "
-            f"cannot-link {report['cannot_link_held']}/{report['cannot_link_total']}, "
-            f"seeds together {report['seeds_together']}/{report['seeds_total']}",
-            err=True,
-        )
-    novelty = m.get("novelty")
-    if novelty:
-        click.echo(
-            f"novel clusters (no seed): {', '.join(map(str, novelty['novel'])) or 'none'}", err=True
-        )
-    hierarchy = m.get("hierarchy")
-    if hierarchy:
-        choice = hierarchy["choice"]
-        click.echo(
-            f"hierarchy: {hierarchy['n_parents']} parents over {m.get('n_clusters')} clusters "
-            f"(chosen by {choice['method']})",
-            err=True,
-        )
-    rules = m.get("rules")
-    if rules:
-        precise = sum(1 for r in rules.values() if (r.get("rule_precision") or 0) >= 0.8)
-        click.echo(
-            f"keyword rules: {len(rules)} clusters, {precise} with precision ≥ 0.8", err=True
-        )
+    for line in modes.outcome_lines(result.info):
+        click.echo(line, err=True)

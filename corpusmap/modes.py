@@ -849,11 +849,19 @@ def run_file(
     llm_overrides: dict[str, Any] | None = None,
     progress: ProgressCallback = no_progress,
     on_plan: Callable[[dict[str, Any]], None] | None = None,
+    ray: str | None = None,
 ) -> Any:
-    """``api.run`` for any mode: read, store, run; returns an ``api.RunHandle``."""
+    """``api.run`` for any mode: read, store, run; returns an ``api.RunHandle``.
+
+    ``ray`` (``"auto"`` or an address) embeds on a Ray cluster; the mode's own steps run here.
+    """
     from corpusmap import api
 
     options.validate()
+    if ray and (options.instruction or options.expand_keyphrases):
+        raise CorpusmapError(
+            "--ray embeds with the plain model: drop --instruction / --expand-keyphrases, or --ray"
+        )
     settings = llm_settings_from(llm_overrides)
     check_goal_embedding(options, config or PipelineConfig(), settings)  # before any write
     store = store or Store.open(db)
@@ -867,12 +875,18 @@ def run_file(
         )
     info = store.add_corpus(corpus)
     chosen = api.make_labeler(labeler, store, llm_overrides)
+    encoder: Embedder | None = service.get_embedder(embedder) if embedder else None
+    if ray:
+        from corpusmap import distributed
+
+        distributed.connect(ray)
+        encoder = distributed.RayEmbedder(embedder)
     run_id = run_mode(
         store,
         info.id,
         options,
         config=config,
-        embedder=service.get_embedder(embedder) if embedder else None,
+        embedder=encoder,
         labeler=chosen,
         llm_settings=settings,
         label_column=label_column,

@@ -119,3 +119,34 @@ def test_batch_mapper_keeps_submission_order(local_ray):
     batches = [np.full(3, i, dtype=np.float64) for i in range(7)]
     results = RayBatchMapper(max_in_flight=2)(np.multiply, 10.0, iter(batches))
     assert [float(r[0]) for r in results] == [10.0 * i for i in range(7)]
+
+
+def test_goal_driven_modes_embed_on_ray(tmp_path, banking_slice_path, embedder, local_ray):
+    """``--ray`` with a mode: Ray's actors embed (the texts land in the cache under the local
+    model's id), the mode runs here; a goal-conditioned embedding with Ray is refused up front."""
+    from corpusmap import modes
+    from corpusmap.errors import CorpusmapError
+    from storage import Store
+
+    store = Store.open(str(tmp_path / "modes.db"))
+    options = modes.ModeOptions(mode="classify")
+    handle = modes.run_file(
+        banking_slice_path,
+        options,
+        store=store,
+        label_column="label",
+        config=PipelineConfig(n_clusters=15),
+        ray="local",
+    )
+    run = handle.info
+    assert run.status == "completed" and run.mode == "classify"
+    assert run.timings["embed_embedded"] == run.timings["embed_distinct"] > 590
+    assert run.embedder == embedder.model_id
+    assert run.metrics["nmi"] > 0.6
+    with pytest.raises(CorpusmapError, match="--ray"):
+        modes.run_file(
+            banking_slice_path,
+            modes.ModeOptions(instruction="query: "),
+            store=store,
+            ray="local",
+        )
