@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from clustering import ClusteringError, PipelineConfig
-from corpusmap import api, modes
+from corpusmap import api, modes, service
 from corpusmap.cli_modes import mode_options, run_modes
 from corpusmap.errors import CorpusmapError
 from corpusmap.export import write_table
@@ -230,11 +230,11 @@ def runs(corpus_id: int | None, db: str | None) -> None:
     if not rows:
         click.echo("no runs yet: `corpusmap run INPUT --out OUT` makes one")
         return
-    click.echo(f"{'run':>5}  {'status':<9} {'clusters':>8} {'outliers':>8}  {'created':<19}  corpus")
+    click.echo(f"{'run':>5}  {'status':<11} {'clusters':>8} {'outliers':>8}  {'created':<19}  corpus")
     for r in rows:
         name = corpora[r.corpus_id].name if r.corpus_id in corpora else "?"
         click.echo(
-            f"{r.id:>5}  {r.status:<9} {r.metrics.get('n_clusters', ''):>8} "
+            f"{r.id:>5}  {service.run_state(r):<11} {r.metrics.get('n_clusters', ''):>8} "
             f"{_pct(r.metrics.get('noise_share')):>8}  {r.created_at:%Y-%m-%d %H:%M:%S}  "
             f"#{r.corpus_id} {name}"
         )

@@ -10,6 +10,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from clustering.types import NOISE
+from corpusmap import service
 from storage import RunInfo, Store
 
 SUMMARY_METRICS = ("n_clusters", "noise_share", "silhouette", "faithfulness", "nmi", "ari", "acc")
@@ -29,7 +30,7 @@ def _run_row(run: RunInfo, corpus_name: str) -> dict[str, object]:
         "run": run.id,
         "name": run.name,
         "corpus": f"#{run.corpus_id} {corpus_name}",
-        "status": run.status,
+        "status": service.run_state(run),
         "stage": run.stage,
         "started": run.created_at.strftime("%Y-%m-%d %H:%M"),
         "seconds": round(seconds, 1),

@@ -273,6 +273,14 @@ def owner_is_alive(owner: str, heartbeat_at: datetime | None) -> bool:
     return datetime.now(UTC).replace(tzinfo=None) - heartbeat_at < STALE_AFTER
 
 
+def run_state(run: RunInfo) -> str:
+    """The run's status as a reader needs it: a ``running`` run whose process is gone is
+    ``interrupted`` (the same command again resumes it from its last stage)."""
+    if run.status == "running" and not owner_is_alive(run.owner, run.heartbeat_at):
+        return "interrupted"
+    return run.status
+
+
 def claim_unfinished_run(
     store: Store, corpus_id: int, settings: dict[str, Any]
 ) -> RunInfo | None:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from corpusmap.cli import main
 from tests.reliability.conftest import REPO, topic_texts
 from tests.support.openai_server import Reply, ScriptedOpenAIServer, default_reply
 
@@ -120,6 +122,9 @@ def test_kill_during_embedding_then_rerun_resumes_with_cached_embeddings(tmp_pat
     cached = query(db, "SELECT count(*) FROM embeddings")[0][0]
     assert 6 <= cached < 15
     assert query(db, "SELECT id, status, stage FROM runs") == [(1, "running", "created")]
+    # Its process is gone: `corpusmap runs` says so instead of "running" forever.
+    listing = CliRunner().invoke(main, ["runs", "--db", str(db)])
+    assert listing.exit_code == 0 and " interrupted " in listing.output.splitlines()[1]
 
     again = start(args, base_env(tmp_path, CORPUSMAP_TEST_EMBED_CHUNK="3"), tmp_path / "again.log")
     assert again.wait(timeout=300) == 0, (tmp_path / "again.log").read_text()[-3000:]
