@@ -25,7 +25,9 @@ MIME = {
 def file_stem(store: Store, run_id: int) -> str:
     """``<corpus name>_run<id>``, with only safe characters."""
     corpus = store.get_corpus(store.get_run(run_id).corpus_id)
-    name = re.sub(r"\.(gz|csv|tsv|jsonl|ndjson|json|txt|parquet|pq|xlsx)$", "", corpus.name, flags=re.I)
+    name = re.sub(
+        r"\.(gz|csv|tsv|jsonl|ndjson|json|txt|parquet|pq|xlsx)$", "", corpus.name, flags=re.I
+    )
     name = re.sub(r"\.(csv|tsv|jsonl|ndjson|json|txt)$", "", name, flags=re.I)
     safe = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "corpus"
     return f"{safe}_run{run_id}"
@@ -41,7 +43,9 @@ def cluster_table_bytes(store: Store, run_id: int, fmt: str) -> bytes:
     return table_bytes(service.cluster_table(store, run_id), fmt)
 
 
-def balanced_sample_bytes(store: Store, run_id: int, n: int, fmt: str, *, by_parent: bool = True) -> bytes:
+def balanced_sample_bytes(
+    store: Store, run_id: int, n: int, fmt: str, *, by_parent: bool = True
+) -> bytes:
     """``n`` labeled rows spread evenly across clusters (and across children within parents)."""
     from corpusmap.modes import balanced_sample_frame
 

@@ -33,7 +33,9 @@ def cluster_order(clusters: list[ClusterInfo]) -> list[int]:
             order.append(current)
             seen.add(current)
             neighbours = by_id[current].extra.get("neighbours", [])
-            current = next((int(n) for n in neighbours if int(n) in by_id and int(n) not in seen), None)
+            current = next(
+                (int(n) for n in neighbours if int(n) in by_id and int(n) not in seen), None
+            )
     return order
 
 
@@ -90,7 +92,9 @@ def find_members(
     return chosen
 
 
-def sample_members(points: pd.DataFrame, cluster_id: int, n: int = 50, seed: int = 0) -> pd.DataFrame:
+def sample_members(
+    points: pd.DataFrame, cluster_id: int, n: int = 50, seed: int = 0
+) -> pd.DataFrame:
     """A reproducible random sample of one cluster's members, most typical first."""
     members = points[points["cluster_id"] == cluster_id]
     if len(members) > n:

@@ -69,7 +69,9 @@ def _trace(members: pd.DataFrame, title: str, colour: str, cluster_id: int) -> g
 
 def size_chart(table: pd.DataFrame) -> go.Figure:
     """Horizontal bars of cluster sizes in the table's (similarity) order."""
-    labels = [html.escape(f"{c}: {n}") for c, n in zip(table["cluster_id"], table["name"], strict=True)]
+    labels = [
+        html.escape(f"{c}: {n}") for c, n in zip(table["cluster_id"], table["name"], strict=True)
+    ]
     colours = cluster_colours(list(table["cluster_id"]))
     figure = go.Figure(
         go.Bar(
@@ -103,7 +105,11 @@ def hierarchy_treemap(table: pd.DataFrame) -> go.Figure:
         parents.append("")
         values.append(int(size))
     for cid, name, pid, size in zip(
-        children["cluster_id"], children["name"], children["parent_id"], children["size"], strict=True
+        children["cluster_id"],
+        children["name"],
+        children["parent_id"],
+        children["size"],
+        strict=True,
     ):
         ids.append(f"c{int(cid)}")
         labels.append(html.escape(f"{int(cid)}: {name}"))

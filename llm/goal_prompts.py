@@ -10,7 +10,7 @@ Bump ``GOAL_PROMPT_VERSION`` when a text or a budget here changes (it is in ever
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from llm.prompts import CHARS_PER_TOKEN, NAME_MAX_WORDS, data_block, truncate_to_tokens
@@ -266,21 +266,26 @@ def parse_ids(data: Any, key: str, n: int) -> set[int]:
     return ids
 
 
+def _id_value_pairs(items: Any, value_of: Callable[[dict[str, Any]], Any]) -> list[tuple[Any, Any]]:
+    """(id, value) pairs from what small and large models write for "a value per text id": a
+    mapping ``{"1": v}``, a list of objects (``value_of`` reads the value) or of 2-item lists."""
+    if isinstance(items, dict):
+        return list(items.items())
+    pairs: list[tuple[Any, Any]] = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict):
+            pairs.append((item.get("id"), value_of(item)))
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            pairs.append((item[0], item[1]))
+    return pairs
+
+
 def parse_assignments(data: Any, n_texts: int, n_categories: int) -> dict[int, int]:
     """0-based text index -> 0-based category (-1 for "none fits"); bad entries dropped.
 
     Takes ``[{"id": 1, "category": 2}]`` and also ``{"1": 2, ...}``, which small models write.
     """
-    items = _dig(data, "assignments")
-    pairs: list[tuple[Any, Any]] = []
-    if isinstance(items, dict):
-        pairs = list(items.items())
-    elif isinstance(items, list):
-        for item in items:
-            if isinstance(item, dict):
-                pairs.append((item.get("id"), item.get("category")))
-            elif isinstance(item, list | tuple) and len(item) == 2:
-                pairs.append((item[0], item[1]))
+    pairs = _id_value_pairs(_dig(data, "assignments"), lambda item: item.get("category"))
     result: dict[int, int] = {}
     for raw_id, raw_cat in pairs:
         try:
@@ -349,16 +354,12 @@ def parse_keyphrases(data: Any, n: int) -> dict[int, list[str]]:
         items: Any = data  # {"1": [...], "2": [...]}
     else:
         items = _dig(data, "items")
-    pairs: list[tuple[Any, Any]] = []
-    if isinstance(items, dict):
-        pairs = list(items.items())
-    elif isinstance(items, list):
-        for item in items:
-            if isinstance(item, dict):
-                phrases = item.get("keyphrases", item.get("phrases", item.get("keywords")))
-                pairs.append((item.get("id"), phrases))
-    else:
+    if not isinstance(items, dict | list):
         raise ReplyError("items is not a list")
+    pairs = _id_value_pairs(
+        items,
+        lambda item: item.get("keyphrases", item.get("phrases", item.get("keywords"))),
+    )
     result: dict[int, list[str]] = {}
     for raw_id, raw_phrases in pairs:
         try:

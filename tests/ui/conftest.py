@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -76,6 +78,20 @@ def corpus_bytes(rows: list[dict], fmt: str) -> bytes:
     elif fmt == "xlsx":
         frame.to_excel(buffer, index=False)
     return buffer.getvalue()
+
+
+@contextmanager
+def app_with_corpus(home: Path, rows: list[dict]) -> Iterator[AppTest]:
+    """The app on a fresh database under ``home`` with ``rows`` uploaded and stored (the
+    environment holds for the block: background runs read it too)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CORPUSMAP_DATABASE_URL", f"sqlite:///{home / 'app.db'}")
+        mp.setenv("CORPUSMAP_HOME", str(home))
+        mp.delenv("OPENAI_API_KEY", raising=False)
+        mp.delenv("OPENAI_BASE_URL", raising=False)
+        at = upload(open_app(), "banking.jsonl", corpus_bytes(rows, "jsonl"))
+        click(at, "Store and use this corpus")
+        yield at
 
 
 @pytest.fixture

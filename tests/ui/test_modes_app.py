@@ -14,7 +14,7 @@ import pytest
 from corpusmap import downloads
 from tests.support.goal_replies import GoalOracle
 from tests.support.openai_server import ScriptedOpenAIServer
-from tests.ui.conftest import assert_clean, click, corpus_bytes, open_app, upload, widget
+from tests.ui.conftest import app_with_corpus, assert_clean, click, open_app, widget
 from tests.ui.test_run_flow import wait_for_jobs
 from ui import keys, resources
 
@@ -24,14 +24,7 @@ SEED_SHARE = 10
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, small_rows: list[dict]):
-    home = tmp_path_factory.mktemp("modes_app")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CORPUSMAP_DATABASE_URL", f"sqlite:///{home / 'app.db'}")
-        mp.setenv("CORPUSMAP_HOME", str(home))
-        mp.delenv("OPENAI_API_KEY", raising=False)
-        mp.delenv("OPENAI_BASE_URL", raising=False)
-        at = upload(open_app(), "banking.jsonl", corpus_bytes(small_rows, "jsonl"))
-        click(at, "Store and use this corpus")
+    with app_with_corpus(tmp_path_factory.mktemp("modes_app"), small_rows):
         yield {"rows": small_rows, "store": resources.store()}
 
 
@@ -164,7 +157,9 @@ def test_classify_with_categories_then_hierarchy_rules_and_sample(corpus) -> Non
     run = store.get_run(run_id)
     assert run.status == "completed" and run.mode == "classify"
     assert not run.llm_usage or not run.llm_usage.get("calls")
-    assert {c.name for c in store.load_clusters(run_id)} <= {lab.replace("_", " ") for lab in intents}
+    assert {c.name for c in store.load_clusters(run_id)} <= {
+        lab.replace("_", " ") for lab in intents
+    }
     assert len(store.load_clusters(run_id, level=1)) == 3
     assert run.metrics["nmi"] > 0.5
 
@@ -173,7 +168,9 @@ def test_classify_with_categories_then_hierarchy_rules_and_sample(corpus) -> Non
     assert_clean(at)
     tables = [d.value for d in at.dataframe]
     tree = next(t for t in tables if "parent_name" in t.columns and "children" in t.columns)
-    assert len(tree) == 3 and sum(len(c) for c in tree["children"]) == len(store.load_clusters(run_id))
+    assert len(tree) == 3 and sum(len(c) for c in tree["children"]) == len(
+        store.load_clusters(run_id)
+    )
     clusters = next(t for t in tables if "rule" in t.columns)
     assert clusters["rule_precision"].notna().any()
     assert "**Keyword rule**" in [m.value for m in at.markdown]

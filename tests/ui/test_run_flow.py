@@ -15,12 +15,11 @@ from corpusmap import downloads
 from storage import Store
 from tests.ui.conftest import (
     INJECTION_TEXTS,
+    app_with_corpus,
     assert_clean,
     click,
-    corpus_bytes,
     metric,
     open_app,
-    upload,
     widget,
 )
 from ui import keys, resources
@@ -38,14 +37,7 @@ def wait_for_jobs() -> None:
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory: pytest.TempPathFactory, small_rows: list[dict]):
     """A corpus uploaded and run through the pages; yields the store and the run id."""
-    home = tmp_path_factory.mktemp("flow")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CORPUSMAP_DATABASE_URL", f"sqlite:///{home / 'app.db'}")
-        mp.setenv("CORPUSMAP_HOME", str(home))
-        mp.delenv("OPENAI_API_KEY", raising=False)
-        mp.delenv("OPENAI_BASE_URL", raising=False)
-        at = upload(open_app(), "banking.jsonl", corpus_bytes(small_rows, "jsonl"))
-        click(at, "Store and use this corpus")
+    with app_with_corpus(tmp_path_factory.mktemp("flow"), small_rows) as at:
         at.switch_page("pages/run.py").run()
         assert_clean(at)
         widget(at.selectbox, "Ground-truth column (optional)").set_value("label")
