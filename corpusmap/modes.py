@@ -1048,7 +1048,20 @@ def add_hierarchy(
     finally:
         if asker is not None:
             asker.close()
-    return dict(store.get_run(run_id).metrics.get("hierarchy", {}))
+    after = store.get_run(run_id)
+    if run.llm_usage and after.llm_usage != run.llm_usage:
+        store.save_llm_usage(run_id, merged_usage(run.llm_usage, after.llm_usage, "hierarchy"))
+    return dict(after.metrics.get("hierarchy", {}))
+
+
+def merged_usage(before: dict[str, Any], added: dict[str, Any], name: str) -> dict[str, Any]:
+    """A run's stored LLM usage with a later step's usage added under ``name`` and in the
+    totals (a hierarchy added afterwards must not erase what the run itself used)."""
+    merged = {**before, name: added}
+    for key in USAGE_TOTALS:
+        if key in before or key in added:
+            merged[key] = before.get(key, 0) + added.get(key, 0)
+    return merged
 
 
 def add_rules(store: Store, run_id: int) -> pd.DataFrame:

@@ -187,6 +187,30 @@ def test_llm_modes_store_runs_within_the_budget(
     assert len(frame) == PER_CLASS * 4 and frame.loc[3, "cluster_id"] == -1
 
 
+def test_a_hierarchy_added_later_adds_to_the_runs_llm_usage(ag_path, module_store, oracle_server):
+    # Eight clusters named by the LLM labeler (the oracle has no labels: they fail, counted).
+    handle = modes.run_file(
+        ag_path,
+        modes.ModeOptions(),
+        store=module_store,
+        labeler="llm",
+        config=PipelineConfig(goal="group by the kind of event reported", n_clusters=8),
+        llm_overrides=overrides(oracle_server),
+    )
+    before = handle.info.llm_usage
+    modes.add_hierarchy(
+        module_store,
+        handle.run_id,
+        llm_settings=modes.llm_settings_from(overrides(oracle_server)),
+        llm_budget=2,
+    )
+    usage = handle.info.llm_usage
+    assert 1 <= usage["hierarchy"]["calls"] <= 2
+    assert usage["calls"] == before["calls"] + usage["hierarchy"]["calls"]
+    assert usage["labeler"] == before["labeler"]
+    assert handle.info.metrics["hierarchy"]["choice"]["method"] == "llm_pairs"
+
+
 @pytest.mark.parametrize("mode", ["propose", "classify"])
 def test_llm_modes_without_an_llm_run_on_embeddings(
     mode, ag_path, module_store, embedder, monkeypatch
