@@ -1,5 +1,6 @@
-"""A self-contained HTML report of a run: summary, the map, and per cluster its name,
-description, inclusion criterion, keywords and examples.
+"""A self-contained HTML report of a run: summary (with what a goal-driven mode found), the
+map, the hierarchy when the run has one, and per cluster its name, description, inclusion
+criterion, keyword rule with precision and recall, parent, keywords and examples.
 
 Opens offline: plotly.js is embedded, nothing is fetched. Every corpus text and every LLM
 output is HTML-escaped: they are data, and a text such as ``<script>`` must show as text.
@@ -12,6 +13,7 @@ from html import escape
 import plotly.io as pio
 
 from corpusmap import explore, figures
+from corpusmap.modes import outcome_lines
 from storage import ClusterInfo, Store
 
 EXAMPLES_PER_CLUSTER = 5
@@ -47,8 +49,9 @@ def render_report(store: Store, run_id: int) -> str:
         ("Clusters", f"{len(order)}"),
         ("Outliers", f"{n_outliers:,} ({n_outliers / max(len(points), 1):.1%})"),
         ("Goal", run.goal or "—"),
+        ("Mode", run.mode or "cluster"),
         ("Labels by", run.labeler),
-        ("Embedding model", run.embedder.split("|")[0]),
+        ("Embedding model", run.embedder),
         ("Seed", str(run.seed)),
     ]
     for key in ("silhouette", "faithfulness", "nmi", "ari", "acc"):
@@ -57,7 +60,20 @@ def render_report(store: Store, run_id: int) -> str:
     summary = "\n".join(
         f"<tr><td class='muted'>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in summary_rows
     )
-    sections = "\n".join(_cluster_section(clusters[c], colours[c]) for c in order)
+    findings = "".join(f"<li>{escape(line)}</li>" for line in outcome_lines(run))
+    findings = f"<ul class='muted'>{findings}</ul>" if findings else ""
+    parents = {c.cluster_id: c for c in store.load_clusters(run_id, level=1)}
+    hierarchy = _hierarchy_section(parents, clusters, order)
+    sections = "\n".join(
+        _cluster_section(
+            clusters[c],
+            colours[c],
+            explore.rule_text(metrics, c),
+            parents.get(clusters[c].parent_id) if clusters[c].parent_id is not None else None,
+            c in explore.novel_clusters(metrics),
+        )
+        for c in order
+    )
     title = f"corpusmap report — run {run.id} on {corpus.name}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -66,16 +82,40 @@ def render_report(store: Store, run_id: int) -> str:
 <h1>{escape(title)}</h1>
 <p class="muted">Run {run.id} {escape(run.name)}, {run.created_at:%Y-%m-%d %H:%M} UTC</p>
 <table class="summary">{summary}</table>
+{findings}
 <h2>Map</h2>
 <p class="muted">Each point is a text; similar texts lie close. Grey points are outliers.</p>
 {map_html}
+{hierarchy}
 <h2>Clusters</h2>
 {sections}
 </body></html>
 """
 
 
-def _cluster_section(cluster: ClusterInfo, colour: str) -> str:
+def _hierarchy_section(
+    parents: dict[int, ClusterInfo], clusters: dict[int, ClusterInfo], order: list[int]
+) -> str:
+    if not parents:
+        return ""
+    items = []
+    for parent in parents.values():
+        children = [clusters[c] for c in order if clusters[c].parent_id == parent.cluster_id]
+        names = "; ".join(f"{c.cluster_id}: {c.name}" for c in children)
+        items.append(
+            f"<li><b>{parent.cluster_id}: {escape(parent.name)}</b> "
+            f"<span class='muted'>({parent.size:,} texts)</span> — {escape(names)}</li>"
+        )
+    return f"<h2>Hierarchy</h2>\n<ul>{''.join(items)}</ul>"
+
+
+def _cluster_section(
+    cluster: ClusterInfo,
+    colour: str,
+    rule: str = "",
+    parent: ClusterInfo | None = None,
+    novel: bool = False,
+) -> str:
     examples = "\n".join(
         f"<li>{escape(_cut(t))}</li>" for t in cluster.representatives[:EXAMPLES_PER_CLUSTER]
     )
@@ -84,11 +124,19 @@ def _cluster_section(cluster: ClusterInfo, colour: str) -> str:
         if cluster.inclusion_criterion
         else ""
     )
+    extra = ""
+    if rule:
+        extra += f"<p><b>Keyword rule:</b> {escape(rule)}</p>"
+    if parent is not None:
+        extra += f"<p class='muted'>Parent: {parent.cluster_id}: {escape(parent.name)}</p>"
+    if novel:
+        extra += "<p class='muted'>New: no seed-labelled text is in this cluster.</p>"
     return f"""<section class="cluster">
 <h3><span class="swatch" style="background:{escape(colour)}"></span>{cluster.cluster_id}: {escape(cluster.name)}</h3>
 <p class="muted">{cluster.size:,} texts ({cluster.share:.1%}) · keywords: {escape(", ".join(cluster.keywords[:8]))}</p>
 <p>{escape(cluster.description)}</p>
 {criterion}
+{extra}
 <ul class="examples">{examples}</ul>
 </section>"""
 

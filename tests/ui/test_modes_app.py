@@ -184,6 +184,12 @@ def test_classify_with_categories_then_hierarchy_rules_and_sample(corpus) -> Non
     at.switch_page("pages/export.py").run()
     assert_clean(at)
     assert widget(at.toggle, "Even across parents first, then their clusters").value
+    # The HTML report carries the hierarchy and each cluster's rule and parent.
+    report = downloads.report_bytes(store, run_id).decode()
+    assert "<h2>Hierarchy</h2>" in report and report.count("Parent: ") == len(
+        store.load_clusters(run_id)
+    )
+    assert "Keyword rule:" in report and "<td>classify</td>" in report
 
 
 def test_explore_adds_a_hierarchy_and_rules_to_a_plain_run(corpus) -> None:
