@@ -5,7 +5,7 @@ import logging
 
 import streamlit as st
 
-from ui import resources, widgets
+from ui import frame, resources, widgets
 from ui.errors import user_errors
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -28,6 +28,7 @@ navigation = st.navigation(
         ],
     }
 )
+frame.resume()
 resources.warm_up()
 with user_errors("cannot open the database"):
     widgets.sidebar(resources.store())

@@ -3,8 +3,10 @@
 import streamlit as st
 
 from corpusmap import corpora, service
-from ui import keys, resources, settings, widgets
+from ui import frame, keys, resources, settings, widgets
 from ui.errors import user_errors
+
+frame.require(__file__)
 
 store = resources.store()
 st.title("Corpus")

@@ -5,8 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from corpusmap import explore, labelers, service
-from ui import data, keys, resources, settings, widgets
+from ui import data, frame, keys, resources, settings, widgets
 from ui.errors import user_errors
+
+frame.require(__file__)
 
 OUTLIERS = -1
 

@@ -3,8 +3,10 @@
 import streamlit as st
 
 from corpusmap import evaluation, figures
-from ui import resources, widgets
+from ui import frame, resources, widgets
 from ui.errors import user_errors
+
+frame.require(__file__)
 
 HEATMAP_MAX = 40
 

@@ -3,8 +3,10 @@
 import streamlit as st
 
 from corpusmap import explore, figures, modes
-from ui import data, resources, widgets
+from ui import data, frame, resources, widgets
 from ui.errors import user_errors
+
+frame.require(__file__)
 
 store = resources.store()
 run = widgets.need_run(store)

@@ -4,7 +4,9 @@ Files are built when their button is clicked, not on every page load."""
 import streamlit as st
 
 from corpusmap import downloads
-from ui import resources, widgets
+from ui import frame, resources, widgets
+
+frame.require(__file__)
 
 store = resources.store()
 run = widgets.need_run(store)

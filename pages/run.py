@@ -15,8 +15,10 @@ from corpusmap.runs import (
     finished_fraction,
     stage_table,
 )
-from ui import data, keys, mode_form, resources, settings, widgets
+from ui import data, frame, keys, mode_form, resources, settings, widgets
 from ui.errors import user_errors
+
+frame.require(__file__)
 
 store = resources.store()
 registry = resources.run_registry()

@@ -132,3 +132,27 @@ def test_pairwise_granularity_with_the_local_model(local_server, ag_60, store):
     choice = choose_k_by_pairs(texts, leaf, partitions, asker, "topic", max_calls=2)
     assert choice.k in partitions and choice.method in ("llm_pairs", "none")
     assert asker.usage.calls <= 2
+
+
+def test_keyphrase_expansion_with_the_local_model(local_server, ag_60, embedder, store):
+    """Goal-conditioned vectors from the local model's keyphrases: 2 calls of 6 texts; every
+    text gets a unit vector, expanded where the model's JSON was usable, its own otherwise."""
+    from llm.keyphrases import KeyphraseEmbedder
+
+    texts = ag_60[0][:12]
+    asker = make_asker(local_server, store, budget=2)
+    expander = KeyphraseEmbedder(
+        embedder, asker, "group by the kind of event reported", batch_size=SMALL_BATCH
+    )
+    vectors = expander.embed(texts)
+    usage = expander.usage_dict()
+    print(
+        f"\nkeyphrases: {usage['calls']} calls, {usage['expanded']} expanded, {usage['kept']} kept"
+    )
+    assert vectors.shape == (12, embedder.dimension)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert usage["calls"] <= 2 and usage["expanded"] + usage["kept"] == 12
+    plain = embedder.embed(texts)
+    plain /= np.linalg.norm(plain, axis=1, keepdims=True)  # bf16 vectors are unit to ~0.5%
+    changed = (vectors * plain).sum(axis=1) < 0.999
+    assert int(changed.sum()) == usage["expanded"]

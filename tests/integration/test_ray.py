@@ -121,6 +121,7 @@ def test_batch_mapper_keeps_submission_order(local_ray):
     assert [float(r[0]) for r in results] == [10.0 * i for i in range(7)]
 
 
+@pytest.mark.slow
 def test_goal_driven_modes_embed_on_ray(tmp_path, banking_slice_path, embedder, local_ray):
     """``--ray`` with a mode: Ray's actors embed (the texts land in the cache under the local
     model's id), the mode runs here; a goal-conditioned embedding with Ray is refused up front."""

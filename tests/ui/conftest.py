@@ -80,6 +80,33 @@ def corpus_bytes(rows: list[dict], fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+RUN_TIMEOUT = 600
+
+
+def wait_for_jobs() -> None:
+    """Wait for every background run of this process to end; each must have succeeded."""
+    from ui import resources
+
+    registry = resources.run_registry()
+    for job in list(registry._jobs.values()):
+        assert registry.wait(job, RUN_TIMEOUT), f"run job {job.job_id} did not finish"
+        assert job.error is None, job.error
+
+
+def start_run(at: AppTest) -> int:
+    """Click Start run on the Run page, wait for the background run, return its run id."""
+    from ui import keys, resources
+
+    click(at, "Start run")
+    # The page returned at once: the run works in the background, with no page polling it.
+    job = resources.run_registry().get(at.session_state[keys.JOB_ID])
+    assert job is not None
+    wait_for_jobs()
+    at.run()
+    assert_clean(at)
+    return job.run_id
+
+
 @contextmanager
 def app_with_corpus(home: Path, rows: list[dict]) -> Iterator[AppTest]:
     """The app on a fresh database under ``home`` with ``rows`` uploaded and stored (the

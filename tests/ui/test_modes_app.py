@@ -14,8 +14,7 @@ import pytest
 from corpusmap import downloads
 from tests.support.goal_replies import GoalOracle
 from tests.support.openai_server import ScriptedOpenAIServer
-from tests.ui.conftest import app_with_corpus, assert_clean, click, open_app, widget
-from tests.ui.test_run_flow import wait_for_jobs
+from tests.ui.conftest import app_with_corpus, assert_clean, click, open_app, start_run, widget
 from ui import keys, resources
 
 SEED_SHARE = 10
@@ -32,17 +31,6 @@ def run_page():
     at = open_app("run")
     assert_clean(at)
     return at
-
-
-def start(at) -> int:
-    """Click Start run, wait for the background run, return the stored run id."""
-    click(at, "Start run")
-    job = resources.run_registry().get(at.session_state[keys.JOB_ID])
-    assert job is not None
-    wait_for_jobs()
-    at.run()
-    assert_clean(at)
-    return job.run_id
 
 
 def shown_text(at) -> str:
@@ -80,7 +68,7 @@ def test_seeded_cluster_run_keeps_pairs_and_names_known_clusters(corpus) -> None
     assert f"{len(typed)} texts labelled by hand" in shown_text(at)
     assert f"Must-link pairs: {len(must)} pairs." in shown_text(at)
     widget(at.selectbox, "Ground-truth column (optional)").set_value("label")
-    run_id = start(at)
+    run_id = start_run(at)
 
     run = corpus["store"].get_run(run_id)
     assert run.status == "completed" and run.mode == "cluster"
@@ -124,7 +112,7 @@ def test_propose_mode_shows_its_budget_and_keeps_to_it(corpus) -> None:
         assert_clean(at)
         plan = next(i.value for i in at.info if "LLM budget" in i.value)
         assert "up to 6 calls" in plan
-        run_id = start(at)
+        run_id = start_run(at)
         requests = len(server.chat_requests)
 
     run = corpus["store"].get_run(run_id)
@@ -152,7 +140,7 @@ def test_classify_with_categories_then_hierarchy_rules_and_sample(corpus) -> Non
     widget(at.selectbox, "Ground-truth column (optional)").set_value("label")
     at.run()
     assert "embeddings alone" in shown_text(at)
-    run_id = start(at)
+    run_id = start_run(at)
     store = corpus["store"]
     run = store.get_run(run_id)
     assert run.status == "completed" and run.mode == "classify"
@@ -197,7 +185,7 @@ def test_explore_adds_a_hierarchy_and_rules_to_a_plain_run(corpus) -> None:
     at = run_page()
     widget(at.toggle, "Keyword rules").set_value(False)
     at.run()
-    run_id = start(at)
+    run_id = start_run(at)
     assert "rules" not in store.get_run(run_id).metrics
     at.switch_page("pages/explore.py").run()
     click(at, "Add keyword rules")
@@ -234,7 +222,7 @@ def test_goal_conditioned_vectors_from_the_run_page(corpus) -> None:
         plan = next(i.value for i in at.info if "LLM budget" in i.value)
         n_calls = -(-len({r["text"] for r in rows}) // 16)
         assert f"keyphrase {n_calls}" in plan
-        run_id = start(at)
+        run_id = start_run(at)
     run = store.get_run(run_id)
     assert run.status == "completed"
     assert "prefix=Task: what the customer wants the bank to do\nText: " in run.embedder

@@ -20,18 +20,11 @@ from tests.ui.conftest import (
     click,
     metric,
     open_app,
+    start_run,
+    wait_for_jobs,
     widget,
 )
 from ui import keys, resources
-
-RUN_TIMEOUT = 600
-
-
-def wait_for_jobs() -> None:
-    registry = resources.run_registry()
-    for job in list(registry._jobs.values()):
-        assert registry.wait(job, RUN_TIMEOUT), f"run job {job.job_id} did not finish"
-        assert job.error is None, job.error
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +34,8 @@ def flow(tmp_path_factory: pytest.TempPathFactory, small_rows: list[dict]):
         at.switch_page("pages/run.py").run()
         assert_clean(at)
         widget(at.selectbox, "Ground-truth column (optional)").set_value("label")
-        click(at, "Start run")
-        # The page returned at once: the run works in the background, with no page polling it.
-        job = resources.run_registry().get(at.session_state[keys.JOB_ID])
-        assert job is not None
-        wait_for_jobs()
-        at.run()
-        assert_clean(at)
-        yield {"store": resources.store(), "run_id": job.run_id, "run_page": at, "rows": small_rows}
+        run_id = start_run(at)
+        yield {"store": resources.store(), "run_id": run_id, "run_page": at, "rows": small_rows}
 
 
 def test_run_finishes_and_reports_each_stage(flow) -> None:
