@@ -23,6 +23,7 @@ from tests.support.openai_server import free_port
 
 pytestmark = [
     pytest.mark.llamacpp,
+    pytest.mark.slow,  # a 135M model on 2 cores: minutes; CI runs them (make test-slow)
     pytest.mark.skipif(
         importlib.util.find_spec("llama_cpp") is None,
         reason="llama-cpp-python is not installed (make local-llm installs it)",

@@ -14,6 +14,8 @@ ray = pytest.importorskip(
     "ray", reason="the Ray path needs the ray extra: pip install 'corpusmap[ray]'"
 )
 
+pytestmark = pytest.mark.slow  # a Ray instance takes a minute to start on 2 cores; CI runs it
+
 SAMPLE_SIZE = 300
 BATCH_SIZE = 100
 """600 texts, a 300-text sample and batches of 100: three Ray tasks per assignment pass."""
@@ -121,7 +123,6 @@ def test_batch_mapper_keeps_submission_order(local_ray):
     assert [float(r[0]) for r in results] == [10.0 * i for i in range(7)]
 
 
-@pytest.mark.slow
 def test_goal_driven_modes_embed_on_ray(tmp_path, banking_slice_path, embedder, local_ray):
     """``--ray`` with a mode: Ray's actors embed (the texts land in the cache under the local
     model's id), the mode runs here; a goal-conditioned embedding with Ray is refused up front."""
