@@ -82,8 +82,9 @@ def make_labeler(
     settings = LLMSettings.from_env(**{k: v for k, v in (llm_overrides or {}).items() if v is not None})
     if not settings.configured:
         raise CorpusmapError(
-            "--labeler llm needs an endpoint: set OPENAI_BASE_URL (and OPENAI_API_KEY if it "
-            "needs one) or pass --llm-base-url; `corpusmap llm serve` starts a local one"
+            "LLM labels need an endpoint: set OPENAI_BASE_URL (and OPENAI_API_KEY if it needs "
+            "one), pass --llm-base-url, or fill in the app's Endpoint field; `corpusmap llm "
+            "serve` starts a local one"
         )
     return LLMLabeler(settings, store=store)
 

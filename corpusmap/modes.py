@@ -198,10 +198,10 @@ def check_goal_embedding(
     resolve_instruction(options.instruction, config.goal)
     if options.expand_keyphrases and (llm_settings is None or not llm_settings.configured):
         raise CorpusmapError(
-            "--expand-keyphrases asks an LLM to rewrite every text into keyphrases, and no LLM "
-            "endpoint is configured: set OPENAI_BASE_URL (and OPENAI_API_KEY if it needs one) "
-            "or pass --llm-base-url (`corpusmap llm serve` starts a local one), or leave "
-            "expansion off"
+            "keyphrase expansion asks an LLM to rewrite every text into keyphrases, and no LLM "
+            "endpoint is configured: set OPENAI_BASE_URL (and OPENAI_API_KEY if it needs one), "
+            "pass --llm-base-url, or in the app name clusters with an LLM and fill in its "
+            "endpoint (`corpusmap llm serve` starts a local one); or leave expansion off"
         )
 
 
