@@ -21,6 +21,8 @@ from clustering.sample_assign import (
 )
 from clustering.types import NOISE
 
+pytestmark = pytest.mark.slow  # 1,200 texts through several sampled runs; CI runs it
+
 N_TEXTS = 1200
 N_DUPLICATES = 150
 SAMPLE = 500

@@ -264,6 +264,7 @@ def test_all_identical_texts_are_one_cluster(tmp_path):
     assert summary["timings"]["embed_embedded"] == 1
 
 
+@pytest.mark.slow  # 100,000 rows through the CLI; CI runs it (make test-slow)
 def test_100k_identical_texts_embed_once_and_finish_fast(tmp_path):
     start = time.perf_counter()
     summary, frame, _ = run_ok(

@@ -158,6 +158,7 @@ class SlowAfterFirst:
         return Reply.slow(120, default_reply(body))
 
 
+@pytest.mark.slow  # two CLI processes and a kill; CI runs it (make test-slow)
 def test_kill_during_labeling_then_rerun_keeps_clusters_and_cached_llm_answers(tmp_path, corpus):
     db = tmp_path / "crash.db"
     args = [
