@@ -115,9 +115,31 @@ def store(store_url: str):
 
 
 @pytest.fixture
+def sqlite_store(db_path: Path):
+    """The real store on a SQLite file only, for tests whose subject is not storage."""
+    from storage import Store
+
+    s = Store.open(str(db_path))
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def openai_server():
     """A scripted OpenAI-compatible server on 127.0.0.1 (tests/support/openai_server.py)."""
     from tests.support.openai_server import ScriptedOpenAIServer
 
     with ScriptedOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def local_server(tmp_path_factory: pytest.TempPathFactory):
+    """The real local model: llama.cpp's server with SmolLM2-135M on a free loopback port, once
+    per test module (mark the module with ``tests.support.local_llm.LOCAL_LLM_MARKS``)."""
+    from llm import serve_local_model
+    from tests.support.openai_server import free_port
+
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    with serve_local_model(port=free_port(), n_threads=2, log_path=log_path) as server:
         yield server

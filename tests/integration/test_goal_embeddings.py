@@ -50,13 +50,6 @@ def ag_path(tmp_path_factory, ag_rows):
 
 
 @pytest.fixture
-def fresh_store(tmp_path):
-    store = Store.open(str(tmp_path / "goal.db"))
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def oracle_server(ag_rows):
     oracle = GoalOracle({r["text"]: r["label"] for r in ag_rows})
     with ScriptedOpenAIServer(default=oracle) as server:
@@ -101,9 +94,9 @@ def stored_vectors(store, model_id, texts):
 
 
 def test_an_instruction_prefix_changes_the_vectors_is_stored_and_is_kept_on_rebuild(
-    fresh_store, ag_path, ag_rows, embedder, no_llm_env
+    sqlite_store, ag_path, ag_rows, embedder, no_llm_env
 ):
-    store = fresh_store
+    store = sqlite_store
     texts = [r["text"] for r in ag_rows]
     options = modes.ModeOptions(instruction=INSTRUCTION)
     run_id = run_stored(store, ag_path, options, embedder)
@@ -133,15 +126,15 @@ def test_an_instruction_prefix_changes_the_vectors_is_stored_and_is_kept_on_rebu
     assert store.count_embeddings(run.embedder) == len(texts)
 
 
-def test_instruction_errors_come_before_anything_is_stored(fresh_store, ag_path, tmp_path):
+def test_instruction_errors_come_before_anything_is_stored(sqlite_store, ag_path, tmp_path):
     with pytest.raises(ConfigError, match="no goal"):
         modes.run_file(
             ag_path,
             modes.ModeOptions(instruction="Instruct: {goal}\nQuery: "),
-            store=fresh_store,
+            store=sqlite_store,
             config=PipelineConfig(n_clusters=4),
         )
-    assert fresh_store.list_corpora() == []
+    assert sqlite_store.list_corpora() == []
     args = ["run", str(ag_path), "--out", str(tmp_path / "o.csv"), "--db", str(tmp_path / "c.db")]
     result = CliRunner().invoke(main, [*args, "--instruction", "Instruct: {topic}\\nQuery: "])
     assert result.exit_code == 2 and "{topic}, but only {goal}" in result.output
@@ -151,9 +144,9 @@ def test_instruction_errors_come_before_anything_is_stored(fresh_store, ag_path,
 
 
 def test_keyphrase_expansion_asks_once_per_batch_and_a_second_run_asks_nothing(
-    fresh_store, ag_path, ag_rows, embedder, oracle_server, no_llm_env
+    sqlite_store, ag_path, ag_rows, embedder, oracle_server, no_llm_env
 ):
-    store, server = fresh_store, oracle_server
+    store, server = sqlite_store, oracle_server
     texts = [r["text"] for r in ag_rows]
     options = modes.ModeOptions(expand_keyphrases=True, llm_budget=5)
     plans = []
@@ -228,31 +221,31 @@ def test_keyphrase_expansion_asks_once_per_batch_and_a_second_run_asks_nothing(
 
 
 def test_a_budget_that_cannot_expand_every_text_fails_before_any_request(
-    fresh_store, ag_path, embedder, oracle_server
+    sqlite_store, ag_path, embedder, oracle_server
 ):
     options = modes.ModeOptions(mode="classify", expand_keyphrases=True, llm_budget=2)
     with pytest.raises(CorpusmapError, match="at least 3"):
         run_stored(
-            fresh_store, ag_path, options, embedder, llm_settings=settings_for(oracle_server)
+            sqlite_store, ag_path, options, embedder, llm_settings=settings_for(oracle_server)
         )
-    assert oracle_server.requests == [] and fresh_store.list_runs() == []
+    assert oracle_server.requests == [] and sqlite_store.list_runs() == []
 
 
 def test_expansion_without_an_endpoint_is_an_error_not_a_no_op(
-    fresh_store, ag_path, embedder, no_llm_env
+    sqlite_store, ag_path, embedder, no_llm_env
 ):
     with pytest.raises(CorpusmapError, match="no LLM endpoint"):
         modes.run_file(
             ag_path,
             modes.ModeOptions(expand_keyphrases=True),
-            store=fresh_store,
+            store=sqlite_store,
             config=PipelineConfig(goal=GOAL),
         )
-    assert fresh_store.list_corpora() == []
+    assert sqlite_store.list_corpora() == []
 
 
 def test_malformed_keyphrase_replies_fall_back_text_by_text(
-    fresh_store, ag_path, ag_rows, embedder
+    sqlite_store, ag_path, ag_rows, embedder
 ):
     texts = [r["text"] for r in ag_rows]
     oracle = GoalOracle({r["text"]: r["label"] for r in ag_rows})
@@ -266,21 +259,21 @@ def test_malformed_keyphrase_replies_fall_back_text_by_text(
         # The first batch's reply and its repair are unusable: its 16 texts keep their vectors.
         server.script(Reply.text("Sure! Keyphrases: sport, news."), Reply.text('{"items": []}'))
         run_id = run_stored(
-            fresh_store,
+            sqlite_store,
             ag_path,
             modes.ModeOptions(expand_keyphrases=True),
             embedder,
             llm_settings=settings_for(server, max_in_flight=1),
         )
         assert len(server.chat_requests) == 4  # 3 batches + 1 repair
-    run = fresh_store.get_run(run_id)
+    run = sqlite_store.get_run(run_id)
     assert run.status == "completed"
     stats = run.llm_usage["keyphrases"]
     # Batches of 16, 16 and 8 texts: the first kept whole, then only odd ids expanded.
     assert stats["expanded"] == 8 + 4 and stats["kept"] == 16 + 8 + 4
     assert stats["repairs"] == 1 and stats["unanswered"] == 1
     assert "28 kept as they were" in modes.keyphrase_text(run.llm_usage)
-    similarity = cosines(stored_vectors(fresh_store, run.embedder, texts), embedder.embed(texts))
+    similarity = cosines(stored_vectors(sqlite_store, run.embedder, texts), embedder.embed(texts))
     kept = np.r_[np.arange(16), np.arange(17, 40, 2)]
     assert (similarity[kept] > 0.995).all()  # kept as they were
     assert (np.delete(similarity, kept) < 0.99).all()

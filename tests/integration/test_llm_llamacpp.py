@@ -6,8 +6,6 @@ stored. Run by ``make test`` after ``make local-llm``; skipped where llama-cpp-p
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from clustering import PipelineConfig, run_pipeline
@@ -15,28 +13,15 @@ from clustering.labels import keyword_label
 from llm import FAILED_STATUS, LLMLabeler, LLMSettings, LocalModelError, serve_local_model
 from llm.cache import CALL_STATUSES
 from llm.prompts import NAME_MAX_WORDS
+from tests.support.local_llm import LOCAL_LLM_MARKS
 from tests.support.openai_server import free_port
 
-pytestmark = [
-    pytest.mark.llamacpp,
-    pytest.mark.slow,  # a 135M model on 2 cores: minutes; CI runs them (make test-slow)
-    pytest.mark.skipif(
-        importlib.util.find_spec("llama_cpp") is None,
-        reason="llama-cpp-python is not installed (make local-llm installs it)",
-    ),
-]
+pytestmark = LOCAL_LLM_MARKS
 
 N_INTENTS = 10
 PER_INTENT = 30
 N_CLUSTERS = 5
 """k-means with a fixed K keeps the number of LLM calls (and the test's time) predictable."""
-
-
-@pytest.fixture(scope="module")
-def local_server(tmp_path_factory):
-    log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    with serve_local_model(port=free_port(), n_threads=2, log_path=log_path) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +32,6 @@ def banking_300(banking_rows):
     for intent in intents:
         texts += [r["text"] for r in banking_rows if r["label"] == intent][:PER_INTENT]
     return texts
-
-
-@pytest.fixture
-def sqlite_store(tmp_path):
-    """The real store on a SQLite file (not the PostgreSQL variant: one slow run is enough)."""
-    from storage import Store
-
-    store = Store.open(str(tmp_path / "corpusmap.db"))
-    yield store
-    store.close()
 
 
 def test_the_local_model_labels_every_cluster_of_a_real_corpus(

@@ -4,43 +4,27 @@ what is tested is the structure, the statuses and the budget, never the wording.
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
 from clustering.hierarchy import leaf_partitions
 from clustering.metrics import external_metrics
 from clustering.types import NOISE
-from llm import LLMSettings, serve_local_model
+from llm import LLMSettings
 from llm.asker import CallBudget, JSONAsker
 from llm.classify import ClassifyConfig, label_then_classify
 from llm.goal import GoalConfig, propose_assign_select
 from llm.goal_prompts import GOAL_PROMPT_VERSION
 from llm.granularity import choose_k_by_pairs
 from tests.conftest import read_jsonl_gz
-from tests.support.openai_server import free_port
+from tests.support.local_llm import LOCAL_LLM_MARKS
 
-pytestmark = [
-    pytest.mark.llamacpp,
-    pytest.mark.slow,  # a 135M model on 2 cores: minutes; CI runs them (make test-slow)
-    pytest.mark.skipif(
-        importlib.util.find_spec("llama_cpp") is None,
-        reason="llama-cpp-python is not installed (make local-llm installs it)",
-    ),
-]
+pytestmark = LOCAL_LLM_MARKS
 
 BUDGET = 4
 PER_CLASS = 15
 SMALL_BATCH = 6
 """Texts per call: short prompts keep a 135M model on 2 shared cores within its time-out."""
-
-
-@pytest.fixture(scope="module")
-def local_server(tmp_path_factory):
-    log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    with serve_local_model(port=free_port(), n_threads=2, log_path=log_path) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
