@@ -1086,8 +1086,9 @@ def outcome_lines(info: Any) -> list[str]:
             f"{usage.get('prompt_tokens', 0):,} + {usage.get('completion_tokens', 0):,} tokens, "
             f"{usage.get('unanswered', 0)} unanswered"
         )
-    if keyphrase_text(usage):
-        lines.append(keyphrase_text(usage))
+    expansion = keyphrase_text(usage)
+    if expansion:
+        lines.append(expansion)
     stats = metrics.get("mode_stats") or {}
     if stats.get("fallback"):
         lines.append(f"{mode}: no usable LLM answer, fell back to {stats['fallback']}")

@@ -64,13 +64,14 @@ def render_report(store: Store, run_id: int) -> str:
     findings = f"<ul class='muted'>{findings}</ul>" if findings else ""
     parents = {c.cluster_id: c for c in store.load_clusters(run_id, level=1)}
     hierarchy = _hierarchy_section(parents, clusters, order)
+    novel = explore.novel_clusters(metrics)
     sections = "\n".join(
         _cluster_section(
             clusters[c],
             colours[c],
             explore.rule_text(metrics, c),
             parents.get(clusters[c].parent_id) if clusters[c].parent_id is not None else None,
-            c in explore.novel_clusters(metrics),
+            c in novel,
         )
         for c in order
     )
