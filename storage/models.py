@@ -100,6 +100,9 @@ class RunRow(Base):
     """``host:pid`` of the process working on the run; a resume never takes a live one's run."""
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     """Last time the owner saved a stage."""
+    next_cluster_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The id the next cluster an edit creates gets; it only grows, so an id is never reused
+    within a run (0: no edit yet, the next id is one above the stored ones)."""
 
 
 class ClusterRow(Base):
@@ -171,3 +174,69 @@ class EditRow(Base):
     kind: Mapped[str] = mapped_column(String(40))
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sentence: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """The edit in words, as the log shows it."""
+    undone: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    before: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """zlib-compressed JSON of the run's state before the edit (``corpusmap.edits``): undo."""
+    after: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """The same after the edit: redo."""
+
+
+class RuleRow(Base):
+    """A cluster's keyword rule (``clustering.rules``), leaves and parents alike."""
+
+    __tablename__ = "cluster_rules"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    rule: Mapped[str] = mapped_column(Text, default="")
+    precision: Mapped[float | None] = mapped_column(Float, nullable=True)
+    recall: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class HierarchyRow(Base):
+    """How a run's hierarchy was chosen. The parents themselves are the run's level-1
+    ``clusters`` (id, name, size) and each leaf names its parent in ``clusters.parent_id``."""
+
+    __tablename__ = "hierarchies"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    n_parents: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(40), default="")
+    choice: Mapped[str] = mapped_column(Text, default="{}")
+    """JSON of ``clustering.hierarchy.KChoice`` (k, scores per k, method)."""
+    parent_id_base: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ConstraintResultRow(Base):
+    """How many seed and pair constraints a semi-supervised run's clusters keep."""
+
+    __tablename__ = "constraint_results"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    n_seeds: Mapped[int] = mapped_column(Integer, default=0)
+    n_seed_classes: Mapped[int] = mapped_column(Integer, default=0)
+    must_link_held: Mapped[int] = mapped_column(Integer, default=0)
+    must_link_total: Mapped[int] = mapped_column(Integer, default=0)
+    cannot_link_held: Mapped[int] = mapped_column(Integer, default=0)
+    cannot_link_total: Mapped[int] = mapped_column(Integer, default=0)
+    seeds_together: Mapped[int] = mapped_column(Integer, default=0)
+    seeds_total: Mapped[int] = mapped_column(Integer, default=0)
+    satisfied_share: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stale: Mapped[bool] = mapped_column(Boolean, default=False)
+    """An edit changed the clusters and the constraints could not be checked again (seeds
+    typed by hand or pairs from a file are not stored): the figures are from before it."""
+
+
+class NoveltyRow(Base):
+    """Per cluster of a seeded run: the seed class most of its seeds carry, or none (novel)."""
+
+    __tablename__ = "cluster_novelty"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seed_class: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """``None``: no seeded text is in the cluster (a class nobody named)."""
+    purity: Mapped[float | None] = mapped_column(Float, nullable=True)
