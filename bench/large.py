@@ -224,8 +224,9 @@ class StagePeaks:
 
 def run_child(corpus_path: Path, db: str, sample_size: int, out: Path) -> dict[str, Any]:
     from clustering import PipelineConfig, read_corpus
-    from corpusmap import service
+    from corpusmap import service, workflow
     from corpusmap.export import write_table
+    from corpusmap.request import RunRequest
     from storage import Store
 
     faithfulness = service._faithfulness
@@ -246,9 +247,8 @@ def run_child(corpus_path: Path, db: str, sample_size: int, out: Path) -> dict[s
         peaks.enter("load corpus+model")
         config = PipelineConfig(sample_size=sample_size)
         start = time.perf_counter()
-        run_id = service.cluster_corpus(
-            store, corpus_id, config=config, label_column="label", progress=peaks.progress
-        )
+        request = RunRequest(corpus_id=corpus_id, pipeline=config, label_column="label")
+        run_id = workflow.execute(store, request, progress=peaks.progress)
         run_seconds = time.perf_counter() - start
         peaks.enter("export")
         frame = service.labeled_frame(store, run_id)

@@ -5,15 +5,15 @@
 Per corpus, one SQLite file in a temporary folder: the corpus is stored once (a CSV with
 ``text``, ``label`` and a ``seed`` column filled on a seeded 10% of rows) and embedded once
 before the runs, so every run after that reads its vectors from the database's cache. Then
-``corpusmap.modes.run_file`` runs, all offline (``llm_budget=0``):
+``corpusmap.api.run`` runs, all offline (``llm_budget=0``):
 
 - ``cluster`` with automatic K and with the true K; the latter then gets the offline two-level
-  hierarchy (``modes.add_hierarchy``: what ``hierarchy=True`` adds; its parents and seconds);
+  hierarchy (``add_hierarchy``: what ``hierarchy=True`` adds; its parents and seconds);
 - ``cluster`` + the 10% seed column, K given and automatic K (with the constraint report);
 - ``propose`` and ``classify`` on embeddings alone, K given.
 
 NMI / ARI / ACC are the run's own metrics (``label_column="label"``; outliers count as one
-cluster). For the LLM modes, ``modes.plan_llm`` gives the calls and tokens they would plan on
+cluster). For the LLM modes, ``plan_llm`` gives the calls and tokens they would plan on
 the whole corpus (default budget), per 1,000 texts. Last, the bundled local model
 (``llm.local``: llama.cpp with SmolLM2-135M) runs ``propose`` and ``classify`` on a small seeded
 AG News sample within ``--llm-budget`` and what they really used is recorded; each is run a
@@ -131,11 +131,12 @@ def run_spec(k_true: int, goal: str) -> list[tuple[str, Any, Any]]:
 
 def warm_up(workdir: Path) -> None:
     """One small untimed run, so numba's compilation of UMAP and HDBSCAN is in no figure."""
-    from corpusmap.modes import ModeOptions, run_file
+    from corpusmap.api import run
+    from corpusmap.modes import ModeOptions
 
     corpus = load_corpus("banking77_test")
     path = write_csv(workdir / "warm_up.csv", corpus.texts[:300], corpus.labels[:300], None)
-    run_file(path, ModeOptions(llm_budget=0), text_column="text", db=str(workdir / "warm_up.db"))
+    run(path, options=ModeOptions(llm_budget=0), text_column="text", db=str(workdir / "warm_up.db"))
 
 
 def run_one(
@@ -147,15 +148,15 @@ def run_one(
     llm_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from clustering import pipeline
-    from corpusmap.modes import run_file
+    from corpusmap.api import run
 
     # Seconds as a fresh process (the CLI) spends them: without this, runs after the first
     # would reuse the in-process memo of UMAP layouts that the app's re-cluster relies on.
     pipeline._reduction_memo.clear()
     start = time.perf_counter()
-    handle = run_file(
+    handle = run(
         path,
-        options,
+        options=options,
         text_column="text",
         config=config,
         labeler="keywords",
@@ -410,11 +411,11 @@ def write_report(report: dict[str, Any], stem: str = "modes") -> None:
         "",
         f"{m['date']}; {m['platform']}, {m['cpus']} CPUs (shared; load average at the start "
         f"{', '.join(map(str, m['load_average']))}); Python {m['python']}; {versions}.",
-        "Produced by `python -m bench.modes`; every run goes through `corpusmap.modes.run_file`",
+        "Produced by `python -m bench.modes`; every run goes through `corpusmap.api.run`",
         "on one SQLite file per corpus, all-MiniLM-L6-v2 (bf16) vectors embedded once and read from",
         "the database's cache by every run. NMI / ARI / ACC are the run's metrics against `label`",
         "(outliers count as one cluster; seeded runs are scored on every row, seeds included). s:",
-        "the whole `run_file` call; stages: its embed / reduce / cluster / label seconds (the",
+        "the whole `api.run` call; stages: its embed / reduce / cluster / label seconds (the",
         "hierarchy and keyword rules come after them).",
         "",
         "## Quality and seconds, no LLM",
@@ -452,7 +453,7 @@ def write_report(report: dict[str, Any], stem: str = "modes") -> None:
         "",
         "## LLM plan on the whole corpus (default budget), per 1,000 texts",
         "",
-        "`modes.plan_llm` with K given and no `llm_budget` (propose plans 60 calls whatever the",
+        "`plan_llm` with K given and no `llm_budget` (propose plans 60 calls whatever the",
         "size; classify 60 + one per 15 texts; keyphrase expansion one per 16 distinct texts).",
         "",
         "| corpus | n | LLM step | calls | prompt tokens | completion tokens | calls / 1k | "

@@ -4,6 +4,7 @@ keywords and representative texts. It is the default, and the fallback of every 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from clustering.types import ClusterLabel, ClusterSummary
 
@@ -72,3 +73,12 @@ class KeywordLabeler:
 
     def label(self, summaries: Sequence[ClusterSummary]) -> list[ClusterLabel]:
         return [keyword_label(s) for s in summaries]
+
+    def bind_run(self, run_id: int) -> None:
+        """Offline: no call to record."""
+
+    def usage_dict(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        """Nothing to close."""

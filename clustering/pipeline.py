@@ -128,6 +128,17 @@ def make_clusterer(
     )
 
 
+def describe_clusterer(config: PipelineConfig) -> str:
+    """The clustering algorithm of ``config`` in words, stored with every run (a sampled fit
+    uses the same clusterer as a full one: ``clustering.sample_assign``)."""
+    space = f"UMAP {config.n_components}-d"
+    if config.n_clusters is not None:
+        return f"k-means, K={config.n_clusters}, on {space}"
+    if config.merge_clusters:
+        return f"HDBSCAN micro-clusters merged by Ward (automatic K) on {space}"
+    return f"HDBSCAN on {space}"
+
+
 REDUCTION_MEMO_SIZE = 4
 """Reductions kept in memory per process: a re-cluster with new clustering parameters in the
 app (one long-lived process) reuses the UMAP layouts instead of recomputing them (issue 6:
@@ -135,9 +146,7 @@ re-cluster in at most 5 s)."""
 _reduction_memo: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
 
-def reduce_vectors(
-    vectors: np.ndarray, config: PipelineConfig
-) -> tuple[np.ndarray, np.ndarray]:
+def reduce_vectors(vectors: np.ndarray, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
     """The clustering space and the 2-D map coordinates (memoised on the vectors and the
     reduction parameters, which fully determine a seeded UMAP)."""
     key = (
@@ -207,9 +216,7 @@ def label_clusters(
     return list((labeler or KeywordLabeler()).label(summaries))
 
 
-def measure(
-    space: np.ndarray, labels: np.ndarray, truth: Sequence[Any] | None
-) -> dict[str, Any]:
+def measure(space: np.ndarray, labels: np.ndarray, truth: Sequence[Any] | None) -> dict[str, Any]:
     result = summary_metrics(labels)
     if truth is not None:
         result.update(external_metrics(truth, labels))

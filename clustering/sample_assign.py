@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
+from sklearn.neighbors import NearestNeighbors
 
 from clustering import gpu
 from clustering.cluster import (
     MIN_CLUSTERABLE,
     KMeansClusterer,
     default_min_cluster_size,
-    order_by_size,
     soft_confidence,
 )
 from clustering.errors import ConfigError
@@ -59,6 +59,9 @@ MAP_SAMPLE_SIZE = 20_000
 """Points a browser can draw smoothly in a WebGL scatter; ``map_sample`` picks them."""
 MAP_SAMPLE_MIN_PER_CLUSTER = 20
 """Every cluster keeps at least this many points on the drawn map, however small."""
+
+VOTE_NEIGHBOURS = 15
+"""Sample points that vote on where a point outside the sample belongs."""
 
 T = TypeVar("T")
 
@@ -157,18 +160,45 @@ def predict_batch(fitted: FittedClusterer, space: np.ndarray) -> np.ndarray:
     n = len(space)
     if fitted.kind == "single":
         return np.column_stack([np.zeros(n), np.ones(n)])
-    if fitted.kind == "kmeans":
+    if fitted.kind == "vote":
+        labels, probabilities = _vote(fitted.model, space)
+    elif fitted.kind == "kmeans":
         X = np.asarray(space, dtype=np.float64)
         raw = fitted.model.predict(X)
         probabilities = soft_confidence(fitted.model.transform(X))
+        labels = np.array([fitted.ordered.get(int(r), NOISE) for r in raw], dtype=np.int64)
     else:
         raw, probabilities = gpu.approximate_predict(fitted.model, space, fitted.backend)
-    labels = np.array([fitted.ordered.get(int(r), NOISE) for r in raw], dtype=np.int64)
+        labels = np.array([fitted.ordered.get(int(r), NOISE) for r in raw], dtype=np.int64)
     if fitted.centroids is not None:
         noise = labels == NOISE
         if noise.any():
             labels[noise] = _nearest(space[noise], fitted.centroids)
     return np.column_stack([labels.astype(np.float64), probabilities])
+
+
+def _vote(model: tuple[Any, np.ndarray], space: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point joins the cluster of most of its nearest sample points when at least half of
+    them are there (the rule that attaches noise in a full fit), else it is noise; its
+    probability is that share."""
+    neighbours, sample_labels = model
+    if not len(space):
+        return np.zeros(0, np.int64), np.zeros(0)
+    _, idx = neighbours.kneighbors(space)
+    votes = sample_labels[idx]
+    labels = np.full(len(space), NOISE, dtype=np.int64)
+    shares = np.zeros(len(space))
+    for i, row in enumerate(votes):
+        kept = row[row != NOISE]
+        if not len(kept):
+            continue
+        ids, counts = np.unique(kept, return_counts=True)
+        best = int(np.argmax(counts))
+        share = counts[best] / len(row)
+        shares[i] = share
+        if share >= 0.5:
+            labels[i] = ids[best]
+    return labels, shares
 
 
 def _nearest(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -326,44 +356,37 @@ class SampledStages:
         )
 
     def _fit_clusterer(self, space: np.ndarray) -> tuple[FittedClusterer, np.ndarray, np.ndarray]:
+        """The same clusterer as a full fit (``make_clusterer``: Ward merge included), fitted on
+        the sample; the rest is placed by k-means' nearest centre, or by a vote of its nearest
+        sample points (issue 12: 99,999 and 100,001 rows are clustered by one algorithm)."""
+        from clustering.pipeline import cluster_space
+
         config = self.config
         n = len(space)
-        if config.n_clusters is not None:
-            kmeans = KMeansClusterer(config.n_clusters, random_state=config.random_state)
-            result = kmeans.fit_predict(space)
-            ordered = _ordering(kmeans.model_.labels_, result.labels)
-            fitted = FittedClusterer("kmeans", "cpu", kmeans.model_, ordered)
-            return fitted, result.labels, result.probabilities
         if n < MIN_CLUSTERABLE:
             return (
                 FittedClusterer("single", self.backend, None, {0: 0}),
                 np.zeros(n, np.int64),
                 np.ones(n),
             )
-        size = self._min_cluster_size(n)
-        model = gpu.make_hdbscan(
-            self.backend,
-            min_cluster_size=size,
-            min_samples=min(config.min_samples, n - 1) if config.min_samples else None,
-            cluster_selection_method=config.cluster_selection_method,
-        )
-        gpu.fit_hdbscan(model, space, self.backend)
-        raw = np.asarray(model.labels_, dtype=np.int64)
-        labels = order_by_size(raw)
-        probabilities = np.asarray(model.probabilities_, dtype=np.float64)
-        if not (labels != NOISE).any():
-            # As in cluster_space: one cluster is a clearer answer than none.
-            log.warning("HDBSCAN found no cluster in the %d-text sample; one cluster for all", n)
-            single = FittedClusterer("single", self.backend, None, {0: 0})
-            return single, np.zeros(n, dtype=np.int64), np.ones(n)
-        fitted = FittedClusterer("hdbscan", self.backend, model, _ordering(raw, labels))
-        if config.reassign_outliers:
+        sized = replace(config, min_cluster_size=self._min_cluster_size(n), reassign_outliers=False)
+        if config.n_clusters is not None:
+            kmeans = KMeansClusterer(config.n_clusters, random_state=config.random_state)
+            result = kmeans.fit_predict(space)
+            ordered = _ordering(kmeans.model_.labels_, result.labels)
+            fitted = FittedClusterer("kmeans", "cpu", kmeans.model_, ordered)
+            return fitted, result.labels, result.probabilities
+        result = cluster_space(space, sized)
+        labels, probabilities = result.labels, result.probabilities
+        neighbours = NearestNeighbors(n_neighbors=min(VOTE_NEIGHBOURS, n)).fit(space)
+        fitted = FittedClusterer("vote", "cpu", (neighbours, labels))
+        if config.reassign_outliers and (labels == NOISE).any() and (labels != NOISE).any():
             ids = np.unique(labels[labels != NOISE])
             centroids = np.vstack([space[labels == c].mean(axis=0) for c in ids])
             noise = labels == NOISE
             labels = labels.copy()
-            labels[noise] = _nearest(space[noise], centroids)
-            fitted = FittedClusterer("hdbscan", self.backend, model, fitted.ordered, centroids)
+            labels[noise] = ids[_nearest(space[noise], centroids)]
+            fitted = FittedClusterer("vote", "cpu", (neighbours, labels), {}, centroids)
         return fitted, labels, probabilities
 
     def _min_cluster_size(self, n_sample: int) -> int:

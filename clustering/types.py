@@ -165,6 +165,16 @@ class Clusterer(Protocol):
 
 
 class Labeler(Protocol):
+    """Names and explains clusters from their summaries. A labeler that asks an LLM records
+    its calls against the run it is bound to and reports what it used; an offline one binds
+    to nothing, uses nothing and has nothing to close."""
+
     name: str
 
     def label(self, summaries: Sequence[ClusterSummary]) -> list[ClusterLabel]: ...
+
+    def bind_run(self, run_id: int) -> None: ...
+
+    def usage_dict(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...

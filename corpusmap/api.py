@@ -1,25 +1,27 @@
 """The Python API: the whole pipeline in a few lines from a notebook or a script.
 
-    import corpusmap
-    result = corpusmap.run("tickets.csv", goal="what the customer wants fixed")
-    result.clusters()          # one row per cluster
-    result.frame()             # every input row with cluster_id, cluster_label, ...
-    result.export("tickets_labeled.xlsx")
+import corpusmap
+result = corpusmap.run("tickets.csv", goal="what the customer wants fixed")
+result.clusters()          # one row per cluster
+result.frame()             # every input row with cluster_id, cluster_label, ...
+result.export("tickets_labeled.xlsx")
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from clustering import PipelineConfig, read_corpus
+from clustering import read_corpus
 from clustering.types import Labeler, ProgressCallback, no_progress
-from corpusmap import service
+from corpusmap import llm_session, service, workflow
 from corpusmap.errors import CorpusmapError
 from corpusmap.export import write_table
+from corpusmap.request import RunRequest, build_request
 from storage import CorpusInfo, RunInfo, Store
 
 
@@ -68,76 +70,80 @@ class RunHandle:
 
 
 def make_labeler(
-    kind: str | Labeler | None, store: Store | None = None, llm_overrides: dict[str, Any] | None = None
-) -> Labeler | None:
+    kind: str | Labeler | None,
+    store: Store | None = None,
+    llm_overrides: dict[str, Any] | None = None,
+) -> Labeler:
     """``keywords`` (offline), ``llm`` (any OpenAI-compatible endpoint), or a Labeler object."""
-    if kind is None or kind == "keywords":
-        return None
-    if not isinstance(kind, str):
+    if kind is not None and not isinstance(kind, str):
         return kind
-    if kind != "llm":
-        raise CorpusmapError(f"unknown labeler {kind!r}; use 'keywords' or 'llm'")
-    from llm import LLMLabeler, LLMSettings
-
-    settings = LLMSettings.from_env(**{k: v for k, v in (llm_overrides or {}).items() if v is not None})
-    if not settings.configured:
-        raise CorpusmapError(
-            "LLM labels need an endpoint: set OPENAI_BASE_URL (and OPENAI_API_KEY if it needs "
-            "one), pass --llm-base-url, or fill in the app's Endpoint field; `corpusmap llm "
-            "serve` starts a local one"
-        )
-    return LLMLabeler(settings, store=store)
+    return llm_session.make_labeler(
+        kind or "keywords", store, llm_session.llm_settings_from(llm_overrides)
+    )
 
 
 def run(
-    source: str | Path,
+    source: str | Path | None = None,
+    request: RunRequest | None = None,
     *,
-    text_column: str | None = None,
-    goal: str | None = None,
-    n_clusters: int | None = None,
-    config: PipelineConfig | None = None,
-    embedder: str | None = None,
-    labeler: str | Labeler | None = "keywords",
-    label_column: str | None = None,
     db: str | None = None,
     store: Store | None = None,
-    sheet: str | None = None,
+    api_key: str | None = None,
+    labeler: str | Labeler = "keywords",
     llm_overrides: dict[str, Any] | None = None,
     progress: ProgressCallback = no_progress,
-    ray: str | None = None,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
+    **settings: Any,
 ) -> RunHandle:
-    """Read a corpus file, store it, cluster it, label the clusters; returns the stored run.
+    """Read a corpus file, store it, run it; returns the stored run.
 
-    ``ray`` (``"auto"`` or a cluster address) embeds and assigns on a Ray cluster
-    (``corpusmap.distributed``); the results land in the same store.
+    Give a ``RunRequest``, or the settings as keywords (``corpusmap.request.build_request``:
+    ``goal``, ``n_clusters``, ``options=ModeOptions(mode="classify", ...)``, ``embedder``,
+    ``label_column``, ``ray``...). ``labeler`` is ``"keywords"``, ``"llm"`` or a Labeler object;
+    ``llm_overrides`` (``base_url``, ``model``, ``timeout_s``, ``max_in_flight``) and ``api_key``
+    reach the LLM (the key is never stored). Every setting is checked before anything is stored.
     """
-    if config is None:
-        config = PipelineConfig(n_clusters=n_clusters, goal=goal)
+    overrides = dict(llm_overrides or {})
+    api_key = api_key or overrides.pop("api_key", None)
+    labeler_object = None if isinstance(labeler, str) else labeler
+    if request is None:
+        request = build_request(
+            None if source is None else str(source),
+            labeler=labeler if isinstance(labeler, str) else "keywords",
+            llm=overrides,
+            **settings,
+        )
+    elif source is not None or settings:
+        raise CorpusmapError("give a RunRequest or the settings as keywords, not both")
+    if request.source is None:
+        raise CorpusmapError("api.run reads a corpus file: give its path (source)")
+    configured = llm_session.llm_settings_from({**request.llm.overrides(), "api_key": api_key})
+    request.validate(llm_configured=configured is not None)
     store = store or Store.open(db)
-    corpus = read_corpus(source, text_column=text_column, sheet=sheet)
-    if label_column:
-        service.truth_column(corpus, label_column)  # fail before storing anything
-    chosen = make_labeler(labeler, store, llm_overrides)  # a bad setting fails before any write
+    corpus = read_corpus(request.source, text_column=request.text_column, sheet=request.sheet)
+    check_corpus(request, corpus)  # fail before storing anything
     info = store.add_corpus(corpus)
-    chosen_embedder = service.get_embedder(embedder) if embedder else None
-    batch_mapper = None
-    if ray:
-        from corpusmap import distributed
-
-        distributed.connect(ray)
-        chosen_embedder = distributed.RayEmbedder(embedder)
-        batch_mapper = distributed.RayBatchMapper()
-    run_id = service.cluster_corpus(
+    run_id = workflow.execute(
         store,
-        info.id,
-        config=config,
-        embedder=chosen_embedder,
-        labeler=chosen,
-        label_column=label_column,
+        request.for_corpus(info.id),
+        api_key=api_key,
+        labeler=labeler_object,
         progress=progress,
-        batch_mapper=batch_mapper,
+        on_plan=on_plan,
     )
     return RunHandle(store, run_id, info)
+
+
+def check_corpus(request: RunRequest, corpus: Any) -> None:
+    """The columns the request names exist in the corpus (one sentence when one does not)."""
+    columns = [str(c) for c in corpus.frame.columns]
+    named = {
+        "label column": request.label_column,
+        "seed label column": request.options.seed_label_column,
+    }
+    for what, column in named.items():
+        if column and column not in columns:
+            raise CorpusmapError(f"no {what} {column!r}; the corpus has: {', '.join(columns)}")
 
 
 def open_run(run_id: int, db: str | None = None) -> RunHandle:

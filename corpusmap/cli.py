@@ -13,10 +13,11 @@ from typing import Any
 import click
 
 from clustering import ClusteringError, PipelineConfig
-from corpusmap import api, modes, service
-from corpusmap.cli_modes import mode_options, run_modes
+from corpusmap import api, service
+from corpusmap.cli_modes import mode_options, options_from, run_request
 from corpusmap.errors import CorpusmapError
 from corpusmap.export import write_table
+from corpusmap.request import build_request
 from storage import StorageError, Store
 
 log = logging.getLogger("corpusmap")
@@ -138,31 +139,29 @@ def run(
     from corpusmap.export import export_format
 
     export_format(out)  # fail on a bad --out before any work
-    config = PipelineConfig(
+    request = build_request(
+        input_path,
+        text_column=text_column,
+        sheet=sheet,
+        label_column=label_column,
+        goal=goal,
         n_clusters=n_clusters,
         min_cluster_size=min_cluster_size,
         random_state=seed,
         reassign_outliers=reassign_outliers,
-        goal=goal,
         sample_size=sample_size,
+        options=options_from(mode_args),
+        embedder=embedder,
+        labeler=labeler,
+        llm={
+            "base_url": llm_base_url,
+            "model": llm_model,
+            "timeout_s": llm_timeout,
+            "max_in_flight": llm_max_in_flight,
+        },
+        ray=ray_address,
     )
-    progress = StderrProgress(quiet)
-    llm_overrides = {
-        "base_url": llm_base_url,
-        "model": llm_model,
-        "timeout_s": llm_timeout,
-        "max_in_flight": llm_max_in_flight,
-    }
-    settings = {"text_column": text_column, "config": config, "embedder": embedder}
-    settings.update(labeler=labeler, label_column=label_column, db=db, sheet=sheet)
-    settings.update(llm_overrides=llm_overrides, progress=progress)
-    result = run_modes(
-        mode_args,
-        plain_run=lambda: api.run(input_path, **settings, ray=ray_address),
-        file_run=lambda options, on_plan: modes.run_file(
-            input_path, options, **settings, on_plan=on_plan, ray=ray_address
-        ),
-    )
+    result = run_request(request, db, StderrProgress(quiet), mode_args)
     for warning in [*result.corpus_info.warnings, *result.info.warnings]:
         click.echo(f"warning: {warning}", err=True)
     _echo_label_failures(result)
@@ -356,6 +355,17 @@ def llm_serve(host: str, port: int, model_path: str | None) -> None:
         process.terminate()
         process.wait(timeout=10)
 
+
+from corpusmap.cli_edit import edit  # noqa: E402 (it uses the helpers above)
+
+main.add_command(edit)
+
+from corpusmap.cli_lens import assign_command, balance_command, lens_command, over_time_command  # noqa: E402
+
+main.add_command(lens_command)
+main.add_command(balance_command)
+main.add_command(over_time_command)
+main.add_command(assign_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -3,7 +3,7 @@ cannot-link files, ``--llm-budget``, ``--hierarchy``, rules, a balanced sample e
 goal-conditioned embeddings (``--instruction``, ``--expand-keyphrases``).
 
 Kept apart from ``corpusmap.cli`` so that command stays readable: ``mode_options`` adds the
-options, ``run_modes`` runs whatever they ask for and prints the LLM budget before and the
+options, ``run_request`` runs the request they are part of and prints the LLM budget before and the
 usage after (on stderr), the constraint report, novel clusters, the hierarchy and the rules.
 """
 
@@ -14,8 +14,9 @@ from typing import Any
 
 import click
 
-from corpusmap import modes
+from corpusmap import modes, views
 from corpusmap.export import write_table
+from corpusmap.request import RunRequest
 from llm.keyphrases import KEYPHRASE_BATCH
 
 MODE_ARGS = (
@@ -172,45 +173,20 @@ def options_from(args: dict[str, Any]) -> modes.ModeOptions:
     )
 
 
-def takes_over(options: modes.ModeOptions) -> bool:
-    """Whether the run goes through ``corpusmap.modes`` rather than the plain pipeline."""
-    return (
-        options.mode != "cluster"
-        or options.constrained
-        or options.hierarchy
-        or bool(options.instruction)
-        or options.expand_keyphrases
-    )
-
-
 def echo_plan(plan: dict[str, Any]) -> None:
-    click.echo(modes.plan_text(plan), err=True)
+    if plan.get("calls"):
+        click.echo(views.plan_text(plan), err=True)
 
 
-def run_modes(
-    args: dict[str, Any], plain_run: Callable[[], Any], file_run: Callable[..., Any]
-) -> Any:
-    """Run what the options ask for; returns an ``api.RunHandle``.
+def run_request(request: RunRequest, db: str | None, progress: Any, args: dict[str, Any]) -> Any:
+    """Run ``request`` (``api.run``), print what the mode found (on stderr) and write the
+    balanced sample ``--sample-out`` asks for; returns the ``api.RunHandle``."""
+    from corpusmap import api
 
-    ``plain_run()`` is the pipeline as before (rules are added to it afterwards);
-    ``file_run(options, on_plan)`` runs ``modes.run_file`` with the command's other settings.
-    """
-    options = options_from(args)
-    options.validate()
-    if takes_over(options):
-
-        def on_plan(plan: dict[str, Any]) -> None:
-            if plan.get("calls") or options.mode != "cluster":
-                echo_plan(plan)
-
-        result = file_run(options, on_plan)
-    else:
-        result = plain_run()
-        if options.rules:
-            modes.add_rules(result.store, result.run_id)
+    result = api.run(request=request, db=db, progress=progress, on_plan=echo_plan)
     echo_outcome(result)
     if args["sample_out"]:
-        sample = modes.balanced_sample_frame(result.store, result.run_id, args["sample_n"])
+        sample = views.balanced_sample_frame(result.store, result.run_id, args["sample_n"])
         write_table(sample, args["sample_out"])
         click.echo(
             f"wrote a balanced sample of {len(sample):,} rows to {args['sample_out']}", err=True
@@ -220,5 +196,5 @@ def run_modes(
 
 def echo_outcome(result: Any) -> None:
     """The mode's own findings, on stderr (the summary itself goes to stdout)."""
-    for line in modes.outcome_lines(result.info):
+    for line in views.outcome_lines(result.info):
         click.echo(line, err=True)

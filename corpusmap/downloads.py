@@ -47,7 +47,7 @@ def balanced_sample_bytes(
     store: Store, run_id: int, n: int, fmt: str, *, by_parent: bool = True
 ) -> bytes:
     """``n`` labeled rows spread evenly across clusters (and across children within parents)."""
-    from corpusmap.modes import balanced_sample_frame
+    from corpusmap.views import balanced_sample_frame
 
     return table_bytes(balanced_sample_frame(store, run_id, n, by_parent=by_parent), fmt)
 

@@ -26,10 +26,8 @@ def build_labeler(
     base_url: str | None = None,
     model: str | None = None,
     api_key: str | None = None,
-) -> Labeler | None:
-    """``None`` for keywords (the pipeline's default), else an LLM labeler bound to ``store``."""
-    if kind == KEYWORDS:
-        return None
+) -> Labeler:
+    """The offline keyword labeler, or an LLM labeler bound to ``store``."""
     overrides = {"base_url": base_url or None, "model": model or None, "api_key": api_key or None}
     return make_labeler(kind, store, overrides)
 
@@ -45,7 +43,7 @@ def llm_settings(
     when no endpoint or key is set (the modes then run on embeddings alone)."""
     if kind == KEYWORDS:
         return None
-    from corpusmap.modes import llm_settings_from
+    from corpusmap.llm_session import llm_settings_from
 
     return llm_settings_from(
         {"base_url": base_url or None, "model": model or None, "api_key": api_key or None}

@@ -13,7 +13,7 @@ from html import escape
 import plotly.io as pio
 
 from corpusmap import explore, figures
-from corpusmap.modes import outcome_lines
+from corpusmap.views import outcome_lines
 from storage import ClusterInfo, Store
 
 EXAMPLES_PER_CLUSTER = 5
@@ -64,12 +64,12 @@ def render_report(store: Store, run_id: int) -> str:
     findings = f"<ul class='muted'>{findings}</ul>" if findings else ""
     parents = {c.cluster_id: c for c in store.load_clusters(run_id, level=1)}
     hierarchy = _hierarchy_section(parents, clusters, order)
-    novel = explore.novel_clusters(metrics)
+    novel = explore.novel_clusters(run)
     sections = "\n".join(
         _cluster_section(
             clusters[c],
             colours[c],
-            explore.rule_text(metrics, c),
+            explore.rule_text(run, c),
             parents.get(clusters[c].parent_id) if clusters[c].parent_id is not None else None,
             c in novel,
         )

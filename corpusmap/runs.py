@@ -1,18 +1,16 @@
 """Starting a run from the app's form, and reading a run's stored progress back.
 
-A run stores its last finished stage and per-stage seconds as it goes (``service.cluster_corpus``),
+A run stores its last finished stage and per-stage seconds as it goes (``corpusmap.workflow``),
 so progress can be read by anyone, from any tab, while the run works in the background.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pandas as pd
 
 from clustering.embed import DEFAULT_MODEL as DEFAULT_EMBEDDING_MODEL
 from clustering.pipeline import STAGES, PipelineConfig
-from corpusmap.modes import ModeOptions, check_mode_config
+from corpusmap.request import build_request
 from storage import RunInfo
 
 STAGE_TITLES = {
@@ -51,54 +49,9 @@ __all__ = [
     "MODE_TITLES",
     "STAGES",
     "STAGE_TITLES",
-    "RunRequest",
     "build_request",
     "stage_table",
 ]
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    corpus_id: int
-    config: PipelineConfig
-    embedding_model: str | None = None
-    labeler: str = "keywords"
-    label_column: str | None = None
-    name: str = ""
-    options: ModeOptions = field(default_factory=ModeOptions)
-    """The mode and its settings (``corpusmap.modes``); the default is the plain pipeline."""
-
-
-def build_request(
-    corpus_id: int,
-    *,
-    goal: str = "",
-    n_clusters: int | None = None,
-    min_cluster_size: int | None = None,
-    reassign_outliers: bool = False,
-    random_state: int = 42,
-    embedding_model: str | None = None,
-    labeler: str = "keywords",
-    label_column: str | None = None,
-    name: str = "",
-    options: ModeOptions | None = None,
-    llm_settings: object | None = None,
-) -> RunRequest:
-    """A validated request (``clustering.ConfigError`` or ``CorpusmapError`` says which value is
-    wrong); ``llm_settings`` is the endpoint the run will use (keyphrase expansion needs one)."""
-    config = PipelineConfig(
-        n_clusters=n_clusters,
-        min_cluster_size=min_cluster_size,
-        reassign_outliers=reassign_outliers,
-        random_state=int(random_state),
-        goal=goal.strip() or None,
-    )
-    options = options or ModeOptions()
-    check_mode_config(options, config, llm_settings)
-    model = (embedding_model or "").strip() or None
-    return RunRequest(
-        corpus_id, config, model, labeler, label_column or None, name.strip(), options
-    )
 
 
 def stage_table(run: RunInfo | None, live_stage: str = "", live_message: str = "") -> pd.DataFrame:

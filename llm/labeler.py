@@ -108,6 +108,13 @@ class LLMLabeler:
         )
         return labels
 
+    def bind_run(self, run_id: int) -> None:
+        """Record the calls from now on against ``run_id``."""
+        self.run_id = run_id
+
+    def usage_dict(self) -> dict[str, Any]:
+        return self.usage.to_dict()
+
     def close(self) -> None:
         self._client.close()
 

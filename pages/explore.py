@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from corpusmap import explore, figures, modes
+from corpusmap import explore, figures, structure, views
 from ui import data, frame, resources, widgets
 from ui.errors import user_errors
 
@@ -39,7 +39,7 @@ shown = explore.find_members(points, cluster_ids=chosen, query=query)
 if chosen or query.strip():
     st.caption(f"{len(shown):,} of {len(points):,} texts match.")
 
-novel = explore.novel_clusters(run.metrics)
+novel = explore.novel_clusters(run)
 has_parents = "parent_id" in table.columns
 table["new"] = table["cluster_id"].isin(novel)
 tab_map, tab_table, tab_tree, tab_sizes = st.tabs(["Map", "Clusters", "Hierarchy", "Sizes"])
@@ -77,11 +77,11 @@ with tab_table:
     st.caption("Clusters are listed so that similar ones sit next to each other.")
     if "rule" not in table.columns and st.button("Add keyword rules", help="Explain each cluster with a short keyword rule and its precision and recall."):
         with user_errors("Cannot add rules"), st.spinner("Finding keyword rules…"):
-            modes.add_rules(store, run.id)
+            structure.add_rules(store, run.id)
             st.rerun()
 with tab_tree:
     if has_parents:
-        hierarchy = run.metrics.get("hierarchy", {})
+        hierarchy = run.hierarchy
         choice = hierarchy.get("choice", {})
         st.caption(
             f"{hierarchy.get('n_parents', '?')} parents over {len(order)} clusters"
@@ -89,13 +89,13 @@ with tab_tree:
             + ". Click a parent to zoom in."
         )
         st.plotly_chart(figures.hierarchy_treemap(table), key="tree", config={"displaylogo": False})
-        st.dataframe(modes.hierarchy_table(store, run.id), hide_index=True)
+        st.dataframe(views.hierarchy_table(store, run.id), hide_index=True)
     else:
         st.caption("This run has one level of clusters. Group them into parents (named by their keywords; the Run page can use an LLM instead):")
         n_parents = st.number_input("Parents (0 = automatic)", min_value=0, max_value=max(len(order) - 1, 0), value=0)
         if st.button("Build a hierarchy", disabled=len(order) < 3):
             with user_errors("Cannot build the hierarchy"), st.spinner("Grouping clusters…"):
-                modes.add_hierarchy(store, run.id, n_parents=int(n_parents) or None, llm_budget=0)
+                structure.add_hierarchy(store, run.id, n_parents=int(n_parents) or None, llm_budget=0)
                 st.rerun()
 with tab_sizes:
     st.plotly_chart(figures.size_chart(table), key="sizes", config={"displaylogo": False})
@@ -127,7 +127,7 @@ with left:
     widgets.labelled_text("Description", cluster.description or "No description.")
     if cluster.inclusion_criterion:
         widgets.labelled_text("Inclusion criterion", cluster.inclusion_criterion)
-    rule = explore.rule_text(run.metrics, cluster_id)
+    rule = explore.rule_text(run, cluster_id)
     if rule:
         widgets.labelled_text("Keyword rule", rule)
     if cluster.parent_id is not None and has_parents:

@@ -3,7 +3,7 @@ with its progress read from the store (it goes on if this tab is closed)."""
 
 import streamlit as st
 
-from corpusmap import labelers, modes
+from corpusmap import labelers, modes, plan, views
 from corpusmap.estimate import estimate_llm
 from corpusmap.runs import (
     DEFAULT_EMBEDDING_MODEL,
@@ -155,32 +155,24 @@ request = llm_settings = None
 with user_errors("Check the settings"):
     llm_settings = labelers.llm_settings(kind, base_url=endpoint, model=llm_model, api_key=api_key)
     request = build_request(
-        corpus.id,
+        corpus_id=corpus.id,
         goal=goal,
         n_clusters=int(k) if fixed else None,
         min_cluster_size=int(min_size) or None,
         reassign_outliers=reassign,
         random_state=int(seed),
-        embedding_model=None if model == DEFAULT_EMBEDDING_MODEL else model,
+        embedder=None if model == DEFAULT_EMBEDDING_MODEL else model,
         labeler=kind,
         label_column=None if truth == "(none)" else truth,
         name=name,
         options=options,
-        llm_settings=llm_settings,
-    )
+        llm={"base_url": endpoint or None, "model": llm_model or None},
+    ).validate(llm_configured=llm_settings is not None if kind == labelers.LLM or options.expand_keyphrases else None)
 if request is not None and kind == labelers.LLM and (mode != "cluster" or options.expand_keyphrases):
     with user_errors("Cannot plan the run"):
-        plan = data.mode_plan(
-            resources.database_url(),
-            corpus.id,
-            request.options,
-            request.config,
-            llm_model or "",
-            len(store.list_runs(corpus.id)),
-            llm_settings,
-        )
+        llm_plan = data.mode_plan(resources.database_url(), request, len(store.list_runs(corpus.id)), llm_settings)
         names = f"{MODE_TITLES[mode]} names its clusters itself" if mode != "cluster" else "naming clusters comes on top"
-        st.info(f"{modes.plan_text(plan)}. {names}; cached calls cost nothing.", icon=":material/calculate:")
+        st.info(f"{views.plan_text(llm_plan)}. {names}; cached calls cost nothing.", icon=":material/calculate:")
 if request is not None and kind == labelers.LLM and mode == "cluster":
     estimate = estimate_llm(
         data.corpus_sample(resources.database_url(), corpus.id),
@@ -199,7 +191,7 @@ if request is not None and kind == labelers.LLM and mode == "cluster":
         icon=":material/calculate:",
     )
     if structure.hierarchy and structure.n_parents is None and budget != 0:
-        st.caption(f"The number of parents: up to {modes.pair_calls(options)} more calls of pairwise questions.")
+        st.caption(f"The number of parents: up to {plan.pair_calls(options)} more calls of pairwise questions.")
 if kind == labelers.KEYWORDS and mode == "cluster":
     st.caption("No LLM calls: clusters are named by their top keywords. You can relabel with an LLM later.")
 elif kind == labelers.KEYWORDS:
@@ -207,14 +199,7 @@ elif kind == labelers.KEYWORDS:
 
 if st.button("Start run", type="primary", icon=":material/play_arrow:", disabled=steering.invalid or request is None):
     with user_errors("Cannot start the run"):
-        labeler = labelers.build_labeler(kind, store, base_url=endpoint, model=llm_model, api_key=api_key)
-        job = registry.start(
-            store,
-            request,
-            embedder=resources.embedder(request.embedding_model),
-            labeler=labeler,
-            llm_settings=llm_settings,
-        )
+        job = registry.start(store, request, embedder=resources.embedder(request.embedding.model), api_key=api_key)
         st.session_state[keys.JOB_ID] = job.job_id
 
 job = registry.get(st.session_state.get(keys.JOB_ID))
@@ -240,7 +225,7 @@ def progress_panel() -> None:
             "(numba) in the reduce stage; later runs skip it."
         )
     if job.plan and not job.done:
-        st.caption(modes.plan_text(job.plan))
+        st.caption(views.plan_text(job.plan))
     st.dataframe(
         stage_table(run, job.stage, job.message),
         hide_index=True,
@@ -257,7 +242,7 @@ def progress_panel() -> None:
             f"Run {run.id} finished in {job.elapsed:.0f} s: {n} clusters, {noise:.0%} outliers.",
             icon=":material/check_circle:",
         )
-        for line in modes.outcome_lines(run):
+        for line in views.outcome_lines(run):
             st.text(line)
         st.page_link(widgets.PAGES["explore"], label="Explore the clusters", icon=":material/scatter_plot:")
     if live and job.done:

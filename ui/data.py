@@ -7,17 +7,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from clustering.pipeline import PipelineConfig
-from corpusmap import explore, modes
-from corpusmap.modes import ModeOptions
+from corpusmap import explore, plan
+from corpusmap.request import RunRequest
 from storage import RunInfo
 from ui import resources
 
 
 def run_version(run: RunInfo) -> str:
     """Changes with every stored stage and edit, and when a hierarchy or rules are added."""
-    edits = len(resources.store().list_edits(run.id))
-    added = "".join(k[0] for k in ("hierarchy", "rules") if k in run.metrics)
+    edits = resources.store().edit_version(run.id)
+    added = f"{'h' if run.hierarchy else ''}{'r' if run.rules else ''}"
     return f"{run.status}:{run.stage}:{edits}:{added}"
 
 
@@ -53,16 +52,11 @@ def corpus_texts(url: str, corpus_id: int) -> list[str]:
 @st.cache_data(max_entries=32, show_spinner=False)
 def mode_plan(
     url: str,
-    corpus_id: int,
-    options: ModeOptions,
-    config: PipelineConfig,
-    llm_model: str,
+    request: RunRequest,
     n_runs: int,
     _llm_settings: object | None = None,
 ) -> dict:
-    """The LLM budget a mode run would plan (``corpusmap.modes.plan_for_corpus``); keyed by the
-    LLM model and the corpus's run count (a run fills the keyphrase cache), not by the settings,
+    """The LLM budget a run would plan (``corpusmap.plan.plan_for_corpus``); keyed by the
+    request and the corpus's run count (a run fills the keyphrase cache), not by the settings,
     which hold the API key."""
-    return modes.plan_for_corpus(
-        resources.store_for(url), corpus_id, options, config, llm_settings=_llm_settings
-    )
+    return plan.plan_for_corpus(resources.store_for(url), request, llm_settings=_llm_settings)

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from clustering.types import Labeler
-from corpusmap import modes
-from corpusmap.runs import RunRequest
+from clustering.types import Embedder
+from corpusmap import workflow
+from corpusmap.request import RunRequest
 from storage import Store
 from ui.errors import USER_ERRORS
 
@@ -77,12 +77,11 @@ class RunRegistry:
         store: Store,
         request: RunRequest,
         *,
-        embedder: Any,
-        labeler: Labeler | None,
-        llm_settings: Any | None = None,
+        embedder: Embedder | None = None,
+        api_key: str | None = None,
     ) -> RunJob:
-        """Queue ``request``; ``llm_settings`` (``llm.LLMSettings``) is the endpoint of the
-        goal-driven steps, ``labeler`` names the clusters."""
+        """Queue ``request`` (on a stored corpus); ``embedder`` is the server's loaded encoder,
+        ``api_key`` reaches the run's LLM session only."""
         with self._lock:
             job = RunJob(next(self._ids), request.corpus_id)
             if not self.reduce_compiled:
@@ -90,7 +89,7 @@ class RunRegistry:
             self._jobs[job.job_id] = job
         thread = threading.Thread(
             target=self._work,
-            args=(job, store, request, embedder, labeler, llm_settings),
+            args=(job, store, request, embedder, api_key),
             name=f"corpusmap-run-{job.job_id}",
             daemon=True,
         )
@@ -106,24 +105,18 @@ class RunRegistry:
         job: RunJob,
         store: Store,
         request: RunRequest,
-        embedder: Any,
-        labeler: Labeler | None,
-        llm_settings: Any | None,
+        embedder: Embedder | None,
+        api_key: str | None,
     ) -> None:
         with self._one_at_a_time:
             job.started_at = time.time()
             job.stage, job.message = "starting", "loading the corpus"
             try:
-                modes.run_mode(
+                workflow.execute(
                     store,
-                    request.corpus_id,
-                    request.options,
-                    config=request.config,
+                    request,
+                    api_key=api_key,
                     embedder=embedder,
-                    labeler=labeler,
-                    llm_settings=llm_settings,
-                    label_column=request.label_column,
-                    run_name=request.name,
                     progress=self._progress(job),
                     on_created=job.on_created,
                     on_plan=job.on_plan,
@@ -137,8 +130,6 @@ class RunRegistry:
             finally:
                 job.finished_at = time.time()
                 job.created.set()
-                if labeler is not None and hasattr(labeler, "close"):
-                    labeler.close()
 
     def _progress(self, job: RunJob) -> Any:
         def progress(stage: str, fraction: float, message: str) -> None:

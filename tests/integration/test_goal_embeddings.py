@@ -15,9 +15,13 @@ from clustering import read_corpus
 from clustering.embed import text_hash
 from clustering.errors import ConfigError
 from clustering.pipeline import PipelineConfig
-from corpusmap import modes, service
+from corpusmap import api, modes, service, workflow
 from corpusmap.cli import main
 from corpusmap.errors import CorpusmapError
+from corpusmap.plan import plan_for_corpus
+from corpusmap.request import LLMSpec, RunRequest
+from corpusmap.structure import add_hierarchy
+from corpusmap.views import keyphrase_text
 from llm import LLMSettings
 from llm.errors import KeyphraseError
 from llm.goal_prompts import KEYPHRASE_PROMPT_VERSION, KEYPHRASE_TEXT_TOKENS
@@ -69,16 +73,14 @@ def settings_for(server, **values):
 
 def run_stored(store, path, options, embedder, *, goal=GOAL, llm_settings=None, **kwargs):
     corpus_id = store.add_corpus(read_corpus(path)).id
-    return modes.run_mode(
-        store,
-        corpus_id,
-        options,
-        config=PipelineConfig(goal=goal, n_clusters=4),
-        embedder=embedder,
-        llm_settings=llm_settings,
+    request = RunRequest(
+        corpus_id=corpus_id,
+        options=options,
+        pipeline=PipelineConfig(goal=goal, n_clusters=4),
         label_column="label",
-        **kwargs,
+        llm=LLMSpec.of(llm_settings) if llm_settings is not None else LLMSpec(),
     )
+    return workflow.execute(store, request, embedder=embedder, **kwargs)
 
 
 def cosines(a, b):
@@ -119,7 +121,7 @@ def test_an_instruction_prefix_changes_the_vectors_is_stored_and_is_kept_on_rebu
     assert rebuilt.model_id == run.embedder and rebuilt.prefix == prefix
     assert (cosines(rebuilt.embed(texts[:4]), prefixed[:4]) > 0.999).all()
     service.relabel(store, run_id)
-    modes.add_hierarchy(store, run_id, llm_budget=0)
+    add_hierarchy(store, run_id, llm_budget=0)
     assert store.get_run(run_id).metrics["hierarchy"]["n_parents"] >= 1
     service.split_cluster(store, run_id, 0)
     assert store.count_embeddings("all-MiniLM-L6-v2") == 0
@@ -128,9 +130,9 @@ def test_an_instruction_prefix_changes_the_vectors_is_stored_and_is_kept_on_rebu
 
 def test_instruction_errors_come_before_anything_is_stored(sqlite_store, ag_path, tmp_path):
     with pytest.raises(ConfigError, match="no goal"):
-        modes.run_file(
+        api.run(
             ag_path,
-            modes.ModeOptions(instruction="Instruct: {goal}\nQuery: "),
+            options=modes.ModeOptions(instruction="Instruct: {goal}\nQuery: "),
             store=sqlite_store,
             config=PipelineConfig(n_clusters=4),
         )
@@ -193,12 +195,10 @@ def test_keyphrase_expansion_asks_once_per_batch_and_a_second_run_asks_nothing(
     )
     assert len(server.chat_requests) == 3 and plans[0]["keyphrase_calls"] == 0
     assert again.timings["embed_embedded"] == 0 and again.llm_usage["keyphrases"]["texts"] == 0
-    assert "embedding cache" in modes.keyphrase_text(again.llm_usage)
-    plan = modes.plan_for_corpus(
+    assert "embedding cache" in keyphrase_text(again.llm_usage)
+    plan = plan_for_corpus(
         store,
-        again.corpus_id,
-        options,
-        PipelineConfig(goal=GOAL),
+        RunRequest(corpus_id=again.corpus_id, options=options, pipeline=PipelineConfig(goal=GOAL)),
         llm_settings=settings_for(server),
     )
     assert plan["keyphrase_calls"] == 0
@@ -208,7 +208,7 @@ def test_keyphrase_expansion_asks_once_per_batch_and_a_second_run_asks_nothing(
     rebuilt = service.run_embedder(run)
     assert rebuilt.model_id == run.embedder and rebuilt.asker is None
     service.relabel(store, run_id)
-    modes.add_hierarchy(store, run_id, llm_budget=0)
+    add_hierarchy(store, run_id, llm_budget=0)
     service.split_cluster(store, run_id, 0)
     assert len(server.chat_requests) == 3
     unseen = texts[0] + " Updated."
@@ -235,9 +235,9 @@ def test_expansion_without_an_endpoint_is_an_error_not_a_no_op(
     sqlite_store, ag_path, embedder, no_llm_env
 ):
     with pytest.raises(CorpusmapError, match="no LLM endpoint"):
-        modes.run_file(
+        api.run(
             ag_path,
-            modes.ModeOptions(expand_keyphrases=True),
+            options=modes.ModeOptions(expand_keyphrases=True),
             store=sqlite_store,
             config=PipelineConfig(goal=GOAL),
         )
@@ -272,7 +272,7 @@ def test_malformed_keyphrase_replies_fall_back_text_by_text(
     # Batches of 16, 16 and 8 texts: the first kept whole, then only odd ids expanded.
     assert stats["expanded"] == 8 + 4 and stats["kept"] == 16 + 8 + 4
     assert stats["repairs"] == 1 and stats["unanswered"] == 1
-    assert "28 kept as they were" in modes.keyphrase_text(run.llm_usage)
+    assert "28 kept as they were" in keyphrase_text(run.llm_usage)
     similarity = cosines(stored_vectors(sqlite_store, run.embedder, texts), embedder.embed(texts))
     kept = np.r_[np.arange(16), np.arange(17, 40, 2)]
     assert (similarity[kept] > 0.995).all()  # kept as they were

@@ -14,8 +14,11 @@ from clustering.constraints import Constraints, cluster_with_constraints, seeds_
 from clustering.metrics import external_metrics
 from clustering.pipeline import PipelineConfig, cluster_space
 from clustering.reduce import UMAPReducer
-from corpusmap import modes
+from corpusmap import api, modes
 from corpusmap.cli import main
+from corpusmap.llm_session import llm_settings_from
+from corpusmap.structure import add_hierarchy
+from corpusmap.views import balanced_sample_frame, hierarchy_table, rule_table
 from tests.conftest import read_jsonl_gz
 from tests.support.goal_replies import GoalOracle
 from tests.support.openai_server import ScriptedOpenAIServer
@@ -89,9 +92,9 @@ def seeded_run(tmp_path_factory, ag_path, ag_rows, module_store, embedder):
         cannot_link=modes.pairs_from_file(write_pairs(folder / "cl.csv", cannot)),
         hierarchy=True,
     )
-    handle = modes.run_file(
+    handle = api.run(
         ag_path,
-        options,
+        options=options,
         store=module_store,
         label_column="label",
         config=PipelineConfig(n_clusters=4),
@@ -138,12 +141,12 @@ def test_hierarchy_rules_and_balanced_sample_of_a_stored_run(seeded_run):
     assert all(p.name for p in parents) and sum(p.size for p in parents) == sum(
         c.size for c in leaves
     )
-    table = modes.hierarchy_table(store, run_id)
+    table = hierarchy_table(store, run_id)
     assert sorted(sum(table["children"].tolist(), [])) == sorted(c.cluster_id for c in leaves)
-    rules = modes.rule_table(store, run_id)
+    rules = rule_table(store, run_id)
     assert len(rules) == len(leaves) and rules["rule"].str.len().gt(0).all()
     assert rules["rule_precision"].between(0, 1).all() and rules["rule_recall"].between(0, 1).all()
-    sample = modes.balanced_sample_frame(store, run_id, 40)
+    sample = balanced_sample_frame(store, run_id, 40)
     assert len(sample) == 40 and (sample["cluster_id"] >= 0).all()
     counts = sample["cluster_id"].value_counts()
     assert counts.max() - counts.min() <= 20
@@ -159,9 +162,9 @@ def test_llm_modes_store_runs_within_the_budget(
     before = len(oracle_server.chat_requests)
     plans = []
     options = modes.ModeOptions(mode=mode, llm_budget=10)
-    handle = modes.run_file(
+    handle = api.run(
         ag_path,
-        options,
+        options=options,
         store=module_store,
         label_column="label",
         config=PipelineConfig(
@@ -189,19 +192,19 @@ def test_llm_modes_store_runs_within_the_budget(
 
 def test_a_hierarchy_added_later_adds_to_the_runs_llm_usage(ag_path, module_store, oracle_server):
     # Eight clusters named by the LLM labeler (the oracle has no labels: they fail, counted).
-    handle = modes.run_file(
+    handle = api.run(
         ag_path,
-        modes.ModeOptions(),
+        options=modes.ModeOptions(),
         store=module_store,
         labeler="llm",
         config=PipelineConfig(goal="group by the kind of event reported", n_clusters=8),
         llm_overrides=overrides(oracle_server),
     )
     before = handle.info.llm_usage
-    modes.add_hierarchy(
+    add_hierarchy(
         module_store,
         handle.run_id,
-        llm_settings=modes.llm_settings_from(overrides(oracle_server)),
+        llm_settings=llm_settings_from(overrides(oracle_server)),
         llm_budget=2,
     )
     usage = handle.info.llm_usage
@@ -217,9 +220,9 @@ def test_llm_modes_without_an_llm_run_on_embeddings(
 ):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    handle = modes.run_file(
+    handle = api.run(
         ag_path,
-        modes.ModeOptions(mode=mode),
+        options=modes.ModeOptions(mode=mode),
         store=module_store,
         label_column="label",
         config=PipelineConfig(n_clusters=4),

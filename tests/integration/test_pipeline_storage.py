@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from clustering import PipelineConfig, read_corpus
-from corpusmap import api, service
+from corpusmap import api, service, workflow
 from corpusmap.export import write_table
+from corpusmap.request import RunRequest
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,9 @@ def test_export_holds_every_input_row_in_order(first_run, banking_slice_path, tm
     assert len(exported) == len(original)
     assert exported["text"].tolist() == original["text"].tolist()
     assert exported["label"].tolist() == original["label"].tolist()
-    assert {"cluster_id", "cluster_label", "cluster_description", "cluster_probability"} <= set(exported.columns)
+    assert {"cluster_id", "cluster_label", "cluster_description", "cluster_probability"} <= set(
+        exported.columns
+    )
     clustered = exported[exported.cluster_id >= 0]
     assert (clustered.cluster_label != "").all()
 
@@ -56,7 +59,9 @@ def test_reexport_from_a_reopened_store_equals_the_first_export(first_run, tmp_p
     store, handle = first_run
     first = write_table(handle.frame(), tmp_path / "a.jsonl").read_bytes()
     reopened = Store.open(store.url)
-    again = write_table(service.labeled_frame(reopened, handle.run_id), tmp_path / "b.jsonl").read_bytes()
+    again = write_table(
+        service.labeled_frame(reopened, handle.run_id), tmp_path / "b.jsonl"
+    ).read_bytes()
     assert first == again
 
 
@@ -67,17 +72,17 @@ def test_second_run_reuses_the_corpus_and_embeds_nothing(first_run, banking_slic
     corpus = read_corpus(banking_slice_path)
     info = store.add_corpus(corpus)
     assert info.id == handle.corpus_info.id
-    run_id = service.cluster_corpus(store, info.id, config=config)
+    run_id = workflow.execute(store, RunRequest(corpus_id=info.id, pipeline=config))
     run = store.get_run(run_id)
     assert run.timings["embed_embedded"] == 0
     assert run.timings["embed_cache_hits"] == 600 - corpus.n_duplicates
     assert store.count_embeddings() == embedded_before
-    assert run.config["min_cluster_size"] == 25
+    assert run.config["pipeline"]["min_cluster_size"] == 25
 
 
 def test_same_input_and_seed_give_the_same_clusters(first_run):
     store, handle = first_run
-    run_id = service.cluster_corpus(store, handle.corpus_info.id)
+    run_id = workflow.execute(store, RunRequest(corpus_id=handle.corpus_info.id))
     a = store.load_assignments(handle.run_id)["cluster_id"].to_numpy()
     b = store.load_assignments(run_id)["cluster_id"].to_numpy()
     assert np.array_equal(a, b)

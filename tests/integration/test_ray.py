@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from clustering import PipelineConfig, read_corpus, sample_assign
-from corpusmap import service
+from corpusmap import api, service, workflow
+from corpusmap.request import RunRequest
 
 ray = pytest.importorskip(
     "ray", reason="the Ray path needs the ray extra: pip install 'corpusmap[ray]'"
@@ -49,17 +50,9 @@ def both_runs(tmp_path_factory, banking_slice_path, embedder, local_ray, small_b
     corpus_id = store.add_corpus(read_corpus(banking_slice_path)).id
     config = PipelineConfig(sample_size=SAMPLE_SIZE, random_state=7)
     counting = CountingMapper(RayBatchMapper())
-    ray_id = service.cluster_corpus(
-        store,
-        corpus_id,
-        config=config,
-        label_column="label",
-        embedder=RayEmbedder(),
-        batch_mapper=counting,
-    )
-    local_id = service.cluster_corpus(
-        store, corpus_id, config=config, label_column="label", embedder=embedder
-    )
+    request = RunRequest(corpus_id=corpus_id, pipeline=config, label_column="label")
+    ray_id = workflow.execute(store, request, embedder=RayEmbedder(), batch_mapper=counting)
+    local_id = workflow.execute(store, request, embedder=embedder)
     return store, local_id, ray_id, counting
 
 
@@ -132,9 +125,9 @@ def test_goal_driven_modes_embed_on_ray(tmp_path, banking_slice_path, embedder, 
 
     store = Store.open(str(tmp_path / "modes.db"))
     options = modes.ModeOptions(mode="classify")
-    handle = modes.run_file(
+    handle = api.run(
         banking_slice_path,
-        options,
+        options=options,
         store=store,
         label_column="label",
         config=PipelineConfig(n_clusters=15),
@@ -146,9 +139,9 @@ def test_goal_driven_modes_embed_on_ray(tmp_path, banking_slice_path, embedder, 
     assert run.embedder == embedder.model_id
     assert run.metrics["nmi"] > 0.6
     with pytest.raises(CorpusmapError, match="--ray"):
-        modes.run_file(
+        api.run(
             banking_slice_path,
-            modes.ModeOptions(instruction="query: "),
+            options=modes.ModeOptions(instruction="query: "),
             store=store,
             ray="local",
         )

@@ -9,7 +9,8 @@ import pytest
 
 from clustering import PipelineConfig, read_corpus_bytes
 from clustering.labels import KeywordLabeler
-from corpusmap import service
+from corpusmap import service, workflow
+from corpusmap.request import RunRequest
 from tests.reliability.conftest import topic_texts
 
 CONFIG = PipelineConfig(n_clusters=3)
@@ -20,10 +21,12 @@ def stored_corpus(store, texts=None):
     return store.add_corpus(read_corpus_bytes(data.to_csv(index=False).encode(), "t.csv"))
 
 
-class CrashingLabeler:
-    """Fails like a killed labeling stage: after the clusters are stored."""
+def cluster(store, corpus_id, **parts):
+    return workflow.execute(store, RunRequest(corpus_id=corpus_id, pipeline=CONFIG), **parts)
 
-    name = "keywords"
+
+class CrashingLabeler(KeywordLabeler):
+    """Fails like a killed labeling stage: after the clusters are stored."""
 
     def label(self, summaries):
         raise KeyboardInterrupt
@@ -31,7 +34,7 @@ class CrashingLabeler:
 
 def test_a_run_is_stored_and_read_back(store, embedder):
     info = stored_corpus(store)
-    run_id = service.cluster_corpus(store, info.id, config=CONFIG, embedder=embedder)
+    run_id = cluster(store, info.id, embedder=embedder)
     run = store.get_run(run_id)
     assert run.status == "completed" and run.metrics["n_clusters"] == 3
     assert run.owner and run.heartbeat_at is not None and run.warnings == []
@@ -52,9 +55,7 @@ def test_a_run_is_stored_and_read_back(store, embedder):
 def test_a_crashed_labeling_stage_is_resumed_not_redone(store, embedder):
     info = stored_corpus(store)
     with pytest.raises(KeyboardInterrupt):
-        service.cluster_corpus(
-            store, info.id, config=CONFIG, embedder=embedder, labeler=CrashingLabeler()
-        )
+        cluster(store, info.id, embedder=embedder, labeler=CrashingLabeler())
     crashed = store.get_run(1)
     assert (crashed.status, crashed.stage) == ("failed", "summarize")
     before = store.load_assignments(crashed.id)
@@ -68,7 +69,7 @@ def test_a_crashed_labeling_stage_is_resumed_not_redone(store, embedder):
             CountingEmbedder.seen.extend(texts)  # label texts for faithfulness, never the corpus
             return embedder.embed(texts)
 
-    run_id = service.cluster_corpus(store, info.id, config=CONFIG, embedder=CountingEmbedder())
+    run_id = cluster(store, info.id, embedder=CountingEmbedder())
     assert run_id == crashed.id
     run = store.get_run(run_id)
     assert run.status == "completed" and run.error == ""
@@ -85,8 +86,8 @@ def test_a_crashed_labeling_stage_is_resumed_not_redone(store, embedder):
 
 def test_a_completed_run_is_never_resumed(store, embedder):
     info = stored_corpus(store)
-    first = service.cluster_corpus(store, info.id, config=CONFIG, embedder=embedder)
-    second = service.cluster_corpus(store, info.id, config=CONFIG, embedder=embedder)
+    first = cluster(store, info.id, embedder=embedder)
+    second = cluster(store, info.id, embedder=embedder)
     assert first != second
     assert np.array_equal(
         store.load_assignments(first)["cluster_id"], store.load_assignments(second)["cluster_id"]
@@ -96,7 +97,7 @@ def test_a_completed_run_is_never_resumed(store, embedder):
 def test_a_live_run_of_another_process_is_left_alone(store, embedder):
     info = stored_corpus(store)
     settings = {
-        "config": CONFIG.to_dict(),
+        "config": RunRequest(corpus_id=info.id, pipeline=CONFIG).resume_key(),
         "embedder": embedder.model_id,
         "labeler": "keywords",
         "mode": "cluster",
@@ -109,14 +110,12 @@ def test_a_live_run_of_another_process_is_left_alone(store, embedder):
     assert service.claim_unfinished_run(store, info.id, settings).id == dead
     assert service.claim_unfinished_run(store, info.id, settings) is None  # dead is ours now
     assert store.get_run(live).owner == service.process_owner()
-    run_id = service.cluster_corpus(
-        store, info.id, config=CONFIG, embedder=embedder, labeler=KeywordLabeler()
-    )
+    run_id = cluster(store, info.id, embedder=embedder, labeler=KeywordLabeler())
     assert run_id not in (live,)
 
 
 def test_long_texts_warn_on_the_run(store, embedder):
     texts = [*topic_texts()[:14], "word " * 2_000]
     info = stored_corpus(store, texts)
-    run = store.get_run(service.cluster_corpus(store, info.id, config=CONFIG, embedder=embedder))
+    run = store.get_run(cluster(store, info.id, embedder=embedder))
     assert len(run.warnings) == 1 and "longer than the embedding model's window" in run.warnings[0]

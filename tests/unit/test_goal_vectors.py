@@ -14,6 +14,8 @@ from clustering.errors import ConfigError
 from clustering.pipeline import PipelineConfig
 from corpusmap import modes
 from corpusmap.errors import CorpusmapError
+from corpusmap.plan import plan_llm
+from corpusmap.request import build_request
 from llm.goal_prompts import KEYPHRASE_PROMPT_VERSION, keyphrase_messages, parse_keyphrases
 from llm.keyphrases import (
     KEYPHRASE_BATCH,
@@ -59,10 +61,11 @@ def test_mode_options_check_the_template_and_the_goal_before_any_work():
     options.validate()  # the goal comes with the pipeline's config
     assert options.to_dict()["instruction"] == "Instruct: {goal}\nQuery: "
     with pytest.raises(ConfigError, match="no goal"):
-        modes.check_mode_config(options, PipelineConfig())
-    modes.check_mode_config(options, PipelineConfig(goal="kind of event"))
+        build_request(corpus_id=1, options=options)
+    build_request(corpus_id=1, options=options, goal="kind of event")
+    keyphrases = build_request(corpus_id=1, options=modes.ModeOptions(expand_keyphrases=True))
     with pytest.raises(CorpusmapError, match="no LLM endpoint"):
-        modes.check_mode_config(modes.ModeOptions(expand_keyphrases=True), PipelineConfig())
+        keyphrases.validate(llm_configured=False)
 
 
 # --- model ids ----------------------------------------------------------------------------
@@ -130,19 +133,17 @@ def test_the_plan_pays_for_expansion_first_and_refuses_a_budget_that_cannot():
     config = PipelineConfig(goal="kind of event", n_clusters=4)
     needed = keyphrase_calls(40)
     assert needed == 3 == -(-40 // KEYPHRASE_BATCH)
-    plan = modes.plan_llm(texts, modes.ModeOptions(expand_keyphrases=True), config)
+    plan = plan_llm(texts, modes.ModeOptions(expand_keyphrases=True), config)
     assert plan["keyphrase_calls"] == plan["calls"] == needed and plan["keyphrase_texts"] == 40
     assert plan["prompt_tokens"] > 0 and plan["completion_tokens"] > 0
     # The mode's steps plan with what the expansion leaves of the budget.
     propose = modes.ModeOptions(mode="propose", expand_keyphrases=True, llm_budget=10)
-    plan = modes.plan_llm(texts, propose, config)
-    steps = modes.plan_llm(texts, modes.ModeOptions(mode="propose", llm_budget=10 - needed), config)
+    plan = plan_llm(texts, propose, config)
+    steps = plan_llm(texts, modes.ModeOptions(mode="propose", llm_budget=10 - needed), config)
     assert plan["calls"] == needed + steps["calls"] <= 10
     # Texts already expanded (cached vectors) cost nothing.
-    cached = modes.plan_llm(
-        texts, modes.ModeOptions(expand_keyphrases=True), config, keyphrase_texts=[]
-    )
+    cached = plan_llm(texts, modes.ModeOptions(expand_keyphrases=True), config, keyphrase_texts=[])
     assert cached["keyphrase_calls"] == cached["calls"] == 0
     small = modes.ModeOptions(expand_keyphrases=True, llm_budget=needed - 1)
     with pytest.raises(CorpusmapError, match=re.escape(f"at least {needed}")):
-        modes.plan_llm(texts, small, config)
+        plan_llm(texts, small, config)

@@ -1,0 +1,337 @@
+"""The one workflow every run goes through, whatever its mode, size or backend (issue 12).
+
+``execute(store, request)`` reads as the story of a stored run:
+
+1. check the request against the corpus (columns, seeds, pairs) and the LLM it will reach;
+2. open the run's LLM session and plan its calls (``on_plan`` sees the plan before any call);
+3. create the run, or continue the newest unfinished run with the same request whose process
+   is gone (``kill -9``, a crash): embeddings come from the cache, a stored assignment is kept,
+   LLM answers already received come from the call cache;
+4. embed → reduce → cluster (the mode's strategy, ``corpusmap.strategies``) → summarise →
+   label → measure → rules and hierarchy, each stage saved as it completes;
+5. mark the run ``completed`` only once every output its request asked for is stored.
+
+An error marks the run ``failed`` with its message (what was saved stays) and is raised again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from clustering.embed import embed_texts, uncached_texts
+from clustering.faithfulness import explanation_faithfulness
+from clustering.pipeline import measure
+from clustering.sample_assign import BatchMapper
+from clustering.summarize import summarize_clusters
+from clustering.types import Assignment, Embedder, Labeler, ProgressCallback, no_progress
+from corpusmap import service
+from corpusmap.errors import CorpusmapError
+from corpusmap.llm_session import LLMSession, llm_settings_from
+from corpusmap.plan import keyphrase_budget_left, plan_llm
+from corpusmap.request import RunRequest
+from corpusmap.strategies import (
+    ModeOutcome,
+    build_constraints,
+    compute_mode,
+    constrained_findings,
+    goal_embedder,
+    name_clusters,
+)
+from corpusmap.structure import add_structure
+from storage import RunInfo, Store
+
+log = logging.getLogger(__name__)
+
+KEPT_STAGES = ("cluster", "summarize", "label", "metrics")
+"""Saved stages after which a resumed run keeps its stored assignment (cluster mode only: the
+LLM modes recompute theirs, every answer then coming from the call cache)."""
+
+
+def execute(
+    store: Store,
+    request: RunRequest,
+    *,
+    api_key: str | None = None,
+    embedder: Embedder | None = None,
+    labeler: Labeler | None = None,
+    progress: ProgressCallback = no_progress,
+    on_created: Callable[[int], None] | None = None,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
+    batch_mapper: BatchMapper | None = None,
+    resume: bool = True,
+) -> int:
+    """Run ``request`` on its stored corpus (``request.corpus_id``); returns the run id.
+
+    ``api_key`` reaches the LLM session only (never stored). ``embedder`` / ``labeler`` replace
+    the ones the request names (a preloaded encoder, a test's own labeler); they are stored
+    under their own names. ``batch_mapper`` runs a sampled run's assignment batches elsewhere
+    (default: Ray's tasks with ``request.ray``, else this process).
+    """
+    if request.corpus_id is None:
+        raise CorpusmapError("execute needs a stored corpus: store the file first (api.run)")
+    settings = llm_settings_from({**request.llm.overrides(), "api_key": api_key})
+    request.validate(llm_configured=settings is not None)
+    corpus = store.load_corpus(request.corpus_id)
+    truth = service.truth_column(corpus, request.label_column)
+    index = corpus.nonempty_index
+    texts = [corpus.texts[i] for i in index]
+    doc_ids = store.document_ids(request.corpus_id)[index]
+    constraints = build_constraints(corpus, index, request.options)
+    session = LLMSession(request, store, settings, labeler=labeler)
+    try:
+        encoder = _encoder(request, embedder, session, store, texts)
+        plan = _plan(request, session, encoder, store, texts)
+        if on_plan is not None:
+            on_plan(plan)
+        run, resumed = _open_run(store, request, encoder, session, resume)
+        session.bind(run.id)
+        if on_created is not None:
+            on_created(run.id)
+        work = _Run(store, run, request, encoder, session, plan, progress)
+        work.batch_mapper = batch_mapper or work.default_mapper()
+        work.go(texts, doc_ids, truth, constraints, resumed)
+        return run.id
+    finally:
+        session.close()
+
+
+def _encoder(
+    request: RunRequest,
+    embedder: Embedder | None,
+    session: LLMSession,
+    store: Store,
+    texts: Sequence[str],
+) -> Embedder:
+    """The request's encoder: the model (or Ray's actors), its instruction prefix, and keyphrase
+    expansion through the session's LLM."""
+    if embedder is None and request.ray:
+        from corpusmap import distributed
+
+        distributed.connect(request.ray)
+        embedder = distributed.RayEmbedder(request.embedding.model)
+    base = embedder or service.get_embedder(
+        request.embedding.model, precision=request.embedding.precision
+    )
+    encoder = goal_embedder(base, request.options, request.pipeline)
+    if session.expander is not None:
+        from llm.keyphrases import KeyphraseEmbedder
+
+        encoder = KeyphraseEmbedder(encoder, session.expander, request.goal)
+    return encoder
+
+
+def _plan(
+    request: RunRequest, session: LLMSession, encoder: Embedder, store: Store, texts: list[str]
+) -> dict[str, Any]:
+    """The LLM plan (calls and tokens at most); keyphrase expansion's calls come first and the
+    mode's steps get what is left of the budget."""
+    options = request.options
+    todo = uncached_texts(texts, encoder, store) if session.expander is not None else None
+    plan = plan_llm(texts, options, request.pipeline, keyphrase_texts=todo)
+    session.start_steps(keyphrase_budget_left(options.llm_budget, plan.get("keyphrase_calls", 0)))
+    if session.asker is None and session.expander is None:
+        plan = {"calls": 0}
+    return plan
+
+
+def _open_run(
+    store: Store, request: RunRequest, encoder: Embedder, session: LLMSession, resume: bool
+) -> tuple[RunInfo, RunInfo | None]:
+    """The run to work on: an unfinished one with the same request, claimed, or a new one."""
+    assert request.corpus_id is not None
+    settings = {
+        "config": request.resume_key(),
+        "embedder": encoder.model_id,
+        "labeler": _labeler_name(request, session),
+        "mode": request.mode,
+        "goal": request.goal or "",
+        "label_column": request.label_column or "",
+    }
+    resumed = service.claim_unfinished_run(store, request.corpus_id, settings) if resume else None
+    if resumed is not None:
+        return resumed, resumed
+    run_id = store.create_run(
+        request.corpus_id,
+        seed=request.pipeline.random_state,
+        versions=service.package_versions(),
+        name=request.name,
+        owner=service.process_owner(),
+        **settings,
+    )
+    return store.get_run(run_id), None
+
+
+def _labeler_name(request: RunRequest, session: LLMSession) -> str:
+    if request.mode in ("propose", "classify"):
+        return f"{request.mode}-llm" if session.asker is not None else "keywords"
+    return session.labeler.name
+
+
+class _Run:
+    """One run's stages, saved as they complete."""
+
+    def __init__(
+        self,
+        store: Store,
+        run: RunInfo,
+        request: RunRequest,
+        encoder: Embedder,
+        session: LLMSession,
+        plan: dict[str, Any],
+        progress: ProgressCallback,
+    ) -> None:
+        self.store, self.run, self.request = store, run, request
+        self.encoder, self.session, self.plan, self.progress = encoder, session, plan, progress
+        self.timings: dict[str, Any] = {}
+        self.batch_mapper: BatchMapper | None = None
+        self._start = time.perf_counter()
+
+    def stage_done(self, stage: str, *, resumed: bool = False) -> None:
+        seconds = round(time.perf_counter() - self._start, 3)
+        if not (resumed and stage in self.timings):  # a resumed stage keeps its first timing
+            self.timings[stage] = seconds
+        self._start = time.perf_counter()
+        self.store.save_stage(self.run.id, stage, self.timings)
+
+    def go(
+        self,
+        texts: list[str],
+        doc_ids: np.ndarray,
+        truth: list[Any] | None,
+        constraints: Any,
+        resumed: RunInfo | None,
+    ) -> None:
+        store, run_id, request = self.store, self.run.id, self.request
+        config, options = request.pipeline, request.options
+        warnings = service.long_text_warnings(texts, self.encoder)
+        if resumed is not None:
+            self.timings = dict(resumed.timings)
+            warnings.append(
+                f"continued interrupted run #{run_id} after its saved stage {resumed.stage!r}"
+            )
+        store.save_run_warnings(run_id, warnings)
+        log.info("run #%d (%s mode): %d texts", run_id, request.mode, len(texts))
+        try:
+            self.progress("embed", 0.0, f"embedding {len(texts):,} texts")
+            vectors, counts = embed_texts(texts, self.encoder, store, progress=self.progress)
+            if resumed is None:
+                self.timings.update({f"embed_{k}": v for k, v in counts.items()})
+            self.stage_done("embed", resumed=resumed is not None)
+
+            outcome = self._kept(resumed, texts, doc_ids, constraints)
+            if outcome is None:
+                self.progress("reduce", 0.0, "laying out the map (UMAP)")
+                outcome = compute_mode(
+                    texts,
+                    vectors,
+                    self.encoder,
+                    replace(options, llm_budget=self._steps_budget()),
+                    config,
+                    constraints,
+                    self.session.asker,
+                    batch_mapper=self.batch_mapper,
+                    on_reduced=lambda: self._reduced(options),
+                )
+                store.save_assignment(run_id, doc_ids, outcome.assignment, outcome.coords)
+                # Saved now so that a run resumed after this stage keeps them.
+                early = {
+                    **measure(outcome.space, outcome.assignment.labels, truth),
+                    **outcome.metrics,
+                }
+                store.save_metrics(run_id, {k: v for k, v in early.items() if v is not None})
+                self.stage_done("cluster")
+
+            self.progress("summarize", 0.0, f"summarising {outcome.assignment.n_clusters} clusters")
+            summaries = summarize_clusters(
+                texts,
+                vectors,
+                outcome.assignment,
+                goal=config.goal,
+                n_representatives=config.n_representatives,
+            )
+            store.save_clusters(run_id, summaries)
+            self.stage_done("summarize")
+
+            self.progress("label", 0.0, f"naming {len(summaries)} clusters")
+            labels = name_clusters(summaries, outcome, self.session.labeler, options)
+            faith = explanation_faithfulness(
+                vectors, outcome.assignment.labels, labels, self.encoder
+            )
+            store.save_clusters(run_id, summaries, labels, faithfulness=faith.per_cluster)
+            self.stage_done("label")
+
+            self.progress("metrics", 0.0, "measuring, rules and hierarchy")
+            metrics = {
+                **measure(outcome.space, outcome.assignment.labels, truth),
+                **outcome.metrics,
+                "faithfulness": faith.overall,
+            }
+            store.save_metrics(run_id, {k: v for k, v in metrics.items() if v is not None})
+            add_structure(
+                store,
+                run_id,
+                options,
+                self.encoder,
+                self.session.labeler,
+                self.session.asker,
+                config,
+                vectors=vectors,
+            )
+            usage = self.session.usage(self.plan, self.encoder)
+            if usage:
+                store.save_llm_usage(run_id, usage)
+            self.stage_done("metrics")
+            self.progress("metrics", 1.0, "done")
+            store.finish_run(run_id)
+        except BaseException as err:
+            # Stages saved so far stay; the run says where and why it stopped.
+            store.fail_run(run_id, f"{type(err).__name__}: {err}")
+            raise
+
+    def _reduced(self, options: Any) -> None:
+        self.stage_done("reduce")
+        self.progress("cluster", 0.0, f"{options.mode} mode: clustering")
+
+    def _steps_budget(self) -> int | None:
+        return keyphrase_budget_left(
+            self.request.options.llm_budget, self.plan.get("keyphrase_calls", 0)
+        )
+
+    def default_mapper(self) -> BatchMapper | None:
+        if not self.request.ray:
+            return None
+        from corpusmap import distributed
+
+        return distributed.RayBatchMapper()
+
+    def _kept(
+        self,
+        resumed: RunInfo | None,
+        texts: list[str],
+        doc_ids: np.ndarray,
+        constraints: Any,
+    ) -> ModeOutcome | None:
+        """A resumed cluster-mode run's stored assignment, when it got that far."""
+        if resumed is None or resumed.stage not in KEPT_STAGES or self.request.mode != "cluster":
+            return None
+        stored = self.store.load_assignments(resumed.id)
+        if stored["document_id"].tolist() != [int(d) for d in doc_ids]:
+            log.warning(
+                "run #%d: stored assignment does not match the corpus; redoing it", resumed.id
+            )
+            return None
+        assignment = Assignment(
+            stored["cluster_id"].to_numpy(np.int64), stored["probability"].to_numpy(np.float64)
+        )
+        coords = stored[["x", "y"]].to_numpy(np.float32)
+        log.info("run #%d: kept its %d clusters", resumed.id, assignment.n_clusters)
+        found = {k: v for k, v in resumed.metrics.items() if k != "faithfulness"}
+        if self.request.options.constrained:
+            found = constrained_findings(assignment.labels, constraints)
+        return ModeOutcome(assignment, coords, coords, (), found)
