@@ -10,7 +10,7 @@ import pandas as pd
 
 from clustering.types import NOISE
 from corpusmap import service
-from storage import ClusterInfo, Store
+from storage import ClusterInfo, RunInfo, Store
 
 HOVER_CHARS = 160
 """Hover text is cut to this many characters: a 10 kB text would cover the map."""
@@ -102,9 +102,9 @@ def sample_members(
     return members.sort_values("probability", ascending=False)
 
 
-def rule_text(metrics: dict, cluster_id: int) -> str:
+def rule_text(run: RunInfo, cluster_id: int) -> str:
     """A cluster's keyword rule with its precision and recall, or "" when the run has none."""
-    rule = (metrics.get("rules") or {}).get(str(cluster_id))
+    rule = run.rules.get(cluster_id)
     if not rule or not rule.get("rule"):
         return ""
     precision, recall = rule.get("rule_precision"), rule.get("rule_recall")
@@ -116,6 +116,6 @@ def rule_text(metrics: dict, cluster_id: int) -> str:
     return f"{rule['rule']} ({scores})" if scores else str(rule["rule"])
 
 
-def novel_clusters(metrics: dict) -> set[int]:
+def novel_clusters(run: RunInfo) -> set[int]:
     """Clusters with no seeded text in a semi-supervised run (new classes)."""
-    return {int(c) for c in (metrics.get("novelty") or {}).get("novel", [])}
+    return {int(c) for c in (run.novelty or {}).get("novel", [])}

@@ -50,7 +50,7 @@ st.caption(
     "N rows drawn evenly across clusters, so small clusters are as present as large ones (for "
     "annotation or a curated training set); outliers are left out. Same columns as the labeled corpus."
 )
-has_parents = bool(run.metrics.get("hierarchy"))
+has_parents = bool(run.hierarchy)
 left, right = st.columns([1, 2])
 n_sample = left.number_input("Rows", min_value=1, max_value=1_000_000, value=200, step=50)
 by_parent = right.toggle(
