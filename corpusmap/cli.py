@@ -367,5 +367,12 @@ main.add_command(balance_command)
 main.add_command(over_time_command)
 main.add_command(assign_command)
 
+from corpusmap.cli_lens import assign_command, balance_command, lens_command, over_time_command  # noqa: E402
+
+main.add_command(lens_command)
+main.add_command(balance_command)
+main.add_command(over_time_command)
+main.add_command(assign_command)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

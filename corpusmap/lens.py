@@ -181,8 +181,11 @@ def lens_table(
         raise LensUsageError(f"unknown kind {kind!r}; use one of {', '.join(stats.KINDS)}")
     if kind == "categorical":
         table = stats.categorical_lens(labels, frame[column], alpha=alpha)
+        # Significant first; within them over-represented groups by lift, then the rest.
         table["_strength"] = np.abs(np.log(table["lift"].clip(lower=1e-6)))
-        table = table.sort_values(["significant", "_strength"], ascending=[False, False])
+        table["_over"] = table["direction"] == "over"
+        table = table.sort_values(["significant", "_over", "_strength"], ascending=False)
+        table = table.drop(columns="_over")
         table = table.drop(columns="_strength")
     else:
         values = frame[column]

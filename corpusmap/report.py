@@ -13,6 +13,7 @@ from html import escape
 import plotly.io as pio
 
 from corpusmap import explore, figures
+from corpusmap.lens_report import context_section
 from corpusmap.views import outcome_lines
 from storage import ClusterInfo, Store
 
@@ -30,7 +31,7 @@ ul.examples li { margin: 0.2rem 0; white-space: pre-wrap; }
 """
 
 
-def render_report(store: Store, run_id: int) -> str:
+def render_report(store: Store, run_id: int, context_column: str | None = None) -> str:
     """The report as one HTML document (about 4 MB, most of it plotly.js)."""
     run = store.get_run(run_id)
     corpus = store.get_corpus(run.corpus_id)
@@ -88,6 +89,7 @@ def render_report(store: Store, run_id: int) -> str:
 <p class="muted">Each point is a text; similar texts lie close. Grey points are outliers.</p>
 {map_html}
 {hierarchy}
+{context_section(store, run_id, context_column) if context_column else ""}
 <h2>Clusters</h2>
 {sections}
 </body></html>
