@@ -13,8 +13,12 @@ from plotly.colors import sample_colorscale
 from clustering.types import NOISE
 
 OUTLIER_COLOUR = "rgba(150,150,150,0.35)"
+FADED_COLOUR = "rgba(200,200,200,0.25)"
+"""Texts a search does not match: still drawn, in place, so the map keeps its shape."""
 COLOUR_SCALE = "Turbo"
 MARKER_SIZE = 5
+TOOLBAR_MARGIN = 40
+"""Pixels above a chart's plot area where plotly's toolbar sits."""
 LEGEND_MAX = 40
 """Beyond this many clusters the legend hides: it would push the map off the screen."""
 
@@ -27,15 +31,31 @@ def cluster_colours(order: list[int]) -> dict[int, str]:
     return dict(zip(order, sample_colorscale(COLOUR_SCALE, positions), strict=True))
 
 
-def cluster_map(points: pd.DataFrame, order: list[int], titles: dict[int, str]) -> go.Figure:
-    """A WebGL scatter of every text, one trace per cluster in similarity order, outliers grey."""
+def cluster_map(
+    points: pd.DataFrame,
+    order: list[int],
+    titles: dict[int, str],
+    highlight: pd.Series | None = None,
+) -> go.Figure:
+    """A WebGL scatter of every text, one trace per cluster in similarity order, outliers grey.
+
+    ``highlight`` (a boolean per row of ``points``, e.g. the texts a search matches) keeps the
+    other texts in place, faint grey, instead of dropping them: the map does not move or
+    re-zoom while a user searches (issue 15)."""
     colours = cluster_colours(order)
     figure = go.Figure()
-    outliers = points[points["cluster_id"] == NOISE]
+    shown = points
+    if highlight is not None:
+        keep = highlight.to_numpy(dtype=bool)
+        others = points[~keep]
+        if len(others):
+            figure.add_trace(_trace(others, "not matching", FADED_COLOUR, -2))
+        shown = points[keep]
+    outliers = shown[shown["cluster_id"] == NOISE]
     if len(outliers):
         figure.add_trace(_trace(outliers, "outliers", OUTLIER_COLOUR, -1))
     for cluster_id in order:
-        members = points[points["cluster_id"] == cluster_id]
+        members = shown[shown["cluster_id"] == cluster_id]
         if len(members):
             title = html.escape(titles.get(cluster_id, str(cluster_id)))
             figure.add_trace(_trace(members, title, colours[cluster_id], cluster_id))
@@ -45,12 +65,22 @@ def cluster_map(points: pd.DataFrame, order: list[int], titles: dict[int, str]) 
         showlegend=len(order) <= LEGEND_MAX,
         # Below the top edge, where plotly's toolbar sits on hover.
         legend={"itemsizing": "constant", "font": {"size": 11}, "yanchor": "top", "y": 0.93},
-        xaxis={"visible": False},
-        yaxis={"visible": False, "scaleanchor": "x"},
+        xaxis={"visible": False, "range": _extent(points["x"])},
+        yaxis={"visible": False, "scaleanchor": "x", "range": _extent(points["y"])},
         plot_bgcolor="white",
         hoverlabel={"align": "left"},
+        uirevision="map",  # keeps the user's zoom and pan across reruns
     )
     return figure
+
+
+def _extent(values: pd.Series) -> list[float] | None:
+    """The axis range of every point (with a margin), whatever a filter shows."""
+    if not len(values):
+        return None
+    low, high = float(values.min()), float(values.max())
+    pad = 0.03 * (high - low) or 1.0
+    return [low - pad, high + pad]
 
 
 def _trace(members: pd.DataFrame, title: str, colour: str, cluster_id: int) -> go.Scattergl:
@@ -83,8 +113,9 @@ def size_chart(table: pd.DataFrame) -> go.Figure:
         )
     )
     figure.update_layout(
-        height=max(240, 18 * len(table) + 60),
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        height=max(240, 18 * len(table) + 90),
+        # Room above the bars for plotly's toolbar, which covered the first ones (issue 15).
+        margin={"l": 10, "r": 10, "t": TOOLBAR_MARGIN, "b": 10},
         yaxis={"autorange": "reversed", "automargin": True},
         xaxis={"title": "texts"},
         plot_bgcolor="white",

@@ -4,6 +4,7 @@ share (cluster counts, outlier shares, NMI and ARI between their assignments).""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ def runs_table(store: Store) -> pd.DataFrame:
 
 def _run_row(run: RunInfo, corpus_name: str) -> dict[str, object]:
     seconds = sum(v for k, v in run.timings.items() if not k.startswith("embed_"))
+    pipeline = _pipeline(run.config)
     row: dict[str, object] = {
         "run": run.id,
         "name": run.name,
@@ -36,14 +38,48 @@ def _run_row(run: RunInfo, corpus_name: str) -> dict[str, object]:
         "seconds": round(seconds, 1),
         "labeler": run.labeler,
         "goal": run.goal,
-        "K": run.config.get("n_clusters") or "auto",
-        "min size": run.config.get("min_cluster_size") or "auto",
+        # Text, never a mix of numbers and "auto": Arrow cannot hold a mixed column (issue 15).
+        "K": str(pipeline.get("n_clusters") or "auto"),
+        "min size": str(pipeline.get("min_cluster_size") or "auto"),
         "seed": run.seed,
     }
     for key in SUMMARY_METRICS:
         value = run.metrics.get(key)
         row[key] = round(value, 3) if isinstance(value, float) else value
     return row
+
+
+def _pipeline(config: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline settings of a stored config (requests nest them under ``pipeline``)."""
+    nested = config.get("pipeline")
+    return nested if isinstance(nested, dict) else config
+
+
+def readable(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """A nested settings or figures dict as (name, value) rows in words: nested keys joined
+    with " · ", numbers rounded, lists comma-separated, empty values left out."""
+    rows: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            name = f"{prefix} · {key}" if prefix else str(key).replace("_", " ")
+            rows.extend(readable(inner, name.replace("_", " ")))
+        return rows
+    if value is None or value == "" or value == [] or value == {}:
+        return rows
+    if isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, float):
+        text = f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    elif isinstance(value, list | tuple):
+        text = ", ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return [(prefix, text)]
+
+
+def details_table(section: dict[str, Any]) -> pd.DataFrame:
+    """One section of ``run_details`` as a two-column table (what History shows, not JSON)."""
+    return pd.DataFrame(readable(section), columns=["setting", "value"])
 
 
 def run_details(run: RunInfo) -> dict[str, object]:
@@ -98,7 +134,9 @@ def compare_runs(store: Store, run_a: int, run_b: int, top: int = 30) -> RunComp
     pairs["share of A's cluster"] = (pairs["texts"] / pairs["a"].map(sizes_a)).round(3)
     pairs[f"run {run_a} cluster"] = [_title(c, names_a) for c in pairs["a"]]
     pairs[f"run {run_b} cluster"] = [_title(c, names_b) for c in pairs["b"]]
-    overlap = pairs[[f"run {run_a} cluster", f"run {run_b} cluster", "texts", "share of A's cluster"]]
+    overlap = pairs[
+        [f"run {run_a} cluster", f"run {run_b} cluster", "texts", "share of A's cluster"]
+    ]
     return RunComparison(
         run_a=run_a,
         run_b=run_b,

@@ -1,10 +1,11 @@
 """Edit: rename and describe clusters, merge, split, move texts or mark them outliers, and
-relabel the clusters an edit changed. Every edit is stored in the run's edit log."""
+relabel the clusters an edit changed. Every edit recomputes what follows from the clusters,
+is stored in the run's edit log as a sentence, and can be undone and redone."""
 
 import pandas as pd
 import streamlit as st
 
-from corpusmap import explore, labelers, service
+from corpusmap import edits, explore, labelers
 from ui import data, frame, keys, resources, settings, widgets
 from ui.errors import user_errors
 
@@ -22,9 +23,6 @@ clusters = {c.cluster_id: c for c in store.load_clusters(run.id)}
 st.title("Edit")
 st.caption(widgets.plain(widgets.run_title(run)))
 widgets.flash()
-if not order:
-    st.info("This run has no clusters to edit.")
-    st.stop()
 
 
 def done(message: str) -> None:
@@ -32,11 +30,25 @@ def done(message: str) -> None:
     st.rerun()
 
 
+undo_col, redo_col, _ = st.columns([1, 1, 4])
+if undo_col.button("Undo", icon=":material/undo:", disabled=not edits.can_undo(store, run.id)):
+    with user_errors("Cannot undo"):
+        done(f"Undid: {edits.undo(store, run.id).sentence}")
+if redo_col.button("Redo", icon=":material/redo:", disabled=not edits.can_redo(store, run.id)):
+    with user_errors("Cannot redo"):
+        done(f"Redid: {edits.redo(store, run.id).sentence}")
+
+
+if not order:
+    st.info("This run has no clusters to edit.")
+    st.stop()
+
+
 stale = [c for c in order if clusters[c].stale]
 if stale:
     st.warning(
-        f"{len(stale)} cluster(s) changed since they were labelled and carry keyword labels: "
-        "relabel them in the Relabel tab.",
+        f"{len(stale)} cluster(s) changed since they were named, so their names may no longer "
+        "fit: relabel them in the Relabel tab.",
         icon=":material/update:",
     )
 
@@ -53,23 +65,21 @@ with tab_label:
         criterion = st.text_area("Inclusion criterion", value=current.inclusion_criterion, help="A yes/no rule a reader can apply to one text.")
         if st.form_submit_button("Save", type="primary"):
             with user_errors("Cannot save the label"):
-                store.edit_cluster(run.id, cid, name=name, description=description, inclusion_criterion=criterion)
-                done(f"Cluster {cid} saved.")
+                info = edits.rename_cluster(store, run.id, cid, name=name, description=description, inclusion_criterion=criterion)
+                done(info.sentence + ".")
 
 with tab_merge:
     chosen = st.multiselect("Clusters to merge (two or more)", order, format_func=titles.get, key="merge_clusters")
     if st.button("Merge", disabled=len(chosen) < 2, type="primary"):
         with user_errors("Cannot merge"), st.spinner("Merging…"):
-            merged = service.merge_clusters(store, run.id, chosen)
-            done(f"Merged {len(chosen)} clusters into cluster {merged}; relabel it to name it.")
+            done(edits.merge_clusters(store, run.id, chosen).sentence + ".")
 
 with tab_split:
     cid = st.selectbox("Cluster to split", order, format_func=titles.get, key="split_cluster")
     parts = st.number_input("Parts", min_value=2, max_value=20, value=2, help="k-means on the cluster's embeddings.")
     if st.button("Split", type="primary"):
         with user_errors("Cannot split"), st.spinner("Splitting…"):
-            new_ids = service.split_cluster(store, run.id, cid, int(parts), random_state=run.seed)
-            done(f"Split cluster {cid} into clusters {', '.join(map(str, new_ids))}; relabel them to name them.")
+            done(edits.split_cluster(store, run.id, cid, int(parts)).sentence + ".")
 
 with tab_move:
     source = st.selectbox(
@@ -94,12 +104,10 @@ with tab_move:
     c1, c2 = st.columns(2)
     if c1.button("Move selected", disabled=not selected or target is None, type="primary"):
         with user_errors("Cannot move"), st.spinner("Moving…"):
-            service.move_documents(store, run.id, selected, int(target))
-            done(f"Moved {len(selected)} texts to cluster {target}.")
+            done(edits.move_documents(store, run.id, selected, int(target)).sentence + ".")
     if c2.button("Mark selected as outliers", disabled=not selected or source == OUTLIERS):
         with user_errors("Cannot mark outliers"), st.spinner("Updating…"):
-            service.move_documents(store, run.id, selected, OUTLIERS)
-            done(f"Marked {len(selected)} texts as outliers.")
+            done(edits.move_documents(store, run.id, selected, OUTLIERS).sentence + ".")
 
 with tab_relabel:
     kind = st.radio(
@@ -127,22 +135,23 @@ with tab_relabel:
             labeler = labelers.build_labeler(
                 kind, store, base_url=endpoint, model=model, api_key=settings.secret(settings.API_KEY_NAME)
             )
-            labels = service.relabel(store, run.id, labeler, cluster_ids=ids)
+            labels, _ = edits.relabel(store, run.id, labeler, cluster_ids=ids)
             failed = sum(1 for lab in labels if lab.status == "llm_failed")
             done(f"Relabelled {len(labels)} clusters" + (f"; the LLM failed on {failed} (keyword labels kept)" if failed else "") + ".")
 
 with tab_log:
-    edits = store.list_edits(run.id)
-    if edits:
+    log = store.list_edits(run.id)
+    if log:
         st.dataframe(
             pd.DataFrame(
                 {
-                    "when": [e["created_at"].strftime("%Y-%m-%d %H:%M:%S") for e in edits],
-                    "edit": [e["kind"] for e in edits],
-                    "details": [str(e["payload"]) for e in edits],
+                    "when": [e.created_at.strftime("%Y-%m-%d %H:%M:%S") for e in log],
+                    "edit": [edits.edit_sentence(e) for e in log],
+                    "undone": [e.undone for e in log],
                 }
             ),
             hide_index=True,
+            column_config={"edit": st.column_config.TextColumn("edit", width="large")},
         )
     else:
         st.caption("No edits yet.")

@@ -16,6 +16,7 @@ titles = {c: explore.cluster_title(c, n) for c, n in zip(table["cluster_id"], ta
 
 st.title("Explore")
 st.caption(widgets.plain(f"{widgets.run_title(run)}" + (f" · goal: {run.goal}" if run.goal else "")))
+widgets.run_warnings(run)
 
 n_outliers = int((points["cluster_id"] == -1).sum())
 cols = st.columns(5)
@@ -23,7 +24,8 @@ cols[0].metric("Texts", f"{len(points):,}")
 cols[1].metric("Clusters", f"{len(order)}")
 cols[2].metric("Outliers", f"{n_outliers / max(len(points), 1):.0%}", help=f"{n_outliers:,} texts in no cluster (grey on the map).")
 silhouette = run.metrics.get("silhouette")
-cols[3].metric("Silhouette", "—" if silhouette is None else f"{silhouette:.2f}", help="Separation of clusters in the clustering space, -1 to 1.")
+space = "the embedding space (recomputed after edits)" if run.metrics.get("silhouette_space") == "embeddings" else "the clustering space"
+cols[3].metric("Silhouette", "—" if silhouette is None else f"{silhouette:.2f}", help=f"Separation of clusters in {space}, -1 to 1.")
 faith = run.metrics.get("faithfulness")
 cols[4].metric("Faithfulness", "—" if faith is None else f"{faith:.2f}", help="How well the descriptions pick out their own clusters' texts (share of texts nearest their own description).")
 
@@ -44,7 +46,9 @@ has_parents = "parent_id" in table.columns
 table["new"] = table["cluster_id"].isin(novel)
 tab_map, tab_table, tab_tree, tab_sizes = st.tabs(["Map", "Clusters", "Hierarchy", "Sizes"])
 with tab_map:
-    figure = figures.cluster_map(shown, order, titles)
+    # Non-matching texts stay on the map, faint, so it neither moves nor re-zooms (issue 15).
+    matching = points["document_id"].isin(shown["document_id"]) if chosen or query.strip() else None
+    figure = figures.cluster_map(points, order, titles, highlight=matching)
     selection = st.plotly_chart(
         figure, key="map", on_select="rerun", selection_mode=("points", "box", "lasso"), config={"displaylogo": False}
     )

@@ -56,14 +56,11 @@ if pending in run_ids and widgets.confirm(
         st.rerun()
 details = history.run_details(run)
 d1, d2, d3 = st.columns(3)
-d1.markdown("**Config**")
-d1.json(details["config"], expanded=True)
-d2.markdown("**Timings (s)**")
-d2.json(details["timings (s)"], expanded=True)
-d3.markdown("**Metrics**")
-d3.json(details["metrics"], expanded=True)
+for column, title, key in ((d1, "Settings", "config"), (d2, "Timings (s)", "timings (s)"), (d3, "Figures", "metrics")):
+    column.markdown(f"**{title}**")
+    column.dataframe(history.details_table(details[key]), hide_index=True)
 with st.expander("Embedder, labeler, LLM usage, versions"):
-    st.json({k: details[k] for k in ("embedder", "labeler", "llm usage", "versions")})
+    st.dataframe(history.details_table({k: details[k] for k in ("embedder", "labeler", "llm usage", "versions")}), hide_index=True)
 if run.error:
     st.error(f"This run failed: {run.error}")
 

@@ -28,12 +28,16 @@ n_texts = corpus.n_rows - corpus.n_empty
 st.title("Run")
 st.caption(f"Corpus #{corpus.id} {corpus.name}: {n_texts:,} texts in column `{corpus.text_column}`")
 
+# Widgets forget their state when the page is left: the goal and the truth column are kept in
+# session state of their own, so the form still holds them on the way back (issue 15).
 goal = st.text_area(
     "Goal (optional)",
+    value=st.session_state.get(keys.RUN_GOAL, ""),
     placeholder=GOAL_EXAMPLES[0],
     help="What the clusters should be about. The LLM names and explains clusters with it in mind.",
     height=80,
 )
+st.session_state[keys.RUN_GOAL] = goal
 st.caption("Examples: " + " · ".join(f"“{g}”" for g in GOAL_EXAMPLES))
 
 mode = st.radio("Mode", list(MODE_TITLES), format_func=MODE_TITLES.get, horizontal=True)
@@ -88,11 +92,15 @@ with right:
     )
     seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=42, help="Same seed, same data, same clusters.")
     truth_options = ["(none)", *[c for c in corpus.columns if c != corpus.text_column]]
+    kept = st.session_state.get(keys.TRUTH_COLUMN)
+    truth_default = kept if kept in truth_options else ("label" if "label" in truth_options else "(none)")
     truth = st.selectbox(
         "Ground-truth column (optional)",
         truth_options,
+        index=truth_options.index(truth_default),
         help="A column of known classes: the run then reports NMI, ARI and accuracy against it.",
     )
+    st.session_state[keys.TRUTH_COLUMN] = truth
     name = st.text_input("Run name (optional)")
 
 if mode == "cluster":

@@ -136,6 +136,13 @@ def need_run(store: Store) -> RunInfo:
     return run
 
 
+def run_warnings(run: RunInfo) -> None:
+    """What the user should know about a run's input (long texts cut at the model's window,
+    other languages, ragged rows): one warning each, shown as plain text."""
+    for warning in run.warnings:
+        st.warning(plain(warning), icon=":material/warning:")
+
+
 def flash() -> None:
     """Show the message an action left for this page load."""
     message = st.session_state.pop(keys.FLASH, None)

@@ -211,14 +211,18 @@ def open_edit(flow):  # type: ignore[no-untyped-def]
 def test_edit_rename_is_stored_and_logged(flow) -> None:
     store: Store = flow["store"]
     at = open_edit(flow)
+    cid = widget(at.selectbox, "Cluster").value
     at.text_input[0].set_value("Card delivery")  # the Rename tab's name field
     at.text_area[0].set_value("Customers ask when their card arrives.")
     click(at, "Save")
-    first = store.load_clusters(flow["run_id"])[0]
-    assert first.cluster_id == widget(at.selectbox, "Cluster").value or True
-    renamed = [c for c in store.load_clusters(flow["run_id"]) if c.name == "Card delivery"]
-    assert renamed and renamed[0].edited
-    assert store.list_edits(flow["run_id"])[-1]["kind"] == "edit_label"
+    renamed = {c.cluster_id: c for c in store.load_clusters(flow["run_id"])}[cid]
+    assert renamed.name == "Card delivery" and renamed.edited
+    # After Save the selector shows the new name (issue 15), not the one before.
+    assert widget(at.selectbox, "Cluster").value == cid
+    assert f"{cid}: Card delivery" in widget(at.selectbox, "Cluster").options
+    last = store.list_edits(flow["run_id"])[-1]
+    assert last.kind == "rename" and last.sentence.startswith(f"Renamed #{cid} ")
+    assert last.sentence in at.success[0].value
 
 
 def test_edit_merge_split_move_outliers_and_relabel(flow) -> None:
@@ -226,33 +230,45 @@ def test_edit_merge_split_move_outliers_and_relabel(flow) -> None:
     run_id = flow["run_id"]
     before = store.get_run(run_id).metrics["n_clusters"]
     at = open_edit(flow)
-    ids = widget(at.selectbox, "Cluster").options
-    widget(at.multiselect, "Clusters to merge (two or more)").set_value([int(ids[-1].split(":")[0]), int(ids[-2].split(":")[0])])
+    ids = [int(o.split(":")[0]) for o in widget(at.selectbox, "Cluster").options]
+    kept, retired = ids[-1], ids[-2]
+    widget(at.multiselect, "Clusters to merge (two or more)").set_value([kept, retired])
     at.run()
     click(at, "Merge")
-    assert "Merged 2 clusters" in at.success[0].value
-    assert len(store.load_clusters(run_id)) == before - 1
+    assert "Merged" in at.success[0].value
+    after_merge = {c.cluster_id for c in store.load_clusters(run_id)}
+    assert len(after_merge) == before - 1 and kept in after_merge and retired not in after_merge
 
-    widget(at.selectbox, "Cluster to split").set_value(0)
+    target = ids[0]
+    widget(at.selectbox, "Cluster to split").set_value(target)
     at.run()
     click(at, "Split")
-    assert "Split cluster 0" in at.success[0].value
-    assert len(store.load_clusters(run_id)) == before
+    assert f"Split #{target} " in at.success[0].value
+    after_split = {c.cluster_id for c in store.load_clusters(run_id)}
+    new = after_split - after_merge
+    # The parts get ids never used in this run; the split cluster's id is retired.
+    assert len(new) == 2 and min(new) > max(ids) and target not in after_split
+    assert after_split - new == after_merge - {target}
 
     source = widget(at.selectbox, "Texts from").value
     docs = store.load_assignments(run_id)
     chosen = docs.loc[docs["cluster_id"] == source, "document_id"].head(2).tolist()
-    from corpusmap import service
+    from corpusmap import edits
 
-    service.move_documents(store, run_id, chosen[:1], -1)  # the page's action, also tested below
+    edits.move_documents(store, run_id, chosen[:1], -1)  # the page's action, also tested below
     assert int(store.load_assignments(run_id).set_index("document_id").loc[chosen[0], "cluster_id"]) == -1
 
-    kinds = [e["kind"] for e in store.list_edits(run_id)]
+    kinds = [e.kind for e in store.list_edits(run_id)]
     assert {"merge", "split", "mark_outliers"} <= set(kinds)
-    at = open_edit(flow)
-    stale = [c.cluster_id for c in store.load_clusters(run_id) if c.stale]
-    assert stale and any("relabel them" in w.value for w in at.warning)
-    click(at, f"Relabel {len(stale)} cluster(s)")
-    assert "Relabelled" in at.success[0].value
+    # A keyword-named run: names follow the new keywords, nothing is left stale.
     assert not any(c.stale for c in store.load_clusters(run_id))
-    assert store.list_edits(run_id)[-1]["kind"] == "relabel"
+    at = open_edit(flow)
+    widget(at.radio, "Clusters").set_value("all")
+    at.run()
+    n = len(store.load_clusters(run_id))
+    click(at, f"Relabel {n} cluster(s)")
+    assert "Relabelled" in at.success[0].value
+    assert store.list_edits(run_id)[-1].kind == "relabel"
+    click(at, "Undo")
+    assert "Undid: Relabelled" in at.success[0].value
+    assert store.list_edits(run_id)[-1].undone
