@@ -8,6 +8,21 @@ within a call budget.
 3. The LLM classifies many texts per call, the least certain texts first, while the budget
    lasts; its answers replace the embedding's. Category 0 in a reply ("none fits") makes the
    text an outlier.
+4. The guard (issue 18): the first ``CALIBRATION_TEXTS`` the LLM classifies are those the
+   embedding is surest of, so the LLM's agreement with the embedding there estimates the LLM's
+   accuracy ``q`` (from below). At ``TRUST_ACCURACY`` or more, every answer stands. Under it,
+   the agreement on the other answers, by embedding margin, estimates the embedding's accuracy
+   ``e(margin)`` (agreement / ``q``, made monotone), and where the two disagree the LLM's answer
+   is kept only where ``q > e(margin) + GUARD_SLACK``: a model that is wrong one time in four
+   does not overrule the embedding where the embedding is right more often.
+   The texts the LLM did not classify then go to prototypes moved onto the members of each
+   category (``refine_prototypes``), so they follow the LLM's answers.
+5. When that accuracy is under ``TRUST_ACCURACY`` and the LLM's own answers fit the offline
+   categories (keywords of a k-means clustering, nearest by embedding) better than its
+   categories, the run is the offline one: the LLM's influence is dropped (``offline_instead``).
+Measured with simulated judges of known accuracy (``bench.llm_value``,
+``bench/results/llm_value.md``): without steps 4-5, a judge right half the time made classify
+end well below its no-LLM run.
 """
 
 from __future__ import annotations
@@ -53,6 +68,17 @@ MERGE_DISTANCE = 0.35
 """Cosine distance under which two proposed categories are one, when merging by embedding."""
 COMPLETION_TOKENS = {"propose": 220, "merge": 300, "classify": 12 * CLASSIFY_BATCH}
 """Expected reply sizes, for the plan (the classify entry is for a full default batch)."""
+CALIBRATION_TEXTS = 30
+"""Texts the embedding is surest of, classified first: the LLM's agreement with the embedding
+on them estimates the LLM's accuracy (the guard, step 4)."""
+GUARD_SLACK = 0.03
+"""How much more accurate than the embedding the LLM must be estimated to be, where they
+disagree, for its answer to stand."""
+TRUST_ACCURACY = 0.8
+"""Below this agreement on the surest texts, the run may fall back to the offline categories
+(step 5 of the module docstring)."""
+GUARD_MIN_CALIBRATION = 10
+"""Fewer calibration answers than this and the guard keeps every LLM answer (too few to judge)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +92,8 @@ class ClassifyConfig:
     proposal_calls: int = PROPOSAL_CALLS
     allow_other: bool = True
     """Category 0 ("none fits") in a reply makes the text an outlier."""
+    guard: bool = True
+    """Step 4 of the module docstring; off only to measure what it is worth."""
     random_state: int = 42
     proposal_batch: int = PROPOSAL_BATCH
     classify_batch: int = CLASSIFY_BATCH
@@ -86,6 +114,7 @@ class ClassifyConfig:
             "random_state": self.random_state,
             "proposal_batch": self.proposal_batch,
             "classify_batch": self.classify_batch,
+            "guard": self.guard,
         }
 
 
@@ -201,12 +230,155 @@ def find_categories(
             stats["merged_by"] = "embedding"
             candidates = merge_by_embedding(candidates, config.max_categories)
         if candidates:
-            return candidates
+            return fill_categories(candidates, texts, vectors, config, stats)
         stats["fallback"] = "keywords"
     else:
         stats["fallback"] = "no_llm" if asker is None else "no_budget"
+    return offline_categories(texts, vectors, config)
+
+
+def offline_categories(
+    texts: Sequence[str], vectors: np.ndarray, config: ClassifyConfig
+) -> list[Candidate]:
+    """The categories without an LLM: keywords of a k-means clustering."""
     k = config.n_clusters or max(2, min(DEFAULT_MAX_CATEGORIES, round(math.sqrt(len(texts) / 4))))
     return keyword_candidates(texts, vectors, k, config.random_state)
+
+
+def _nearest(vectors: np.ndarray, categories: Sequence[Candidate]) -> np.ndarray:
+    Z = similarity_z(vectors, np.vstack([c.vector for c in categories]))
+    return np.argmax(Z, axis=1).astype(np.int64)
+
+
+def offline_instead(
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    config: ClassifyConfig,
+    nearest: np.ndarray,
+    calibration: np.ndarray,
+    answers: dict[int, int],
+    stats: dict[str, Any],
+) -> list[Candidate] | None:
+    """The offline categories when the LLM is not to be trusted with the run (step 5 of the
+    module docstring), else ``None``: its agreement with the embedding on the texts the
+    embedding is surest of is under ``TRUST_ACCURACY``, and its own answers agree better
+    with the offline categories (nearest by embedding) than with its categories."""
+    from sklearn.metrics import normalized_mutual_info_score as nmi
+
+    ids = np.fromiter(answers, dtype=np.int64, count=len(answers))
+    if len(ids) < GUARD_MIN_CALIBRATION:
+        return None
+    given = np.fromiter(answers.values(), dtype=np.int64, count=len(ids))
+    mine = nearest
+    surest = calibration[ids]
+    accuracy = float(np.mean(given[surest] == mine[ids[surest]])) if surest.any() else 1.0
+    if accuracy >= TRUST_ACCURACY:
+        return None
+    offline = offline_categories(texts, vectors, config)
+    theirs = _nearest(vectors, offline)
+    if nmi(given, theirs[ids]) <= nmi(given, mine[ids]):
+        return None
+    stats["guard"] = "offline"
+    stats["guard_llm_accuracy"] = round(accuracy, 4)
+    log.info(
+        "label-then-classify: the LLM agrees with the embedding on %.0f%% of the surest texts "
+        "and its answers fit the offline categories better: the run keeps those",
+        100 * accuracy,
+    )
+    return offline
+
+
+def fill_categories(
+    candidates: list[Candidate],
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    config: ClassifyConfig,
+    stats: dict[str, Any],
+) -> list[Candidate]:
+    """With K given and fewer proposed categories, keyword categories of a k-means clustering
+    into K, those least like any proposed one first, up to K (a budget too small to propose
+    every group must not leave whole groups without a category: issue 18)."""
+    k = config.n_clusters
+    if not k or len(candidates) >= k:
+        return candidates
+    extra = keyword_candidates(texts, vectors, k, config.random_state)
+    taken = np.vstack([c.vector for c in candidates])
+    extra.sort(key=lambda c: float(np.max(taken @ c.vector)))
+    added = extra[: k - len(candidates)]
+    stats["filled_by_keywords"] = len(added)
+    return [*candidates, *added]
+
+
+REFINE_STEPS = 1
+"""k-means steps that move the category prototypes onto the texts (``refine_prototypes``)."""
+
+
+def refine_prototypes(
+    Z: np.ndarray,
+    vectors: np.ndarray,
+    categories: Sequence[Candidate],
+    answers: dict[int, int],
+    steps: int = REFINE_STEPS,
+) -> np.ndarray:
+    """Similarities to prototypes moved onto the texts: each category's vector plus the mean of
+    its members (the LLM's answers held fixed, the other texts by nearest prototype), a few
+    k-means steps from the categories. An embedded name is a poor centre of its texts; its
+    members' mean is a good one, so the texts the LLM did not classify follow its answers."""
+    fixed = np.fromiter(answers, dtype=np.int64, count=len(answers))
+    fixed_to = np.fromiter(answers.values(), dtype=np.int64, count=len(answers))
+    base = np.vstack([np.asarray(c.vector, dtype=np.float64) for c in categories])
+    base /= np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-12)
+    for _ in range(steps):
+        nearest = np.argmax(Z, axis=1)
+        nearest[fixed] = fixed_to
+        prototypes = base.copy()
+        for j in range(len(base)):
+            members = np.flatnonzero(nearest == j)
+            if len(members) >= 3:
+                centre = vectors[members].mean(axis=0)
+                prototypes[j] = base[j] + centre / (np.linalg.norm(centre) or 1.0)
+        prototypes /= np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)
+        Z = similarity_z(vectors, prototypes)
+    return Z
+
+
+def guard_answers(
+    answers: dict[int, int],
+    nearest: np.ndarray,
+    margin: np.ndarray,
+    calibration: np.ndarray,
+    stats: dict[str, Any],
+) -> dict[int, int]:
+    """The LLM's answers that stand (step 4 of the module docstring): those that agree with the
+    embedding, and those where the LLM is estimated more accurate than the embedding at that
+    text's margin. ``stats`` gets the estimates and how many answers were dropped."""
+    from sklearn.isotonic import IsotonicRegression
+
+    ids = np.fromiter(answers, dtype=np.int64, count=len(answers))
+    if not len(ids):
+        return answers
+    chosen = np.fromiter(answers.values(), dtype=np.int64, count=len(ids))
+    agree = (chosen == nearest[ids]).astype(float)
+    known = calibration[ids]
+    if known.sum() < GUARD_MIN_CALIBRATION:
+        stats["guard"] = "too few calibration answers"
+        return answers
+    llm_accuracy = float(agree[known].mean())
+    stats["guard_llm_accuracy"] = round(llm_accuracy, 4)
+    if llm_accuracy >= TRUST_ACCURACY:
+        # Agreement on the surest texts is the LLM's accuracy times the embedding's there; at
+        # this level both are high and the estimates below would only drop its corrections.
+        stats["guard_dropped"] = 0
+        return answers
+    # Agreement = q * e + (chance the two are wrong alike); agreement / q over-estimates e, so
+    # the guard errs towards the embedding.
+    fit = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+    embedding_accuracy = np.minimum(
+        1.0, fit.fit(margin[ids], agree).predict(margin[ids]) / max(llm_accuracy, 1e-6)
+    )
+    keep = (agree == 1.0) | (llm_accuracy > embedding_accuracy + GUARD_SLACK)
+    stats["guard_dropped"] = int((~keep).sum())
+    return {int(i): int(c) for i, c, k in zip(ids, chosen, keep, strict=True) if k}
 
 
 def label_then_classify(
@@ -231,6 +403,11 @@ def label_then_classify(
     by_llm = np.zeros(n, dtype=bool)
     if asker is not None and parts["classify_calls"]:
         order = np.argsort(margin, kind="stable")  # least certain first
+        calibration = np.zeros(n, dtype=bool)
+        if config.guard and Z.shape[1] > 1 and n > 2 * CALIBRATION_TEXTS:
+            # The surest texts go first, so even a small budget can be judged (step 4).
+            calibration[order[-CALIBRATION_TEXTS:]] = True
+            order = np.concatenate([order[-CALIBRATION_TEXTS:][::-1], order[:-CALIBRATION_TEXTS]])
         size = config.classify_batch
         n_batches = min(parts["classify_calls"], math.ceil(n / size))
         batches = [order[k * size : (k + 1) * size] for k in range(n_batches)]
@@ -247,14 +424,24 @@ def label_then_classify(
             partial(parse_assignments, n_texts=len(b), n_categories=len(categories))
             for b in batches
         ]
+        answers: dict[int, int] = {}
         for batch, answer in zip(batches, asker.ask_many(questions, parsers), strict=True):
             for k, category in (answer or {}).items():
-                i = int(batch[k])
                 if category < 0 and not config.allow_other:
                     continue
-                raw[i] = NOISE if category < 0 else category
-                by_llm[i] = True
-                confidence[i] = 1.0
+                answers[int(batch[k])] = category
+        if config.guard and calibration.any():
+            offline = offline_instead(texts, vectors, config, nearest, calibration, answers, stats)
+            if offline is not None:
+                categories, raw, answers = offline, _nearest(vectors, offline), {}
+            else:
+                answers = guard_answers(answers, nearest, margin, calibration, stats)
+                refined = refine_prototypes(Z, vectors, categories, answers)
+                raw = np.argmax(refined, axis=1).astype(np.int64)
+        for i, category in answers.items():
+            raw[i] = NOISE if category < 0 else category
+            by_llm[i] = True
+            confidence[i] = 1.0
     stats["llm_classified"] = int(by_llm.sum())
     stats["embedding_classified"] = int(n - by_llm.sum())
     stats["other"] = int((raw == NOISE).sum())
