@@ -181,12 +181,12 @@ def run_one(
         "seconds": round(seconds, 2),
         "timings": info.timings,
     }
-    if "constraints" in metrics:
-        row["constraints"] = metrics["constraints"]
-    if "novelty" in metrics:
-        row["novel_clusters"] = len(metrics["novelty"].get("novel", []))
-    if "hierarchy" in metrics:
-        row["n_parents"] = metrics["hierarchy"].get("n_parents")
+    if info.constraints:
+        row["constraints"] = info.constraints
+    if info.novelty:
+        row["novel_clusters"] = len(info.novelty.get("novel", []))
+    if info.hierarchy:
+        row["n_parents"] = info.hierarchy.get("n_parents")
     stats = metrics.get("mode_stats") or {}
     if stats:
         row["mode_stats"] = stats
