@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import string
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,17 @@ from typing import Any
 import numpy as np
 
 from clustering.errors import ConfigError, EmbedderError
+from clustering.precision import (
+    AUTO,
+    Calibration,
+    CalibrationCache,
+    CpuInfo,
+    PrecisionChoice,
+    calibrate,
+    choose_precision,
+    cpu_candidates,
+    read_cpu_info,
+)
 from clustering.types import Embedder, EmbeddingCache, ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -36,6 +48,15 @@ PREFIX_TAG = "|prefix="
 """Between the model name and the instruction prefix in ``SentenceTransformerEmbedder.model_id``."""
 INSTRUCTION_FIELDS = ("goal",)
 """The fields an instruction template may name (``{goal}``)."""
+PRECISION_TAG = "|precision="
+"""Between the model id and the precision in ``SentenceTransformerEmbedder.cache_key``."""
+PROGRESS_SECONDS = 1.0
+"""``embed_texts`` reports progress about this often: it embeds in steps of ~this long."""
+MIN_PROGRESS_STEP = 16
+"""Fewest texts per step: smaller calls would lose the batching of the forward pass."""
+HOME_ENV = "CORPUSMAP_HOME"
+"""The data folder (the same rule as ``storage.engine.data_home``, which clustering may not
+import): exported models and precision calibrations live in its ``models/``."""
 
 
 def text_hash(text: str) -> str:
@@ -56,15 +77,21 @@ def resolve_device(device: str = "auto") -> str:
     return "cpu"
 
 
-def resolve_precision(device: str, precision: str = "auto") -> str:
-    """fp16 on CUDA; bf16 on CPU, measured at ~2x fp32 with cosine 0.99996 (bench/embed_speed.py)."""
-    if precision != "auto":
-        return precision
-    if device.startswith("cuda"):
-        return "fp16"
-    if device == "cpu":
-        return "bf16"
-    return "fp32"
+def resolve_precision(device: str, precision: str = AUTO, cpu: CpuInfo | None = None) -> str:
+    """The precision by the hardware alone, without calibration (``clustering.precision``):
+    fp16 on CUDA; on CPU bf16 only where it runs natively, else fp32."""
+    if device == "cpu" and cpu is None:
+        cpu = read_cpu_info()
+    return choose_precision(device, cpu or CpuInfo(), precision).precision
+
+
+def default_cache_dir() -> Path:
+    """``$CORPUSMAP_HOME/models`` (default ``~/.corpusmap/models``)."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".corpusmap").expanduser() / "models"
+
+
+_CALIBRATIONS: dict[str, Calibration] = {}
+"""Calibrations measured or read in this process, by ``CalibrationCache.key``."""
 
 
 def resolve_instruction(template: str, goal: str | None) -> str:
@@ -133,7 +160,10 @@ def bundled_model_path() -> Path:
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model: the bundled default, a local folder or a hub name.
 
-    The model loads on first use, so constructing one is free.
+    The model loads on first use, so constructing one is free. ``precision`` is ``auto`` (chosen
+    by the hardware and a calibration cached in ``cache_dir``: ``clustering.precision``) or one
+    of ``fp32``, ``fp16``, ``bf16``, ``int8`` (ONNX Runtime, ``clustering.onnx_encoder``).
+    After loading, ``precision`` and ``precision_reason`` say what was chosen and why.
     """
 
     def __init__(
@@ -141,16 +171,19 @@ class SentenceTransformerEmbedder:
         model: str | None = None,
         *,
         device: str = "auto",
-        precision: str = "auto",
+        precision: str = AUTO,
         batch_size: int | None = None,
         prefix: str = "",
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.model = model or DEFAULT_MODEL
         self.device = device
-        self.precision = precision
+        self.requested_precision = precision
         self.batch_size = batch_size
         self.prefix = prefix
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._encoder: Any = None
+        self._choice: PrecisionChoice | None = None
 
     @property
     def model_id(self) -> str:
@@ -158,19 +191,45 @@ class SentenceTransformerEmbedder:
         name = DEFAULT_MODEL if self.model.lower() in BUNDLED_MODELS else self.model
         return f"{name}{PREFIX_TAG}{self.prefix}" if self.prefix else name
 
+    @property
+    def _base_id(self) -> str:
+        """The model's id without the instruction prefix: what exports and calibrations key on."""
+        return self.model_id.partition(PREFIX_TAG)[0]
+
+    @property
+    def precision(self) -> str:
+        """The precision the encoder runs in (loads the model and decides, on first use)."""
+        self.encoder  # noqa: B018 - loading decides
+        assert self._choice is not None
+        return self._choice.precision
+
+    @property
+    def precision_reason(self) -> str:
+        """One sentence: why ``precision``, with the calibration's figures where measured."""
+        self.encoder  # noqa: B018 - loading decides
+        assert self._choice is not None
+        return self._choice.reason
+
+    @property
+    def cache_key(self) -> str:
+        """The embedding cache's key: the model id and the precision, so that vectors of two
+        precisions never mix."""
+        return f"{self.model_id}{PRECISION_TAG}{self.precision}"
+
     def with_prefix(self, prefix: str) -> SentenceTransformerEmbedder:
         """The same model with another instruction prefix, sharing the loaded encoder."""
         other = SentenceTransformerEmbedder(
             self.model,
             device=self.device,
-            precision=self.precision,
+            precision=self.requested_precision,
             batch_size=self.batch_size,
             prefix=prefix,
+            cache_dir=self.cache_dir,
         )
         if self._encoder is not None:
             other._encoder = self._encoder
+            other._choice = self._choice
             other.resolved_device = self.resolved_device
-            other.resolved_precision = self.resolved_precision
         return other
 
     @property
@@ -179,18 +238,43 @@ class SentenceTransformerEmbedder:
             self._encoder = self._load()
         return self._encoder
 
+    @property
+    def resolved_precision(self) -> str:
+        return self.precision
+
     def _load(self) -> Any:
-        from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # "Loading weights" bars would flood stderr
 
         device = resolve_device(self.device)
-        precision = resolve_precision(device, self.precision)
         if self.model.lower() in BUNDLED_MODELS:
             source = str(bundled_model_path())
         else:
             source = self.model
+        cpu = read_cpu_info() if device == "cpu" else CpuInfo()
+        encoders: dict[str, Any] = {}
+        calibration = None
+        if device == "cpu" and self.requested_precision == AUTO:
+            calibration, encoders = self._calibrate(source, cpu)
+        choice = choose_precision(device, cpu, self.requested_precision, calibration)
+        encoder = encoders.get(choice.precision)
+        if encoder is None:
+            encoder, choice = self._build(choice, source, device, encoders.get("fp32"))
+        log.info(
+            "loaded embedding model %s on %s in %s: %s",
+            self.model_id,
+            device,
+            choice.precision,
+            choice.reason,
+        )
+        self.resolved_device = device
+        self._choice = choice
+        return encoder
+
+    def _load_torch(self, source: str, device: str, precision: str) -> Any:
+        from sentence_transformers import SentenceTransformer
+
         kwargs: dict[str, Any] = {}
         if precision in ("bf16", "fp16"):
             import torch
@@ -200,7 +284,7 @@ class SentenceTransformerEmbedder:
             }
         local = Path(source).expanduser().exists()
         try:
-            encoder = SentenceTransformer(
+            return SentenceTransformer(
                 str(Path(source).expanduser()) if local else source,
                 device=device,
                 local_files_only=not local and os.environ.get("HF_HUB_OFFLINE", "") == "1",
@@ -212,10 +296,85 @@ class SentenceTransformerEmbedder:
                 "give a local folder of a sentence-transformers model, or use the default "
                 f"{DEFAULT_MODEL!r}"
             ) from err
-        log.info("loaded embedding model %s on %s (%s)", self.model_id, device, precision)
-        self.resolved_device = device
-        self.resolved_precision = precision
-        return encoder
+
+    def _build(
+        self, choice: PrecisionChoice, source: str, device: str, fp32: Any = None
+    ) -> tuple[Any, PrecisionChoice]:
+        """The encoder for ``choice``; int8 falls back to fp32 (saying why) where it cannot run."""
+        if choice.precision != "int8":
+            return self._load_torch(source, device, choice.precision), choice
+        fp32 = fp32 if fp32 is not None else self._load_torch(source, "cpu", "fp32")
+        try:
+            return self._load_onnx(fp32, source), choice
+        except EmbedderError as err:
+            log.warning("int8 is not available, encoding in fp32: %s", err)
+            return fp32, PrecisionChoice("fp32", f"int8 was asked for but {err}")
+
+    def _load_onnx(self, fp32: Any, source: str) -> Any:
+        from clustering import onnx_encoder
+
+        why = onnx_encoder.onnx_unavailable(fp32)
+        if why:
+            raise EmbedderError(why)
+        import torch
+
+        folder = onnx_encoder.model_folder(self.cache_dir, self._base_id, source)
+        try:
+            path = onnx_encoder.export_int8(fp32, folder)
+        except Exception as err:  # torch.onnx and onnxruntime raise many types
+            raise EmbedderError(
+                f"exporting {self.model_id} to ONNX failed ({type(err).__name__}: {err})"
+            ) from err
+        return onnx_encoder.OnnxEncoder(
+            path, fp32.tokenizer, int(fp32.max_seq_length or 256), torch.get_num_threads()
+        )
+
+    def _calibrate(self, source: str, cpu: CpuInfo) -> tuple[Calibration | None, dict[str, Any]]:
+        """The calibration of this machine and model (cached), and the encoders it loaded."""
+        import torch
+
+        from clustering import onnx_encoder
+
+        fp32 = self._load_torch(source, "cpu", "fp32")
+        encoders: dict[str, Any] = {"fp32": fp32}
+        why_not_onnx = onnx_encoder.onnx_unavailable(fp32)
+        if why_not_onnx:
+            log.info("int8 (ONNX Runtime) is not a candidate: %s", why_not_onnx)
+        candidates = cpu_candidates(cpu, why_not_onnx is None)
+        if len(candidates) == 1:
+            return None, encoders
+        versions = f"torch={torch.__version__}|threads={torch.get_num_threads()}"
+        if why_not_onnx is None:
+            import onnxruntime
+
+            versions += f"|ort={onnxruntime.__version__}"
+        store = CalibrationCache(self.cache_dir)
+        key = store.key(cpu, self._base_id, versions)
+        calibration = _CALIBRATIONS.get(key) or store.get(key)
+        if calibration is not None:
+            _CALIBRATIONS[key] = calibration
+            return calibration, encoders
+        for candidate in candidates[1:]:
+            try:
+                if candidate == "int8":
+                    encoders[candidate] = self._load_onnx(fp32, source)
+                else:
+                    encoders[candidate] = self._load_torch(source, "cpu", candidate)
+            except EmbedderError as err:
+                log.warning("%s is not a candidate: %s", candidate, err)
+        calibration = calibrate(
+            {name: _encode_function(encoder) for name, encoder in encoders.items()}
+        )
+        log.info(
+            "calibrated precision on %s in %.1f s: texts/s %s, cosine to fp32 %s",
+            cpu.describe(),
+            calibration.seconds,
+            calibration.rates,
+            calibration.cosines,
+        )
+        _CALIBRATIONS[key] = calibration
+        store.put(key, calibration)
+        return calibration, encoders
 
     @property
     def default_batch_size(self) -> int:
@@ -236,14 +395,29 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         limit = self.max_seq_length * CHARS_PER_TOKEN_BOUND
         batch = [self.prefix + t[:limit] for t in texts]
-        vectors = self.encoder.encode(
-            batch,
-            batch_size=self.batch_size or self.default_batch_size,
+        vectors = _encode_function(self.encoder, self.batch_size or self.default_batch_size)(batch)
+        return _normalise(vectors)
+
+
+def _encode_function(encoder: Any, batch_size: int = CPU_BATCH_SIZE) -> Any:
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        return encoder.encode(
+            list(texts),
+            batch_size=batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return np.asarray(vectors, dtype=np.float32)
+
+    return encode
+
+
+def _normalise(vectors: Any) -> np.ndarray:
+    """float32 rows of unit length: bf16/fp16 vectors are normalised in their own precision,
+    which leaves norms up to ~1.002 (and cosines above 1) unless redone in float32."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.maximum(norms, np.float32(1e-12))
 
 
 def embed_texts(
@@ -256,20 +430,27 @@ def embed_texts(
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Vectors for ``texts`` (one row each), embedding each distinct text once.
 
-    Vectors already in ``cache`` are reused; new ones are written back chunk by chunk, so an
-    interrupted run keeps what it embedded. An embedder with a ``chunk_size`` attribute (the
-    Ray embedder, whose every call starts a distributed job) sets the chunk size itself.
-    Returns the vectors and counts ``{"texts", "distinct", "cache_hits", "embedded"}``.
+    Vectors already in ``cache`` (under ``embedder.cache_key``) are reused; new ones are written
+    back chunk by chunk, so an interrupted run keeps what it embedded. Within a chunk the texts
+    go to the embedder in steps of about ``PROGRESS_SECONDS``, each followed by a ``progress``
+    report of texts done, rate and time left. An embedder with a ``chunk_size`` attribute (the
+    Ray embedder, whose every call starts a distributed job) sets the chunk size itself and is
+    called once per chunk. Returns the vectors and counts
+    ``{"texts", "distinct", "cache_hits", "embedded"}``.
     """
-    chunk_size = int(getattr(embedder, "chunk_size", None) or chunk_size)
+    fixed_chunk = getattr(embedder, "chunk_size", None)
+    chunk_size = int(fixed_chunk or chunk_size)
     hashes = [text_hash(t) for t in texts]
     first_index: dict[str, int] = {}
     for i, h in enumerate(hashes):
         first_index.setdefault(h, i)
     distinct = list(first_index)
+    if distinct:
+        progress("embed", 0.0, "loading the embedding model")
+    key = embedder.cache_key
     found: dict[str, np.ndarray] = {}
     if cache is not None and distinct:
-        found = cache.get_embeddings(embedder.model_id, distinct)
+        found = cache.get_embeddings(key, distinct)
     missing = [h for h in distinct if h not in found]
     log.info(
         "embedding %d texts: %d distinct, %d cached, %d to embed with %s",
@@ -277,35 +458,75 @@ def embed_texts(
         len(distinct),
         len(found),
         len(missing),
-        embedder.model_id,
+        key,
     )
-    done = 0
+    meter = _ProgressMeter(len(missing), progress)
+    step = MIN_PROGRESS_STEP
     for start in range(0, len(missing), chunk_size):
         chunk = missing[start : start + chunk_size]
-        vectors = embedder.embed([texts[first_index[h]] for h in chunk])
-        new = dict(zip(chunk, vectors, strict=True))
+        parts = []
+        at = 0
+        while at < len(chunk):
+            part = chunk[at : at + (len(chunk) if fixed_chunk else step)]
+            parts.append(np.asarray(embedder.embed([texts[first_index[h]] for h in part])))
+            at += len(part)
+            meter.advance(len(part))
+            step = max(MIN_PROGRESS_STEP, min(chunk_size, int(meter.rate * PROGRESS_SECONDS)))
+        new = dict(zip(chunk, np.vstack(parts), strict=True))
         if cache is not None:
-            cache.put_embeddings(embedder.model_id, new)
+            cache.put_embeddings(key, new)
         found.update(new)
-        done += len(chunk)
-        progress("embed", done / len(missing), f"embedded {done:,} of {len(missing):,} texts")
     if not texts:
         return np.zeros((0, 0), dtype=np.float32), _counts(0, 0, 0, 0)
     matrix = np.vstack([found[h] for h in hashes]).astype(np.float32, copy=False)
     return matrix, _counts(len(texts), len(distinct), len(distinct) - len(missing), len(missing))
 
 
+class _ProgressMeter:
+    """Texts done of a total, the rate since the start, and the time left, as progress lines."""
+
+    def __init__(self, total: int, progress: ProgressCallback) -> None:
+        self.total = total
+        self.progress = progress
+        self.done = 0
+        self.start = time.perf_counter()
+
+    @property
+    def rate(self) -> float:
+        return self.done / max(time.perf_counter() - self.start, 1e-9)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        rate = self.rate
+        left = (self.total - self.done) / rate if rate > 0 else 0.0
+        self.progress(
+            "embed",
+            self.done / self.total,
+            f"embedded {self.done:,} of {self.total:,} texts, {rate:,.1f} texts/s, "
+            f"{_duration(left)} left",
+        )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 def uncached_texts(
     texts: Sequence[str], embedder: Embedder, cache: EmbeddingCache | None
 ) -> list[str]:
-    """The distinct texts ``embed_texts`` would embed (not in ``cache`` under this model id),
+    """The distinct texts ``embed_texts`` would embed (not in ``cache`` under its cache key),
     in first-seen order: what a plan must pay for when embedding costs more than compute."""
     first: dict[str, str] = {}
     for t in texts:
         first.setdefault(text_hash(t), t)
     if cache is None or not first:
         return list(first.values())
-    found = cache.get_embeddings(embedder.model_id, list(first))
+    found = cache.get_embeddings(embedder.cache_key, list(first))
     return [t for h, t in first.items() if h not in found]
 
 

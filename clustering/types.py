@@ -139,8 +139,14 @@ def no_progress(stage: str, fraction: float, message: str) -> None:
 class Embedder(Protocol):
     @property
     def model_id(self) -> str:
-        """Names what made the vectors (model, instruction prefix, expansion): the embedding
-        cache's key. Read-only, so the embedders' properties satisfy it."""
+        """Names what made the vectors (model, instruction prefix, expansion). Read-only, so
+        the embedders' properties satisfy it."""
+        ...
+
+    @property
+    def cache_key(self) -> str:
+        """The embedding cache's key: ``model_id`` plus the numeric precision the vectors were
+        computed in, so vectors of two precisions never mix (issue #13)."""
         ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

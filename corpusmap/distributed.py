@@ -147,11 +147,16 @@ class RayEmbedder:
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.use_gpus = use_gpus
-        self._local = SentenceTransformerEmbedder(model)
+        self._local = SentenceTransformerEmbedder(model, precision=precision)
 
     @property
     def model_id(self) -> str:
         return self._local.model_id
+
+    @property
+    def cache_key(self) -> str:
+        """The local embedder's: its precision is what the CPU actors choose on this machine."""
+        return self._local.cache_key
 
     def _plan(self) -> dict[str, Any]:
         """Actor count and resources: one actor per GPU, else one single-threaded actor per CPU."""
@@ -194,7 +199,8 @@ class RayEmbedder:
             fn_constructor_kwargs={
                 "model": self.model,
                 "device": plan["device"],
-                "precision": self.precision,
+                # CPU actors encode in the precision chosen here, the one the cache key names.
+                "precision": self._local.precision if plan["device"] == "cpu" else self.precision,
                 "threads": plan["threads"],
             },
             batch_size=self.batch_size,

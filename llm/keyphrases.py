@@ -198,6 +198,11 @@ class KeyphraseEmbedder:
         return f"{self.base.model_id}{KEYPHRASE_TAG}{keyphrase_tag(self.llm_model, self.goal, self.version)}"
 
     @property
+    def cache_key(self) -> str:
+        """The base encoder's cache key (model and precision) plus the expansion's tag."""
+        return f"{self.base.cache_key}{KEYPHRASE_TAG}{keyphrase_tag(self.llm_model, self.goal, self.version)}"
+
+    @property
     def max_seq_length(self) -> int | None:
         return getattr(self.base, "max_seq_length", None)
 

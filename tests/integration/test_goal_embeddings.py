@@ -15,11 +15,11 @@ from clustering import read_corpus
 from clustering.embed import text_hash
 from clustering.errors import ConfigError
 from clustering.pipeline import PipelineConfig
-from corpusmap import api, modes, service, workflow
+from corpusmap import api, edits, modes, service, workflow
 from corpusmap.cli import main
 from corpusmap.errors import CorpusmapError
 from corpusmap.plan import plan_for_corpus
-from corpusmap.request import LLMSpec, RunRequest
+from corpusmap.request import LLMSpec, RunRequest, stored_request
 from corpusmap.structure import add_hierarchy
 from corpusmap.views import keyphrase_text
 from llm import LLMSettings
@@ -87,8 +87,10 @@ def cosines(a, b):
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def stored_vectors(store, model_id, texts):
-    found = store.get_embeddings(model_id, [text_hash(t) for t in texts])
+def stored_vectors(store, run, texts):
+    """The run's vectors as cached: under its embedder's cache key (model id and precision)."""
+    key = service.run_embedder(run).cache_key
+    found = store.get_embeddings(key, [text_hash(t) for t in texts])
     return np.vstack([found[text_hash(t)] for t in texts])
 
 
@@ -105,12 +107,12 @@ def test_an_instruction_prefix_changes_the_vectors_is_stored_and_is_kept_on_rebu
     run = store.get_run(run_id)
     prefix = INSTRUCTION.format(goal=GOAL)
     assert run.status == "completed" and run.embedder == f"all-MiniLM-L6-v2|prefix={prefix}"
-    assert run.config["mode_options"]["instruction"] == INSTRUCTION
+    assert stored_request(run).options.instruction == INSTRUCTION
     assert run.timings["embed_embedded"] == len(texts)
-    prefixed = stored_vectors(store, run.embedder, texts)
+    prefixed = stored_vectors(store, run, texts)
     plain = embedder.embed(texts)
     assert (cosines(prefixed, plain) < 0.995).all()  # the prefix moved every vector
-    assert store.count_embeddings("all-MiniLM-L6-v2") == 0  # nothing was embedded without it
+    assert store.count_embeddings(embedder.cache_key) == 0  # nothing was embedded without it
 
     # The same run again embeds nothing: every vector comes from the cache under the prefix.
     again = store.get_run(run_stored(store, ag_path, options, embedder))
@@ -122,10 +124,10 @@ def test_an_instruction_prefix_changes_the_vectors_is_stored_and_is_kept_on_rebu
     assert (cosines(rebuilt.embed(texts[:4]), prefixed[:4]) > 0.999).all()
     service.relabel(store, run_id)
     add_hierarchy(store, run_id, llm_budget=0)
-    assert store.get_run(run_id).metrics["hierarchy"]["n_parents"] >= 1
-    service.split_cluster(store, run_id, 0)
-    assert store.count_embeddings("all-MiniLM-L6-v2") == 0
-    assert store.count_embeddings(run.embedder) == len(texts)
+    assert store.get_run(run_id).hierarchy["n_parents"] >= 1
+    edits.split_cluster(store, run_id, 0)
+    assert store.count_embeddings(embedder.cache_key) == 0
+    assert store.count_embeddings(rebuilt.cache_key) == len(texts)
 
 
 def test_instruction_errors_come_before_anything_is_stored(sqlite_store, ag_path, tmp_path):
@@ -177,7 +179,7 @@ def test_keyphrase_expansion_asks_once_per_batch_and_a_second_run_asks_nothing(
     assert usage["calls"] == 3 and usage["plan"]["keyphrase_calls"] == 3
     assert usage["budget"] == {"max_calls": 5, "used": 3}
     assert len(store.list_llm_calls(run_id)) == 3
-    expanded = stored_vectors(store, run.embedder, texts)
+    expanded = stored_vectors(store, run, texts)
     assert (cosines(expanded, embedder.embed(texts)) < 0.99).all()
     assert run.metrics["nmi"] > 0.9  # the oracle's keyphrases name the gold class
 
@@ -209,7 +211,7 @@ def test_keyphrase_expansion_asks_once_per_batch_and_a_second_run_asks_nothing(
     assert rebuilt.model_id == run.embedder and rebuilt.asker is None
     service.relabel(store, run_id)
     add_hierarchy(store, run_id, llm_budget=0)
-    service.split_cluster(store, run_id, 0)
+    edits.split_cluster(store, run_id, 0)
     assert len(server.chat_requests) == 3
     unseen = texts[0] + " Updated."
     with pytest.raises(KeyphraseError, match="OPENAI_BASE_URL"):
@@ -273,7 +275,7 @@ def test_malformed_keyphrase_replies_fall_back_text_by_text(
     assert stats["expanded"] == 8 + 4 and stats["kept"] == 16 + 8 + 4
     assert stats["repairs"] == 1 and stats["unanswered"] == 1
     assert "28 kept as they were" in keyphrase_text(run.llm_usage)
-    similarity = cosines(stored_vectors(sqlite_store, run.embedder, texts), embedder.embed(texts))
+    similarity = cosines(stored_vectors(sqlite_store, run, texts), embedder.embed(texts))
     kept = np.r_[np.arange(16), np.arange(17, 40, 2)]
     assert (similarity[kept] > 0.995).all()  # kept as they were
     assert (np.delete(similarity, kept) < 0.99).all()
@@ -302,7 +304,7 @@ def test_cli_instruction_and_keyphrase_flags_end_to_end(
     assert len(oracle_server.chat_requests) == 3
     run = Store.open(str(db)).get_run(json.loads(first.stdout)["run_id"])
     assert run.embedder.startswith(f"all-MiniLM-L6-v2|prefix=Query about {GOAL}:\n|keyphrases=")
-    assert run.config["mode_options"]["expand_keyphrases"] is True
+    assert stored_request(run).options.expand_keyphrases is True
 
     second = runner.invoke(main, [*base, "--out", str(tmp_path / "b.csv"), *flags, *llm])
     assert second.exit_code == 0, second.output

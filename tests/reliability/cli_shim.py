@@ -21,6 +21,7 @@ class SlowEmbedder:
         self.inner = inner
         self.delay = delay
         self.model_id = inner.model_id
+        self.cache_key = inner.cache_key
 
     def embed(self, texts):
         time.sleep(self.delay)

@@ -63,6 +63,7 @@ def test_a_crashed_labeling_stage_is_resumed_not_redone(store, embedder):
 
     class CountingEmbedder:
         model_id = embedder.model_id
+        cache_key = embedder.cache_key
         seen: list[str] = []
 
         def embed(self, texts):

@@ -1,0 +1,262 @@
+"""Which numeric precision the encoder runs in, chosen by the hardware and by measurement.
+
+The issue this answers (#13): bf16 on every CPU made the embed stage 2.5-5x *slower* than fp32
+on an AVX2-only AMD EPYC (Zen 3), where torch runs bf16 through a slow fallback, while it ran
+~2x faster than fp32 on a CPU with native bf16 (AVX512-BF16 / AMX). So:
+
+- CUDA: fp16 (native, measured long ago, unchanged). MPS and others: fp32.
+- CPU: fp32, unless the CPU runs bf16 natively (``avx512_bf16`` / ``amx_bf16`` in
+  /proc/cpuinfo), or a short calibration on this machine (``calibrate``) measured another
+  candidate faster than fp32 at a mean cosine to fp32 of at least ``MIN_COSINE[candidate]``.
+  The calibration is cached per machine and model (``CalibrationCache``), so it runs once.
+
+The decision is a pure function of a ``CpuInfo`` and a ``Calibration``, so tests feed it any CPU.
+
+Candidates measured on CPU (all-MiniLM-L6-v2, 2 cores; bench/results/embed_speed.md):
+- ``int8``: ONNX Runtime, the model exported by torch.onnx and its MatMuls quantised to int8
+  per channel with ``reduce_range`` (``clustering.onnx_encoder``): 2.5-4x fp32, cosine ~0.992.
+- ``bf16``: 1.3-2x fp32 where native, cosine ~0.9999; 2.5-5x slower than fp32 where not.
+- torch's dynamic int8 of the Linear layers: 1.9x fp32 but cosine 0.94-0.95 (texts' nearest
+  neighbours change): rejected, not a candidate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+"""What ``precision`` may ask for besides ``auto``. ``int8`` is ONNX Runtime's int8."""
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+"""/proc/cpuinfo flags of CPUs whose bf16 matmuls run in hardware (AVX512-BF16, AMX)."""
+MIN_COSINE = {"fp32": 1.0, "fp16": 0.999, "bf16": 0.999, "int8": 0.99}
+"""Least mean cosine to fp32 at which calibration may choose a candidate: a rounding-only
+precision must be near-identical (0.999); int8 must keep 0.99, where clustering NMI stayed
+within 0.005 of fp32 (issue #13)."""
+MIN_SPEEDUP = 1.1
+"""A candidate must beat fp32 by 10% in calibration: timings on a shared machine vary ~±10%."""
+CALIBRATION_VERSION = 1
+"""Bump when the candidates or the calibration texts change: older measurements are redone."""
+
+_SHORT = [
+    "How do I merge two dictionaries in a single expression?",
+    "Refund still not received after two weeks",
+    "Stocks fall as oil prices climb to a record high",
+    "Why does my query return duplicate rows after a join?",
+    "Local team wins the championship in overtime",
+    "Can I change the PIN of my card in the app?",
+    "New telescope images show a distant galaxy cluster",
+    "Segmentation fault when freeing a pointer twice",
+    "The council approved the budget for the new bridge",
+    "Where can I see the exchange rate for a transfer?",
+    "Researchers find a gene linked to drought tolerance in wheat",
+    "How to undo the last commit but keep the changes",
+]
+CALIBRATION_TEXTS = _SHORT[:8] + [" ".join(_SHORT[i:] + _SHORT[:i]) for i in (0, 6)]
+"""What calibration encodes: 8 short texts and 2 of ~130 tokens, so that both text lengths
+weigh in the measured rate (written for this purpose, no corpus's text). Small, because it
+runs 3 times per candidate on the first load of a model on a machine."""
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """What decides precision on a CPU: its flags and torch's capability (``AVX2``, ``AVX512``)."""
+
+    flags: frozenset[str] = frozenset()
+    capability: str = ""
+    model: str = ""
+    n_cpus: int = 1
+
+    @property
+    def native_bf16(self) -> bool:
+        return any(f in self.flags for f in NATIVE_BF16_FLAGS)
+
+    @property
+    def key(self) -> str:
+        """Same on every start of the same machine: its CPU model, capability and bf16 flags."""
+        bf16 = ",".join(f for f in NATIVE_BF16_FLAGS if f in self.flags) or "no-bf16"
+        return f"{self.model or 'cpu'}|{self.capability or '?'}|{bf16}|{self.n_cpus}cpu"
+
+    def describe(self) -> str:
+        bf16 = ", ".join(f for f in NATIVE_BF16_FLAGS if f in self.flags) or "no native bf16"
+        return f"{self.model or 'CPU'} ({self.capability or 'unknown capability'}, {bf16})"
+
+
+def read_cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> CpuInfo:
+    """This machine's ``CpuInfo``; empty flags where /proc/cpuinfo is missing (macOS, Windows)."""
+    flags: set[str] = set()
+    model = ""
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            name = name.strip()
+            if name in ("flags", "Features") and not flags:
+                flags = set(value.split())
+            elif name == "model name" and not model:
+                model = value.strip()
+    except OSError:
+        pass
+    try:
+        import torch
+
+        capability = str(torch.backends.cpu.get_cpu_capability())
+        threads = torch.get_num_threads()
+    except (ImportError, AttributeError):  # pragma: no cover - torch is a hard dependency
+        capability, threads = "", os.cpu_count() or 1
+    return CpuInfo(frozenset(flags), capability, model, threads)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Texts per second and mean cosine to fp32 of each candidate, measured on one machine."""
+
+    rates: dict[str, float] = field(default_factory=dict)
+    cosines: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Calibration:
+        rates = {str(k): float(v) for k, v in dict(data.get("rates", {})).items()}  # type: ignore[call-overload]
+        cosines = {str(k): float(v) for k, v in dict(data.get("cosines", {})).items()}  # type: ignore[call-overload]
+        return cls(rates, cosines, float(data.get("seconds", 0.0)))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str
+    reason: str
+    """One sentence: why this precision, with the measured figures where there are some."""
+
+
+def cpu_candidates(cpu: CpuInfo, onnx_available: bool) -> list[str]:
+    """What calibration measures on this CPU, fp32 first (the reference)."""
+    candidates = ["fp32"]
+    if cpu.native_bf16:
+        candidates.append("bf16")
+    if onnx_available:
+        candidates.append("int8")
+    return candidates
+
+
+def choose_precision(
+    device: str,
+    cpu: CpuInfo,
+    requested: str = AUTO,
+    calibration: Calibration | None = None,
+) -> PrecisionChoice:
+    """The precision to encode in on ``device``, and why. ``requested`` other than ``auto`` wins."""
+    if requested != AUTO:
+        return PrecisionChoice(requested, f"{requested} was asked for")
+    if device.startswith("cuda"):
+        return PrecisionChoice("fp16", "CUDA GPUs run fp16 natively")
+    if device != "cpu":
+        return PrecisionChoice("fp32", f"fp32 on {device}")
+    if calibration is not None and "fp32" in calibration.rates:
+        base = calibration.rates["fp32"]
+        good = {
+            p: rate
+            for p, rate in calibration.rates.items()
+            if p != "fp32"
+            and calibration.cosines.get(p, 0.0) >= MIN_COSINE.get(p, 1.0)
+            and rate >= base * MIN_SPEEDUP
+        }
+        if good:
+            best = max(good, key=good.__getitem__)
+            return PrecisionChoice(
+                best,
+                f"{best} encoded {good[best]:.0f} texts/s against {base:.0f} for fp32 on this "
+                f"CPU ({cpu.describe()}), at mean cosine {calibration.cosines[best]:.4f} to fp32",
+            )
+        measured = ", ".join(
+            f"{p} {r:.0f}/s cos {calibration.cosines.get(p, 0):.4f}"
+            for p, r in calibration.rates.items()
+        )
+        return PrecisionChoice(
+            "fp32", f"no candidate beat fp32 at the required cosine on this CPU ({measured})"
+        )
+    if cpu.native_bf16:
+        return PrecisionChoice("bf16", f"the CPU runs bf16 natively ({cpu.describe()})")
+    return PrecisionChoice(
+        "fp32",
+        f"the CPU has no native bf16 ({cpu.describe()}), where bf16 ran 2.5-5x slower than fp32",
+    )
+
+
+Encode = Callable[[Sequence[str]], np.ndarray]
+
+
+def calibrate(
+    encoders: Mapping[str, Encode], texts: Sequence[str] = CALIBRATION_TEXTS
+) -> Calibration:
+    """Time each encoder on ``texts`` (a warm-up, then two rounds alternating between encoders,
+    the faster round kept) and compare its vectors with those of ``encoders["fp32"]``."""
+    start = time.perf_counter()
+    vectors = {name: _unit(encode(texts)) for name, encode in encoders.items()}  # warm-up
+    best = dict.fromkeys(encoders, float("inf"))
+    for _ in range(2):
+        for name, encode in encoders.items():
+            t0 = time.perf_counter()
+            encode(texts)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    reference = vectors["fp32"]
+    return Calibration(
+        rates={name: round(len(texts) / max(s, 1e-9), 1) for name, s in best.items()},
+        cosines={
+            name: round(float(np.mean(np.sum(reference * v, axis=1))), 5)
+            for name, v in vectors.items()
+        },
+        seconds=round(time.perf_counter() - start, 2),
+    )
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    v = np.asarray(vectors, dtype=np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+class CalibrationCache:
+    """Calibrations kept in ``folder/calibration.json``, keyed by machine, model and versions."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / "calibration.json"
+
+    @staticmethod
+    def key(cpu: CpuInfo, model_id: str, versions: str) -> str:
+        raw = f"v{CALIBRATION_VERSION}|{cpu.key}|{model_id}|{versions}"
+        return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:24]
+
+    def get(self, key: str) -> Calibration | None:
+        try:
+            entry = json.loads(self.path.read_text()).get(key)
+        except (OSError, ValueError):
+            return None
+        return Calibration.from_dict(entry) if isinstance(entry, dict) else None
+
+    def put(self, key: str, calibration: Calibration) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+            data = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            data = {}
+        data[key] = calibration.to_dict()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            tmp.replace(self.path)  # atomic: two processes never leave half a file
+        except OSError as err:  # a read-only home: measure again next time
+            log.warning("cannot keep the precision calibration in %s: %s", self.path, err)

@@ -1,0 +1,161 @@
+"""Precision by the hardware (issue #13): the decision on any CPU, overrides, calibration kept per
+machine and model, the cache key that keeps precisions apart, and int8 quality on real texts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clustering.embed import SentenceTransformerEmbedder, embed_texts
+from clustering.precision import (
+    Calibration,
+    CalibrationCache,
+    CpuInfo,
+    calibrate,
+    choose_precision,
+    cpu_candidates,
+    read_cpu_info,
+)
+from tests.conftest import read_jsonl_gz
+
+ZEN3 = CpuInfo(frozenset({"avx2", "fma", "sse4_2"}), "AVX2", "AMD EPYC 7B13", 2)
+"""The issue's CPU: AVX2 only, bf16 through torch's slow fallback."""
+SAPPHIRE = CpuInfo(frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}), "AVX512", "Xeon", 2)
+ZEN4 = CpuInfo(frozenset({"avx2", "avx512f", "avx512_bf16"}), "AVX512", "AMD EPYC 9B14", 2)
+
+
+def test_a_cpu_without_native_bf16_gets_fp32_and_says_why():
+    choice = choose_precision("cpu", ZEN3)
+    assert choice.precision == "fp32"
+    assert "no native bf16" in choice.reason and "AVX2" in choice.reason
+
+
+@pytest.mark.parametrize("cpu", [SAPPHIRE, ZEN4])
+def test_a_cpu_with_native_bf16_gets_bf16_without_calibration(cpu):
+    choice = choose_precision("cpu", cpu)
+    assert choice.precision == "bf16" and "natively" in choice.reason
+
+
+def test_calibration_chooses_the_fastest_candidate_that_keeps_cosine():
+    measured = Calibration(
+        rates={"fp32": 100.0, "bf16": 190.0, "int8": 300.0},
+        cosines={"fp32": 1.0, "bf16": 0.99995, "int8": 0.992},
+    )
+    choice = choose_precision("cpu", ZEN4, calibration=measured)
+    assert choice.precision == "int8"
+    assert "300 texts/s against 100 for fp32" in choice.reason and "0.9920" in choice.reason
+
+
+def test_calibration_rejects_a_lossy_or_barely_faster_candidate():
+    lossy = Calibration({"fp32": 100.0, "int8": 300.0}, {"fp32": 1.0, "int8": 0.95})
+    assert choose_precision("cpu", ZEN3, calibration=lossy).precision == "fp32"
+    # bf16 must be near-identical (0.999), not only within int8's 0.99
+    blurred = Calibration({"fp32": 100.0, "bf16": 200.0}, {"fp32": 1.0, "bf16": 0.995})
+    assert choose_precision("cpu", ZEN4, calibration=blurred).precision == "fp32"
+    noise = Calibration({"fp32": 100.0, "bf16": 105.0}, {"fp32": 1.0, "bf16": 0.9999})
+    assert choose_precision("cpu", ZEN4, calibration=noise).precision == "fp32"
+
+
+def test_calibration_can_choose_another_precision_on_a_cpu_without_native_bf16():
+    measured = Calibration({"fp32": 34.0, "int8": 90.0}, {"fp32": 1.0, "int8": 0.993})
+    assert choose_precision("cpu", ZEN3, calibration=measured).precision == "int8"
+
+
+def test_an_override_wins_and_cuda_keeps_fp16():
+    measured = Calibration({"fp32": 100.0, "int8": 300.0}, {"fp32": 1.0, "int8": 0.992})
+    choice = choose_precision("cpu", ZEN4, "fp32", measured)
+    assert choice.precision == "fp32" and "asked for" in choice.reason
+    assert choose_precision("cpu", ZEN3, "bf16").precision == "bf16"
+    assert choose_precision("cuda", ZEN3).precision == "fp16"
+    assert choose_precision("cuda:1", ZEN3, "fp32").precision == "fp32"
+    assert choose_precision("mps", ZEN3).precision == "fp32"
+
+
+def test_candidates_depend_on_the_cpu_and_on_onnx_runtime():
+    assert cpu_candidates(ZEN3, onnx_available=False) == ["fp32"]
+    assert cpu_candidates(ZEN3, onnx_available=True) == ["fp32", "int8"]
+    assert cpu_candidates(ZEN4, onnx_available=True) == ["fp32", "bf16", "int8"]
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu avx avx2 fma\n\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu avx avx2 fma\n"
+    )
+    cpu = read_cpu_info(cpuinfo)
+    assert cpu.model == "AMD EPYC 7B13" and "avx2" in cpu.flags and not cpu.native_bf16
+    assert cpu.capability  # torch's, e.g. AVX2 or AVX512
+    missing = read_cpu_info(tmp_path / "none")
+    assert missing.flags == frozenset() and not missing.native_bf16
+
+
+def test_calibrations_are_kept_per_machine_and_model(tmp_path):
+    cache = CalibrationCache(tmp_path / "models")
+    measured = Calibration({"fp32": 100.0, "int8": 300.0}, {"fp32": 1.0, "int8": 0.992}, 2.5)
+    key = cache.key(ZEN3, "all-MiniLM-L6-v2", "torch=2.13")
+    assert cache.get(key) is None
+    cache.put(key, measured)
+    assert CalibrationCache(tmp_path / "models").get(key) == measured
+    assert cache.get(cache.key(ZEN4, "all-MiniLM-L6-v2", "torch=2.13")) is None
+    assert cache.get(cache.key(ZEN3, "intfloat/e5-small", "torch=2.13")) is None
+
+
+def test_calibrate_measures_rates_and_cosines():
+    rng = np.random.default_rng(0)
+    table = {t: rng.normal(size=8) for t in ["a", "b", "c"]}
+
+    def exact(texts):
+        return np.array([table[t] for t in texts])
+
+    def noisy(texts):
+        return exact(texts) + rng.normal(scale=0.5, size=(len(texts), 8))
+
+    measured = calibrate({"fp32": exact, "int8": noisy}, ["a", "b", "c"])
+    assert measured.cosines["fp32"] == pytest.approx(1.0)
+    assert measured.cosines["int8"] < 0.99
+    assert set(measured.rates) == {"fp32", "int8"} and all(r > 0 for r in measured.rates.values())
+
+
+def test_the_cache_key_carries_the_precision_and_vectors_never_mix(tmp_path, sqlite_store):
+    fp32 = SentenceTransformerEmbedder(precision="fp32", cache_dir=tmp_path)
+    bf16 = SentenceTransformerEmbedder(precision="bf16", cache_dir=tmp_path)
+    assert fp32.model_id == bf16.model_id == "all-MiniLM-L6-v2"
+    assert fp32.cache_key == "all-MiniLM-L6-v2|precision=fp32"
+    assert bf16.cache_key == "all-MiniLM-L6-v2|precision=bf16"
+    assert fp32.precision_reason == "fp32 was asked for"
+    texts = ["how do I merge two dicts", "refund not received", "stocks fall"]
+    _, first = embed_texts(texts, fp32, sqlite_store)
+    _, second = embed_texts(texts, bf16, sqlite_store)
+    assert first["embedded"] == second["embedded"] == 3 and second["cache_hits"] == 0
+    _, again = embed_texts(texts, fp32, sqlite_store)
+    assert again["cache_hits"] == 3
+    prefixed = bf16.with_prefix("query: ")
+    assert prefixed.cache_key == "all-MiniLM-L6-v2|prefix=query: |precision=bf16"
+
+
+def test_bf16_vectors_are_unit_length_in_float32(tmp_path):
+    vectors = SentenceTransformerEmbedder(precision="bf16", cache_dir=tmp_path).embed(
+        ["a short text", "another, somewhat longer text about the weather in spring"]
+    )
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def real_texts() -> list[str]:
+    """200 real texts: 100 StackOverflow titles and 100 AG News items (~50 tokens)."""
+    titles = [r["text"] for r in read_jsonl_gz("stackoverflow.jsonl.gz", 2000)[::20]]
+    news = [r["text"] for r in read_jsonl_gz("ag_news_test.jsonl.gz", 2000)[::20]]
+    return titles + news
+
+
+def test_int8_keeps_cosine_to_fp32_on_200_real_texts(tmp_path, shared_data):
+    pytest.importorskip("onnxruntime")
+    texts = real_texts()
+    int8 = SentenceTransformerEmbedder(precision="int8", cache_dir=tmp_path)
+    assert int8.precision == "int8"  # ONNX Runtime ran, no fallback to fp32
+    assert (tmp_path / next(tmp_path.iterdir()).name / "model-int8.onnx").exists()
+    reference = SentenceTransformerEmbedder(precision="fp32", cache_dir=tmp_path).embed(texts)
+    cosines = np.sum(reference * int8.embed(texts), axis=1)
+    assert cosines.mean() >= 0.99, cosines.mean()
+    assert cosines.min() >= 0.95, cosines.min()
