@@ -18,7 +18,7 @@ import pandas as pd
 
 from clustering import read_corpus
 from clustering.types import Labeler, ProgressCallback, no_progress
-from corpusmap import llm_session, service, workflow
+from corpusmap import edits, llm_session, service, workflow
 from corpusmap.errors import CorpusmapError
 from corpusmap.export import write_table
 from corpusmap.request import RunRequest, build_request
@@ -43,9 +43,41 @@ class RunHandle:
         return self.info.metrics
 
     def frame(self) -> pd.DataFrame:
-        if "frame" not in self._cache:
+        # Cached per edit state: after an edit (or undo) the frame is read again (issue 15).
+        version = (self.info.status, self.store.edit_version(self.run_id))
+        if self._cache.get("frame_version") != version:
             self._cache["frame"] = service.labeled_frame(self.store, self.run_id)
+            self._cache["frame_version"] = version
         return self._cache["frame"]
+
+    # Edits (``corpusmap.edits``): each returns the sentence the run's edit log records.
+
+    def rename(self, cluster_id: int, name: str, description: str | None = None) -> str:
+        return edits.rename_cluster(
+            self.store, self.run_id, cluster_id, name=name, description=description
+        ).sentence
+
+    def merge(self, *cluster_ids: int) -> str:
+        return edits.merge_clusters(self.store, self.run_id, cluster_ids).sentence
+
+    def split(self, cluster_id: int, n_parts: int = 2) -> str:
+        return edits.split_cluster(self.store, self.run_id, cluster_id, n_parts).sentence
+
+    def move(self, rows: list[int], cluster_id: int) -> str:
+        """Move input rows (numbered from 0) to a cluster, or to -1 to mark them outliers."""
+        return edits.move_rows(self.store, self.run_id, rows, cluster_id).sentence
+
+    def undo(self) -> str:
+        return edits.undo(self.store, self.run_id).sentence
+
+    def redo(self) -> str:
+        return edits.redo(self.store, self.run_id).sentence
+
+    def edit_log(self) -> list[str]:
+        return [
+            edits.edit_sentence(e) + (" (undone)" if e.undone else "")
+            for e in self.store.list_edits(self.run_id)
+        ]
 
     def clusters(self) -> pd.DataFrame:
         return service.cluster_table(self.store, self.run_id)

@@ -160,9 +160,6 @@ def rename_cluster(
         and (new["inclusion_criterion"] == old.inclusion_criterion)
     ):
         raise EditError(f"cluster {cluster_id} already has this name and description")
-    parts = []
-    if new["name"] != old.name:
-        parts.append(f"Renamed #{cluster_id} '{old.name}' to '{new['name']}'")
     changed = [
         what
         for what, key in (
@@ -171,13 +168,12 @@ def rename_cluster(
         )
         if new[key] != getattr(old, key)
     ]
-    if changed:
-        subject = f"#{cluster_id} '{new['name']}'"
-        parts.append(
-            ("and changed its " if parts else f"Changed the {' and '.join(changed)} of {subject}")
-            + (" and ".join(changed) if parts else "")
-        )
-    sentence = " ".join(parts)
+    if new["name"] != old.name:
+        sentence = f"Renamed #{cluster_id} '{old.name}' to '{new['name']}'"
+        if changed:
+            sentence += f" and changed its {' and '.join(changed)}"
+    else:
+        sentence = f"Changed the {' and '.join(changed)} of #{cluster_id} '{old.name}'"
     overrides = {cluster_id: {**new, "edited": True, "stale": False}}
     return _commit(
         store,
@@ -660,6 +656,9 @@ def _metrics(
     run's own clustering space is not stored), gold-label agreement, faithfulness."""
     run = state.run
     metrics = dict(run.metrics)
+    metrics["faithfulness"] = faithfulness
+    if (labels == state.labels).all():
+        return metrics  # a rename: the clusters' members, and so their figures, are the same
     metrics.update(summary_metrics(labels))
     metrics.update(silhouette(vectors, labels))
     metrics["silhouette_space"] = "embeddings"
