@@ -128,6 +128,11 @@ def _cluster_section(
         else ""
     )
     extra = ""
+    if cluster.stale:
+        extra += (
+            "<p class='muted'>Named before an edit changed its texts: relabel it to refresh "
+            "the name.</p>"
+        )
     if rule:
         extra += f"<p><b>Keyword rule:</b> {escape(rule)}</p>"
     if parent is not None:
