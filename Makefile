@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 PORT ?= 8501
 
-.PHONY: install app test test-slow test-all lint bench system-deps local-llm
+.PHONY: install app test test-slow test-all lint typecheck bench system-deps local-llm
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -45,6 +45,10 @@ test-slow: install system-deps local-llm
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy on the packages (clustering, llm, storage, corpusmap: pyproject.toml [tool.mypy]).
+typecheck: install
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) -m pip install -q -e ".[test,bench]"

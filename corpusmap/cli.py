@@ -17,7 +17,7 @@ from corpusmap import api, service
 from corpusmap.cli_modes import mode_options, options_from, run_request
 from corpusmap.errors import CorpusmapError
 from corpusmap.export import write_table
-from corpusmap.request import build_request
+from corpusmap.request import PRECISIONS, build_request
 from storage import StorageError, Store
 
 log = logging.getLogger("corpusmap")
@@ -89,23 +89,61 @@ def main(verbose: bool) -> None:
 
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
-@click.option("--out", "out", required=True, help="Labeled corpus: .csv, .jsonl, .parquet or .xlsx.")
+@click.option(
+    "--out", "out", required=True, help="Labeled corpus: .csv, .jsonl, .parquet or .xlsx."
+)
 @click.option("--text-column", default=None, help="Column holding the texts (default: detected).")
 @click.option("--goal", default=None, help="What the clusters should be about, in plain words.")
 @click.option("--n-clusters", type=click.IntRange(min=1), default=None, help="Fix K (k-means).")
-@click.option("--min-cluster-size", type=click.IntRange(min=2), default=None, help="Smallest cluster (automatic K).")
+@click.option(
+    "--min-cluster-size",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Smallest cluster (automatic K).",
+)
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
 @click.option("--embedder", default=None, help="sentence-transformers model name or local folder.")
-@click.option("--labeler", type=click.Choice(["keywords", "llm"]), default="keywords", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(list(PRECISIONS)),
+    default="auto",
+    show_default=True,
+    help="Embedding precision; auto chooses by the hardware (fp16 on CUDA; bf16 only where the CPU runs it natively, else fp32).",
+)
+@click.option(
+    "--name",
+    "run_name",
+    default="",
+    help="A name for the run (shown in `corpusmap runs` and the app).",
+)
+@click.option(
+    "--labeler", type=click.Choice(["keywords", "llm"]), default="keywords", show_default=True
+)
 @click.option("--label-column", default=None, help="Gold labels: print NMI, ARI and ACC.")
 @click.option("--reassign-outliers", is_flag=True, help="Put every outlier in its nearest cluster.")
 @click.option("--sheet", default=None, help="XLSX sheet to read (default: the first with data).")
-@click.option("--llm-base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL).")
+@click.option(
+    "--llm-base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)."
+)
 @click.option("--llm-model", default=None, help="Model name (default: $CORPUSMAP_LLM_MODEL).")
 @click.option("--llm-timeout", type=float, default=None, help="Seconds per LLM request.")
-@click.option("--llm-max-in-flight", type=click.IntRange(min=1), default=None, help="Concurrent LLM requests.")
-@click.option("--sample-size", type=click.IntRange(min=50), default=PipelineConfig.sample_size, show_default=True, help="Above this many texts, fit UMAP and HDBSCAN on this many distinct texts and assign the rest in batches.")
-@click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS", help="Embed and assign on a Ray cluster (pip install 'corpusmap[ray]').")
+@click.option(
+    "--llm-max-in-flight", type=click.IntRange(min=1), default=None, help="Concurrent LLM requests."
+)
+@click.option(
+    "--sample-size",
+    type=click.IntRange(min=50),
+    default=PipelineConfig.sample_size,
+    show_default=True,
+    help="Above this many texts, fit UMAP and HDBSCAN on this many distinct texts and assign the rest in batches.",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    metavar="auto|ADDRESS",
+    help="Embed and assign on a Ray cluster (pip install 'corpusmap[ray]').",
+)
 @mode_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
@@ -120,6 +158,8 @@ def run(
     min_cluster_size: int | None,
     seed: int,
     embedder: str | None,
+    precision: str,
+    run_name: str,
     labeler: str,
     label_column: str | None,
     reassign_outliers: bool,
@@ -152,6 +192,8 @@ def run(
         sample_size=sample_size,
         options=options_from(mode_args),
         embedder=embedder,
+        precision=precision,
+        name=run_name,
         labeler=labeler,
         llm={
             "base_url": llm_base_url,
@@ -191,7 +233,9 @@ def _echo_label_failures(result: api.RunHandle) -> None:
 
 def _print_summary(summary: dict[str, Any]) -> None:
     m = summary["metrics"]
-    click.echo(f"run #{summary['run_id']} on corpus #{summary['corpus_id']}: {summary['texts']:,} texts")
+    click.echo(
+        f"run #{summary['run_id']} on corpus #{summary['corpus_id']}: {summary['texts']:,} texts"
+    )
     click.echo(
         f"clusters: {m.get('n_clusters')}  outliers: {m.get('noise_share', 0):.1%}"
         + (f"  silhouette: {m['silhouette']:.3f}" if m.get("silhouette") is not None else "")
@@ -201,7 +245,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if m.get("faithfulness") is not None:
         click.echo(f"explanation faithfulness: {m['faithfulness']:.3f}")
     timings = summary["timings"]
-    stages = [s for s in ("embed", "reduce", "cluster", "summarize", "label", "metrics") if s in timings]
+    stages = [
+        s for s in ("embed", "reduce", "cluster", "summarize", "label", "metrics") if s in timings
+    ]
     click.echo("seconds: " + "  ".join(f"{s} {timings[s]:.1f}" for s in stages))
     if "embed_embedded" in timings:
         click.echo(
@@ -229,7 +275,9 @@ def runs(corpus_id: int | None, db: str | None) -> None:
     if not rows:
         click.echo("no runs yet: `corpusmap run INPUT --out OUT` makes one")
         return
-    click.echo(f"{'run':>5}  {'status':<11} {'clusters':>8} {'outliers':>8}  {'created':<19}  corpus")
+    click.echo(
+        f"{'run':>5}  {'status':<11} {'clusters':>8} {'outliers':>8}  {'created':<19}  corpus"
+    )
     for r in rows:
         name = corpora[r.corpus_id].name if r.corpus_id in corpora else "?"
         click.echo(
@@ -280,9 +328,15 @@ def show(run_id: int, as_json: bool, db: str | None) -> None:
         f"{len(table)} clusters, goal: {run_info.goal or '-'}"
     )
     for row in table.itertuples():
-        faith = "" if row.faithfulness is None or row.faithfulness != row.faithfulness else f" faith {row.faithfulness:.2f}"
+        faith = (
+            ""
+            if row.faithfulness is None or row.faithfulness != row.faithfulness
+            else f" faith {row.faithfulness:.2f}"
+        )
         status = "" if row.label_status in ("ok", "keywords") else f" [{row.label_status}]"
-        click.echo(f"{row.cluster_id:>4}  {row.size:>6,}  {row.share:6.1%}  {row.name}{status}{faith}")
+        click.echo(
+            f"{row.cluster_id:>4}  {row.size:>6,}  {row.share:6.1%}  {row.name}{status}{faith}"
+        )
         click.echo(f"      {row.keywords}")
 
 
@@ -297,7 +351,11 @@ def export(run_id: int, out: str, clusters_only: bool, db: str | None) -> None:
     from corpusmap import service
 
     store = Store.open(db)
-    frame = service.cluster_table(store, run_id) if clusters_only else service.labeled_frame(store, run_id)
+    frame = (
+        service.cluster_table(store, run_id)
+        if clusters_only
+        else service.labeled_frame(store, run_id)
+    )
     write_table(frame, out)
     click.echo(f"wrote {out} ({len(frame):,} rows)")
 
@@ -325,7 +383,10 @@ def relabel(
     chosen = api.make_labeler(labeler, store, {"base_url": llm_base_url, "model": llm_model})
     labels = service.relabel(store, run_id, chosen, cluster_ids=list(cluster_ids) or None)
     failed = sum(1 for lab in labels if lab.status == "llm_failed")
-    click.echo(f"relabelled {len(labels)} clusters of run #{run_id}" + (f", {failed} fell back to keywords" if failed else ""))
+    click.echo(
+        f"relabelled {len(labels)} clusters of run #{run_id}"
+        + (f", {failed} fell back to keywords" if failed else "")
+    )
 
 
 @main.group()
@@ -336,7 +397,9 @@ def llm() -> None:
 @llm.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--model", "model_path", default=None, help="GGUF file (default: the bundled SmolLM2).")
+@click.option(
+    "--model", "model_path", default=None, help="GGUF file (default: the bundled SmolLM2)."
+)
 @handle_errors
 def llm_serve(host: str, port: int, model_path: str | None) -> None:
     """Start an OpenAI-compatible server on HOST:PORT; point corpusmap at it with
@@ -359,13 +422,6 @@ def llm_serve(host: str, port: int, model_path: str | None) -> None:
 from corpusmap.cli_edit import edit  # noqa: E402 (it uses the helpers above)
 
 main.add_command(edit)
-
-from corpusmap.cli_lens import assign_command, balance_command, lens_command, over_time_command  # noqa: E402
-
-main.add_command(lens_command)
-main.add_command(balance_command)
-main.add_command(over_time_command)
-main.add_command(assign_command)
 
 from corpusmap.cli_lens import assign_command, balance_command, lens_command, over_time_command  # noqa: E402
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from clustering.constraints import read_pairs
 from clustering.embed import resolve_instruction
-from corpusmap.errors import CorpusmapError
+from corpusmap.errors import RequestError
 
 MODES = ("cluster", "propose", "classify")
 
@@ -62,19 +62,19 @@ class ModeOptions:
 
     def validate(self) -> None:
         if self.mode not in MODES:
-            raise CorpusmapError(f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+            raise RequestError(f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
         if self.llm_budget is not None and self.llm_budget < 0:
-            raise CorpusmapError(f"--llm-budget must be 0 or more, got {self.llm_budget}")
+            raise RequestError(f"--llm-budget must be 0 or more, got {self.llm_budget}")
         if self.k_method not in ("silhouette", "stability"):
-            raise CorpusmapError("k_method must be 'silhouette' or 'stability'")
+            raise RequestError("k_method must be 'silhouette' or 'stability'")
         if self.selection not in ("greedy", "milp"):
-            raise CorpusmapError("selection must be 'greedy' or 'milp'")
+            raise RequestError("selection must be 'greedy' or 'milp'")
         if self.constrained and self.mode != "cluster":
-            raise CorpusmapError(
+            raise RequestError(
                 "seed labels and must-link / cannot-link pairs steer --mode cluster only"
             )
         if self.categories and self.mode != "classify":
-            raise CorpusmapError("categories are for --mode classify")
+            raise RequestError("categories are for --mode classify")
         # The template's fields and syntax; whether the run has a goal is checked with it.
         resolve_instruction(self.instruction, "goal")
 

@@ -26,15 +26,11 @@ from typing import Any
 
 from clustering.embed import resolve_instruction
 from clustering.pipeline import PipelineConfig
-from corpusmap.errors import CorpusmapError
+from corpusmap.errors import RequestError
 from corpusmap.modes import ModeOptions
 
 LABELERS = ("keywords", "llm")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
-
-
-class RequestError(CorpusmapError):
-    """Settings that cannot work together; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +163,10 @@ class RunRequest:
             options.n_parents is not None or options.k_method != "silhouette"
         ):
             problems.append("--n-parents and --k-method shape the hierarchy: add --hierarchy")
+        elif options.n_parents is not None and options.k_method != "silhouette":
+            problems.append(
+                "--k-method chooses the number of parents, which --n-parents fixes: drop one"
+            )
         if options.selection != "greedy" and options.mode != "propose":
             problems.append("--selection is for --mode propose: drop it")
         if self.ray and (options.instruction or options.expand_keyphrases):

@@ -105,6 +105,16 @@ def store_corpus(store: Store, corpus: Corpus) -> CorpusInfo:
     return store.add_corpus(corpus)
 
 
+def delete_corpus(store: Store, corpus_id: int) -> None:
+    """A corpus with its runs, their clusters, assignments and edits (cannot be undone)."""
+    store.delete_corpus(corpus_id)
+
+
+def delete_run(store: Store, run_id: int) -> None:
+    """A run with its clusters, assignments, structure and edits (its LLM calls stay cached)."""
+    store.delete_run(run_id)
+
+
 def truth_column(corpus: Corpus, label_column: str | None) -> list[Any] | None:
     """Gold labels of the non-empty rows, or None."""
     if not label_column:
@@ -149,9 +159,7 @@ def run_state(run: RunInfo) -> str:
     return run.status
 
 
-def claim_unfinished_run(
-    store: Store, corpus_id: int, settings: dict[str, Any]
-) -> RunInfo | None:
+def claim_unfinished_run(store: Store, corpus_id: int, settings: dict[str, Any]) -> RunInfo | None:
     """The newest unfinished run with these settings whose owner is gone, now owned by us."""
     for run in store.unfinished_runs(corpus_id, **settings):
         if run.status == "running" and owner_is_alive(run.owner, run.heartbeat_at):
@@ -349,7 +357,9 @@ def relabel(
     labels = list(labeler.label(todo))
     all_labels = {lab.cluster_id: lab for lab in _current_labels(store, run_id)}
     all_labels.update({lab.cluster_id: lab for lab in labels})
-    faith = explanation_faithfulness(vectors, assignment.labels, list(all_labels.values()), embedder)
+    faith = explanation_faithfulness(
+        vectors, assignment.labels, list(all_labels.values()), embedder
+    )
     store.save_labels(run_id, labels)
     store.save_faithfulness(run_id, faith.per_cluster)
     metrics = dict(run.metrics)
@@ -358,7 +368,9 @@ def relabel(
     used = labeler.usage_dict()
     if used:
         store.save_llm_usage(run_id, _add_usage(run.llm_usage, used))
-    store.add_edit(run_id, "relabel", {"labeler": labeler.name, "clusters": [s.cluster_id for s in todo]})
+    store.add_edit(
+        run_id, "relabel", {"labeler": labeler.name, "clusters": [s.cluster_id for s in todo]}
+    )
     return labels
 
 

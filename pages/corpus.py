@@ -102,7 +102,7 @@ else:
             "Yes, delete",
         ):
             with user_errors("Cannot delete the corpus"):
-                store.delete_corpus(pending)
+                service.delete_corpus(store, pending)
                 if st.session_state.get(keys.CORPUS_ID) == pending:
                     widgets.select_corpus(None)
                 st.session_state[keys.FLASH] = f"Corpus #{pending} deleted."

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from corpusmap import history
+from corpusmap import history, service
 from ui import frame, keys, resources, widgets
 from ui.errors import user_errors
 
@@ -49,7 +49,7 @@ if pending in run_ids and widgets.confirm(
     "Yes, delete",
 ):
     with user_errors("Cannot delete the run"):
-        store.delete_run(pending)
+        service.delete_run(store, pending)
         if st.session_state.get(keys.RUN_ID) == pending:
             st.session_state.pop(keys.RUN_ID, None)
         st.session_state[keys.FLASH] = f"Run {pending} deleted."

@@ -147,7 +147,7 @@ def structure_controls() -> Structure:
             "Automatic number of parents by",
             ["silhouette", "stability"],
             horizontal=True,
-            disabled=not hierarchy,
+            disabled=not hierarchy or bool(n_parents),
             help="Silhouette of the parent partition, or its stability under resampling.",
         )
         rules = st.toggle(

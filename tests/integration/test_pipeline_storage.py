@@ -9,7 +9,7 @@ import pytest
 from clustering import PipelineConfig, read_corpus
 from corpusmap import api, service, workflow
 from corpusmap.export import write_table
-from corpusmap.request import RunRequest
+from corpusmap.request import RunRequest, stored_request
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_run_is_stored_with_config_versions_timings_and_metrics(first_run):
     store, handle = first_run
     run = store.get_run(handle.run_id)
     assert run.status == "completed" and run.stage == "done"
-    assert run.config["random_state"] == 42 and run.seed == 42
+    assert stored_request(run).pipeline.random_state == 42 and run.seed == 42
     assert run.embedder == "all-MiniLM-L6-v2"
     assert run.versions["torch"] and run.versions["hdbscan"]
     assert {"embed", "reduce", "cluster", "summarize", "label"} <= set(run.timings)
@@ -77,7 +77,7 @@ def test_second_run_reuses_the_corpus_and_embeds_nothing(first_run, banking_slic
     assert run.timings["embed_embedded"] == 0
     assert run.timings["embed_cache_hits"] == 600 - corpus.n_duplicates
     assert store.count_embeddings() == embedded_before
-    assert run.config["pipeline"]["min_cluster_size"] == 25
+    assert stored_request(run).pipeline.min_cluster_size == 25
 
 
 def test_same_input_and_seed_give_the_same_clusters(first_run):

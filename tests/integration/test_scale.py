@@ -20,6 +20,7 @@ from clustering.sample_assign import (
     sampled_stages,
 )
 from clustering.types import NOISE
+from corpusmap.request import stored_request
 
 pytestmark = pytest.mark.slow  # 1,200 texts through several sampled runs; CI runs it
 
@@ -209,7 +210,7 @@ def test_cli_run_with_a_sample_size(banking_slice_path, tmp_path):
     from storage import Store
 
     run = Store.open(str(tmp_path / "cli.db")).get_run(json.loads(result.stdout)["run_id"])
-    assert run.config["sample_size"] == 300
+    assert stored_request(run).pipeline.sample_size == 300
     assert run.status == "completed"
     assert len(pd.read_csv(out)) == 600
 

@@ -10,6 +10,7 @@ import pytest
 from clustering import PipelineConfig, read_corpus_bytes
 from clustering.labels import KeywordLabeler
 from corpusmap import service, workflow
+from corpusmap.modes import ModeOptions
 from corpusmap.request import RunRequest
 from tests.reliability.conftest import topic_texts
 
@@ -120,3 +121,36 @@ def test_long_texts_warn_on_the_run(store, embedder):
     info = stored_corpus(store, texts)
     run = store.get_run(cluster(store, info.id, embedder=embedder))
     assert len(run.warnings) == 1 and "longer than the embedding model's window" in run.warnings[0]
+
+
+class FailsOnParents(KeywordLabeler):
+    """Names the clusters, then fails when asked to name the hierarchy's parents."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def label(self, summaries):
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("the labeler went away while naming the parents")
+        return super().label(summaries)
+
+
+def test_a_run_is_completed_only_with_every_output_it_asked_for(store, embedder):
+    info = stored_corpus(store)
+    request = RunRequest(
+        corpus_id=info.id, pipeline=CONFIG, options=ModeOptions(hierarchy=True, n_parents=2)
+    )
+    with pytest.raises(RuntimeError, match="parents"):
+        workflow.execute(store, request, embedder=embedder, labeler=FailsOnParents())
+    failed = store.get_run(1)
+    assert failed.status == "failed" and failed.stage != "done"
+    assert "parents" in failed.error
+    # The same request again finishes the run: now every output is there, and only then done.
+    run_id = workflow.execute(store, request, embedder=embedder)
+    run = store.get_run(run_id)
+    assert run_id == failed.id and run.status == "completed"
+    leaves = store.load_clusters(run_id)
+    assert len(store.load_clusters(run_id, level=1)) == 2
+    assert all(c.parent_id is not None for c in leaves)
+    assert set(run.rules) == {c.cluster_id for c in leaves}

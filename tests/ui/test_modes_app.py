@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from corpusmap import downloads
+from corpusmap.request import stored_request
 from tests.support.goal_replies import GoalOracle
 from tests.support.openai_server import ScriptedOpenAIServer
 from tests.ui.conftest import app_with_corpus, assert_clean, click, open_app, start_run, widget
@@ -72,13 +73,13 @@ def test_seeded_cluster_run_keeps_pairs_and_names_known_clusters(corpus) -> None
 
     run = corpus["store"].get_run(run_id)
     assert run.status == "completed" and run.mode == "cluster"
-    assert run.config["mode_options"]["seed_labels"] == len(typed)
-    report = run.metrics["constraints"]
+    assert len(stored_request(run).options.seed_labels) == len(typed)
+    report = run.constraints
     assert report["must_link_held"] == report["must_link_total"] == len(must)
     assert report["cannot_link_held"] == report["cannot_link_total"] == len(cannot)
     assert "constraints held: must-link 5/5" in shown_text(at)
     # Clusters holding seeds are named after their seed class; the rest are marked new.
-    known = run.metrics["novelty"]["known"]
+    known = run.novelty["known"]
     assert set(known.values()) <= set(seeded_intents) and len(set(known.values())) >= 6
     names = {c.cluster_id: c.name for c in corpus["store"].load_clusters(run_id)}
     assert all(names[int(c)] == lab for c, lab in known.items())
@@ -186,10 +187,10 @@ def test_explore_adds_a_hierarchy_and_rules_to_a_plain_run(corpus) -> None:
     widget(at.toggle, "Keyword rules").set_value(False)
     at.run()
     run_id = start_run(at)
-    assert "rules" not in store.get_run(run_id).metrics
+    assert not store.get_run(run_id).rules
     at.switch_page("pages/explore.py").run()
     click(at, "Add keyword rules")
-    assert "rules" in store.get_run(run_id).metrics
+    assert store.get_run(run_id).rules
     widget(at.number_input, "Parents (0 = automatic)").set_value(2)
     click(at, "Build a hierarchy")
     assert len(store.load_clusters(run_id, level=1)) == 2
