@@ -933,10 +933,19 @@ class Store:
         level: int = 0,
         faithfulness: dict[int, float] | None = None,
     ) -> None:
-        """Replace the run's clusters of one level with these summaries and labels."""
+        """Replace the run's clusters of one level with these summaries and labels; a cluster
+        saved again keeps its ``edited`` and ``stale`` marks (a hierarchy added after edits)."""
         by_id = {lab.cluster_id: lab for lab in labels}
         faithfulness = faithfulness or {}
         with self._tx() as session:
+            marks = {
+                row.cluster_id: (row.edited, row.stale)
+                for row in session.execute(
+                    select(ClusterRow.cluster_id, ClusterRow.edited, ClusterRow.stale).where(
+                        ClusterRow.run_id == run_id, ClusterRow.level == level
+                    )
+                )
+            }
             session.execute(
                 delete(ClusterRow).where(ClusterRow.run_id == run_id, ClusterRow.level == level)
             )
@@ -961,6 +970,8 @@ class Store:
                         labeler=lab.labeler if lab else "",
                         faithfulness=faithfulness.get(s.cluster_id),
                         extra=_json({"neighbours": list(s.neighbours)}),
+                        edited=marks.get(s.cluster_id, (False, False))[0],
+                        stale=marks.get(s.cluster_id, (False, False))[1],
                     )
                 )
 

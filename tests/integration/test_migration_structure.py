@@ -146,3 +146,28 @@ def test_save_metrics_routes_structure_to_tables(sqlite_store: Store) -> None:
     assert run.metrics == {"n_clusters": 2} and run.rules[1]["rule"] == "x"
     store.save_metrics(run_id, {"n_clusters": 2})  # no rules key: the stored rules stay
     assert store.get_run(run_id).rules[1]["rule_recall"] == 0.5
+
+
+def test_clusters_saved_again_keep_their_edit_marks(sqlite_store: Store) -> None:
+    """A hierarchy added after edits re-saves the leaves: their stale and edited marks stay."""
+    import pandas as pd
+
+    from clustering.types import ClusterSummary, Corpus
+
+    store = sqlite_store
+    corpus = Corpus(
+        name="c", frame=pd.DataFrame({"text": ["a", "b"]}), text_column="text", texts=["a", "b"]
+    )
+    run_id = store.create_run(
+        store.add_corpus(corpus).id, config={}, seed=1, embedder="m", labeler="x"
+    )
+    summaries = [ClusterSummary(c, 1, 0.5, ("a",), ("a",)) for c in (0, 1)]
+    store.save_clusters(run_id, summaries)
+    store.mark_stale(run_id, [1])
+    store.save_clusters(
+        run_id, [ClusterSummary(c, 1, 0.5, ("a",), ("a",), parent_id=1000) for c in (0, 1)]
+    )
+    assert [(c.cluster_id, c.stale, c.parent_id) for c in store.load_clusters(run_id)] == [
+        (0, False, 1000),
+        (1, True, 1000),
+    ]
