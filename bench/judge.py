@@ -170,7 +170,7 @@ class SimulatedJudge:
         self.stop()
 
     def overrides(self, **extra: Any) -> dict[str, Any]:
-        """``llm_overrides`` for ``corpusmap.modes.run_file`` / ``api.run`` that use this judge."""
+        """``llm_overrides`` for ``corpusmap.api.run`` that use this judge."""
         return {"base_url": self.base_url, "model": self.model, "api_key": "judge", **extra}
 
     @property

@@ -45,7 +45,7 @@ RESULTS = Path(__file__).parent / "results"
 RANDOM_STATE = 42
 DEFAULT_CORPORA = ("banking77_test", "ag_news_test")
 FULL = {"n": 1000, "p": (1.0, 0.9, 0.75, 0.6, 0.5), "budgets": (0, 50, 200, 1000)}
-QUICK = {"n": 400, "p": (1.0, 0.75, 0.5), "budgets": (0, 10, 30)}
+QUICK = {"n": 400, "p": (1.0, 0.9, 0.75, 0.6, 0.5), "budgets": (0, 10, 30, 60)}
 MODES = ("classify", "propose", "keyphrases")
 JUDGE_SEED = 0
 
@@ -92,7 +92,10 @@ def run_one(
         labeler="keywords",
         label_column="label",
         store=store,
-        llm_overrides=judge.overrides() if judge is not None and budget else None,
+        # A model name per run: no run is answered from another run's stored calls.
+        llm_overrides=judge.overrides(model=f"{judge.model}-{mode}-{budget}")
+        if judge is not None and budget
+        else None,
     )
     after = judge.usage() if judge is not None else {}
     metrics = handle.info.metrics

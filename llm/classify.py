@@ -8,16 +8,17 @@ within a call budget.
 3. The LLM classifies many texts per call, the least certain texts first, while the budget
    lasts; its answers replace the embedding's. Category 0 in a reply ("none fits") makes the
    text an outlier.
-4. The guard (issue 18): the first ``CALIBRATION_TEXTS`` the LLM classifies are those the
-   embedding is surest of, so the LLM's agreement with the embedding there estimates the LLM's
-   accuracy ``q`` (from below). At ``TRUST_ACCURACY`` or more, every answer stands. Under it,
-   the agreement on the other answers, by embedding margin, estimates the embedding's accuracy
-   ``e(margin)`` (agreement / ``q``, made monotone), and where the two disagree the LLM's answer
-   is kept only where ``q > e(margin) + GUARD_SLACK``: a model that is wrong one time in four
-   does not overrule the embedding where the embedding is right more often.
-   The texts the LLM did not classify then go to prototypes moved onto the members of each
-   category (``refine_prototypes``), so they follow the LLM's answers.
-5. When that accuracy is under ``TRUST_ACCURACY`` and the LLM's own answers fit the offline
+4. The guard (issue 18): the first texts the LLM classifies are ``CALIBRATION_PAIRS`` pairs
+   of near-duplicates (mutual nearest neighbours by embedding, almost surely of one group), so
+   how often it puts both texts of a pair in one category estimates its accuracy ``q``
+   (``sqrt`` of that share: two independent answers). At ``TRUST_ACCURACY`` or more, every
+   answer stands. Under it, the LLM's agreement with the nearest category, by embedding margin,
+   estimates the embedding's accuracy ``e(margin)`` (agreement / ``q``, made monotone), and
+   where the two disagree the LLM's answer is kept only where ``q > e(margin) + GUARD_SLACK``:
+   a model that is wrong one time in four does not overrule the embedding where the embedding
+   is right more often. The texts the LLM did not classify then go to prototypes moved onto
+   the members of each category (``refine_prototypes``), so they follow the LLM's answers.
+5. When ``q`` is under ``TRUST_ACCURACY`` and the LLM's own answers fit the offline
    categories (keywords of a k-means clustering, nearest by embedding) better than its
    categories, the run is the offline one: the LLM's influence is dropped (``offline_instead``).
 Measured with simulated judges of known accuracy (``bench.llm_value``,
@@ -68,17 +69,20 @@ MERGE_DISTANCE = 0.35
 """Cosine distance under which two proposed categories are one, when merging by embedding."""
 COMPLETION_TOKENS = {"propose": 220, "merge": 300, "classify": 12 * CLASSIFY_BATCH}
 """Expected reply sizes, for the plan (the classify entry is for a full default batch)."""
-CALIBRATION_TEXTS = 30
-"""Texts the embedding is surest of, classified first: the LLM's agreement with the embedding
-on them estimates the LLM's accuracy (the guard, step 4)."""
+CALIBRATION_PAIRS = 15
+"""Near-duplicate pairs classified first: whether the LLM puts both texts of a pair in one
+category estimates its accuracy (the guard, step 4)."""
+CALIBRATION_POOL = 2000
+"""Texts among which the near-duplicate pairs are looked for (a seeded sample of larger
+corpora: the search is quadratic)."""
 GUARD_SLACK = 0.03
 """How much more accurate than the embedding the LLM must be estimated to be, where they
 disagree, for its answer to stand."""
 TRUST_ACCURACY = 0.8
 """Below this agreement on the surest texts, the run may fall back to the offline categories
 (step 5 of the module docstring)."""
-GUARD_MIN_CALIBRATION = 10
-"""Fewer calibration answers than this and the guard keeps every LLM answer (too few to judge)."""
+GUARD_MIN_PAIRS = 5
+"""Fewer answered calibration pairs than this and the guard keeps every LLM answer."""
 
 
 @dataclass(frozen=True)
@@ -255,37 +259,61 @@ def offline_instead(
     vectors: np.ndarray,
     config: ClassifyConfig,
     nearest: np.ndarray,
-    calibration: np.ndarray,
+    llm_accuracy: float,
     answers: dict[int, int],
     stats: dict[str, Any],
 ) -> list[Candidate] | None:
     """The offline categories when the LLM is not to be trusted with the run (step 5 of the
-    module docstring), else ``None``: its agreement with the embedding on the texts the
-    embedding is surest of is under ``TRUST_ACCURACY``, and its own answers agree better
-    with the offline categories (nearest by embedding) than with its categories."""
+    module docstring), else ``None``: its estimated accuracy is under ``TRUST_ACCURACY`` and
+    its own answers agree better with the offline categories (nearest by embedding) than with
+    the nearest of its categories."""
     from sklearn.metrics import normalized_mutual_info_score as nmi
 
+    if llm_accuracy >= TRUST_ACCURACY or not answers:
+        return None
     ids = np.fromiter(answers, dtype=np.int64, count=len(answers))
-    if len(ids) < GUARD_MIN_CALIBRATION:
-        return None
     given = np.fromiter(answers.values(), dtype=np.int64, count=len(ids))
-    mine = nearest
-    surest = calibration[ids]
-    accuracy = float(np.mean(given[surest] == mine[ids[surest]])) if surest.any() else 1.0
-    if accuracy >= TRUST_ACCURACY:
-        return None
     offline = offline_categories(texts, vectors, config)
     theirs = _nearest(vectors, offline)
-    if nmi(given, theirs[ids]) <= nmi(given, mine[ids]):
+    if nmi(given, theirs[ids]) <= nmi(given, nearest[ids]):
         return None
     stats["guard"] = "offline"
-    stats["guard_llm_accuracy"] = round(accuracy, 4)
     log.info(
-        "label-then-classify: the LLM agrees with the embedding on %.0f%% of the surest texts "
-        "and its answers fit the offline categories better: the run keeps those",
-        100 * accuracy,
+        "label-then-classify: the LLM's estimated accuracy is %.2f and its answers fit the "
+        "offline categories better: the run keeps those",
+        llm_accuracy,
     )
     return offline
+
+
+def calibration_pairs(
+    vectors: np.ndarray, n_pairs: int, random_state: int
+) -> list[tuple[int, int]]:
+    """Up to ``n_pairs`` disjoint pairs of mutual nearest neighbours, the most similar first,
+    among ``CALIBRATION_POOL`` texts."""
+    n = len(vectors)
+    rng = np.random.default_rng(random_state)
+    pool = (
+        np.sort(rng.choice(n, CALIBRATION_POOL, replace=False))
+        if n > CALIBRATION_POOL
+        else np.arange(n)
+    )
+    X = vectors[pool] / np.maximum(np.linalg.norm(vectors[pool], axis=1, keepdims=True), 1e-12)
+    sims = X @ X.T
+    np.fill_diagonal(sims, -np.inf)
+    best = np.argmax(sims, axis=1)
+    mutual = [(a, int(b)) for a, b in enumerate(best) if a < b and best[b] == a]
+    mutual.sort(key=lambda ab: -sims[ab[0], ab[1]])
+    return [(int(pool[a]), int(pool[b])) for a, b in mutual[:n_pairs]]
+
+
+def estimate_accuracy(answers: dict[int, int], pairs: Sequence[tuple[int, int]]) -> float | None:
+    """``sqrt`` of the share of answered pairs whose two texts got one category (``None`` with
+    fewer than ``GUARD_MIN_PAIRS`` answered)."""
+    same = [answers[a] == answers[b] for a, b in pairs if a in answers and b in answers]
+    if len(same) < GUARD_MIN_PAIRS:
+        return None
+    return float(np.sqrt(np.mean(same)))
 
 
 def fill_categories(
@@ -346,30 +374,21 @@ def guard_answers(
     answers: dict[int, int],
     nearest: np.ndarray,
     margin: np.ndarray,
-    calibration: np.ndarray,
+    llm_accuracy: float,
     stats: dict[str, Any],
 ) -> dict[int, int]:
-    """The LLM's answers that stand (step 4 of the module docstring): those that agree with the
-    embedding, and those where the LLM is estimated more accurate than the embedding at that
-    text's margin. ``stats`` gets the estimates and how many answers were dropped."""
+    """The LLM's answers that stand (step 4 of the module docstring): all of them when its
+    estimated accuracy is ``TRUST_ACCURACY`` or more; else those that agree with the embedding
+    and those where the LLM is estimated more accurate than the embedding at that text's
+    margin. ``stats`` gets how many answers were dropped."""
     from sklearn.isotonic import IsotonicRegression
 
     ids = np.fromiter(answers, dtype=np.int64, count=len(answers))
-    if not len(ids):
+    if llm_accuracy >= TRUST_ACCURACY or not len(ids):
+        stats["guard_dropped"] = 0
         return answers
     chosen = np.fromiter(answers.values(), dtype=np.int64, count=len(ids))
     agree = (chosen == nearest[ids]).astype(float)
-    known = calibration[ids]
-    if known.sum() < GUARD_MIN_CALIBRATION:
-        stats["guard"] = "too few calibration answers"
-        return answers
-    llm_accuracy = float(agree[known].mean())
-    stats["guard_llm_accuracy"] = round(llm_accuracy, 4)
-    if llm_accuracy >= TRUST_ACCURACY:
-        # Agreement on the surest texts is the LLM's accuracy times the embedding's there; at
-        # this level both are high and the estimates below would only drop its corrections.
-        stats["guard_dropped"] = 0
-        return answers
     # Agreement = q * e + (chance the two are wrong alike); agreement / q over-estimates e, so
     # the guard errs towards the embedding.
     fit = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
@@ -403,11 +422,12 @@ def label_then_classify(
     by_llm = np.zeros(n, dtype=bool)
     if asker is not None and parts["classify_calls"]:
         order = np.argsort(margin, kind="stable")  # least certain first
-        calibration = np.zeros(n, dtype=bool)
-        if config.guard and Z.shape[1] > 1 and n > 2 * CALIBRATION_TEXTS:
-            # The surest texts go first, so even a small budget can be judged (step 4).
-            calibration[order[-CALIBRATION_TEXTS:]] = True
-            order = np.concatenate([order[-CALIBRATION_TEXTS:][::-1], order[:-CALIBRATION_TEXTS]])
+        twins: list[tuple[int, int]] = []
+        if config.guard and Z.shape[1] > 1 and n >= 4 * CALIBRATION_PAIRS:
+            # Near-duplicate pairs go first, so even a small budget can be judged (step 4).
+            twins = calibration_pairs(vectors, CALIBRATION_PAIRS, config.random_state)
+            first = np.asarray([i for pair in twins for i in pair], dtype=np.int64)
+            order = np.concatenate([first, order[~np.isin(order, first)]])
         size = config.classify_batch
         n_batches = min(parts["classify_calls"], math.ceil(n / size))
         batches = [order[k * size : (k + 1) * size] for k in range(n_batches)]
@@ -430,12 +450,14 @@ def label_then_classify(
                 if category < 0 and not config.allow_other:
                     continue
                 answers[int(batch[k])] = category
-        if config.guard and calibration.any():
-            offline = offline_instead(texts, vectors, config, nearest, calibration, answers, stats)
+        accuracy = estimate_accuracy(answers, twins) if twins else None
+        if accuracy is not None:
+            stats["guard_llm_accuracy"] = round(accuracy, 4)
+            offline = offline_instead(texts, vectors, config, nearest, accuracy, answers, stats)
             if offline is not None:
                 categories, raw, answers = offline, _nearest(vectors, offline), {}
             else:
-                answers = guard_answers(answers, nearest, margin, calibration, stats)
+                answers = guard_answers(answers, nearest, margin, accuracy, stats)
                 refined = refine_prototypes(Z, vectors, categories, answers)
                 raw = np.argmax(refined, axis=1).astype(np.int64)
         for i, category in answers.items():

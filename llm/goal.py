@@ -336,6 +336,16 @@ def propose_assign_select(
                 texts, vectors, min(2 * k, max(2, n // 5)), config.random_state
             )
             stats["fallback"] = "keywords" if asker is not None else "no_llm"
+        elif round_no == 0 and config.n_clusters and len(new) < config.n_clusters:
+            # Too few proposals to select K from (a small budget): keyword candidates least
+            # like them fill up to what the offline mode selects from (issue 18).
+            wanted = min(2 * config.n_clusters, max(2, n // 5))
+            extra = keyword_candidates(texts, vectors, wanted, config.random_state)
+            taken = np.vstack([c.vector for c in new])
+            extra.sort(key=lambda c: float(np.max(taken @ c.vector)))
+            added = extra[: max(0, wanted - len(new))]
+            new = new + added
+            stats["filled_by_keywords"] = len(added)
         if not new:
             break
         candidates.extend(new)
