@@ -89,12 +89,19 @@ def stage_table(run: RunInfo | None, live_stage: str = "", live_message: str = "
     return pd.DataFrame(rows)
 
 
-def finished_fraction(run: RunInfo | None) -> float:
+def finished_fraction(run: RunInfo | None, stage: str = "", fraction: float = 0.0) -> float:
+    """Share of the run done: its finished stages, plus ``fraction`` of the live ``stage`` (a
+    job's progress: the embed stage reports texts done every second or so), so the bar moves
+    within a long stage."""
     if run is None:
         return 0.0
     if run.status == "completed":
         return 1.0
-    return (STAGES.index(run.stage) + 1) / len(STAGES) if run.stage in STAGES else 0.0
+    done = (STAGES.index(run.stage) + 1) / len(STAGES) if run.stage in STAGES else 0.0
+    if stage in STAGES:
+        live = (STAGES.index(stage) + min(max(fraction, 0.0), 1.0)) / len(STAGES)
+        done = max(done, live)
+    return done
 
 
 WARM_UP_TEXTS = 64
