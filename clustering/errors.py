@@ -23,3 +23,7 @@ class EmbedderError(ClusteringError):
 
 class ConfigError(ClusteringError):
     """A pipeline parameter is out of range."""
+
+
+class ConstraintError(ClusteringError):
+    """Seeds and pairs contradict each other or point outside the corpus."""

@@ -14,13 +14,14 @@ import io
 import json
 import logging
 import os
-import re
 import zlib
 from pathlib import Path
 
 import pandas as pd
 
-from clustering.errors import ColumnError, EmptyCorpusError, IngestError
+from clustering.columns import choose_text_column, clean_text
+from clustering.errors import EmptyCorpusError, IngestError
+from clustering.language import language_warning
 from clustering.types import Corpus
 
 log = logging.getLogger(__name__)
@@ -39,56 +40,10 @@ EXTENSION_FORMATS = {
     ".pq": "parquet",
     ".xlsx": "xlsx",
 }
-TEXT_COLUMN_NAMES = (
-    "text",
-    "content",
-    "body",
-    "message",
-    "comment",
-    "review",
-    "description",
-    "sentence",
-    "document",
-    "title",
-    "question",
-    "query",
-    "utterance",
-    "tweet",
-)
 DEFAULT_MAX_BYTES = 2 * 1024**3
 """Largest file (after decompression) read in one go, unless CORPUSMAP_MAX_UPLOAD_MB says
 otherwise; configurable per call."""
 MAX_UPLOAD_ENV = "CORPUSMAP_MAX_UPLOAD_MB"
-LANGUAGE_SAMPLE = 2_000
-"""Texts looked at by the language heuristic: enough for a stable share, cheap at any size."""
-LANGUAGE_CHARS = 1_000
-"""Characters of each sampled text looked at (a 10 MB text must not cost seconds)."""
-MIN_WORDS_FOR_LANGUAGE = 50
-"""Fewer words than this (in the sample) are too few to judge a corpus's language."""
-NON_ASCII_LETTER_SHARE = 0.3
-"""Above this share of non-ASCII letters the corpus is not (mostly) English."""
-MIN_OTHER_SHARE = 0.05
-"""Prose in Spanish, French, German... has 20-40 % of its words in ``OTHER_STOPWORDS``; English
-keyword lists ("card declined") have neither kind, and must not be flagged."""
-ENGLISH_STOPWORDS = frozenset(
-    "the a an and or of to in on at for with from by is are was were be been it its this that "
-    "these those i you he she we they my your our their me him her us them not no do does did "
-    "have has had can could will would should how what why when where which who there here "
-    "if but so as about into than then up out just get all any my".split()
-)
-OTHER_STOPWORDS = frozenset(
-    # Spanish, French, German, Portuguese, Italian and Dutch function words that are not
-    # English words: more hits than English ones means another language in Latin script.
-    "de la el los las que y en un una por con para es del se su al lo como pero sus mi "
-    "le les des et est une pour pas dans qui sur du au ce je vous nous "
-    "der das und ist nicht ein eine zu mit sich auf für ich sie wir ihr ihre mein meine "
-    "o os um uma não com mais da do em "
-    "il di che per non sono della gli ho "
-    "het een van ik je niet op dat ze".split()
-)
-
-# Control characters other than tab and newline break tokenizers, terminals and spreadsheets.
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def detect_format(filename: str) -> str:
@@ -164,18 +119,6 @@ def _looks_binary(sample: bytes) -> bool:
         return True
     controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 13))
     return controls > max(8, len(sample) // 20)
-
-
-def clean_text(value: object) -> str:
-    """A cell as text: NUL and control characters removed, whitespace trimmed; NA is ""."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value != value:  # NaN
-        return ""
-    if value is pd.NA or value is pd.NaT:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    return _CONTROL_CHARS.sub(" ", text).strip()
 
 
 def max_upload_bytes() -> int:
@@ -273,9 +216,7 @@ def read_corpus_bytes(
         warnings.extend(notes)
     frame = _normalise_columns(frame)
     if frame.empty or len(frame.columns) == 0:
-        raise EmptyCorpusError(
-            f"{filename} has no data rows (only a header?); add rows with texts"
-        )
+        raise EmptyCorpusError(f"{filename} has no data rows (only a header?); add rows with texts")
     column = choose_text_column(frame, text_column)
     texts = [clean_text(v) for v in frame[column].tolist()]
     if not any(texts):
@@ -381,39 +322,6 @@ def _sniff_separator(text: str) -> str:
     return best if counts[best] > counts[","] else ","
 
 
-def language_warning(texts: list[str]) -> str | None:
-    """A note when the texts do not look English: the default embedding model is English-first.
-
-    A cheap heuristic on a sample: the share of non-ASCII letters (other scripts, accents) and
-    the share of words that are common English function words.
-    """
-    sample = [t[:LANGUAGE_CHARS] for t in texts if t][:LANGUAGE_SAMPLE]
-    letters = [ch for t in sample for ch in t if ch.isalpha()]
-    words = [w.lower() for t in sample for w in _WORD.findall(t)]
-    if len(letters) < MIN_WORDS_FOR_LANGUAGE * 3:
-        return None
-    non_ascii = sum(1 for ch in letters if not ch.isascii()) / len(letters)
-    english = sum(1 for w in words if w in ENGLISH_STOPWORDS) / max(len(words), 1)
-    other = sum(1 for w in words if w in OTHER_STOPWORDS) / max(len(words), 1)
-    if non_ascii > NON_ASCII_LETTER_SHARE:
-        why = f"{non_ascii:.0%} of the letters are not ASCII"
-    elif len(words) >= MIN_WORDS_FOR_LANGUAGE and other > max(english, MIN_OTHER_SHARE):
-        why = (
-            f"{english:.0%} of the words are common English words, {other:.0%} common words "
-            "of other languages"
-        )
-    else:
-        return None
-    return (
-        f"the texts do not look English ({why}); the default embedding model is English-first, "
-        "so clusters may be weaker. For other languages choose a multilingual "
-        "sentence-transformers model (--embedder, e.g. paraphrase-multilingual-MiniLM-L12-v2)"
-    )
-
-
-_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
-
-
 def _read_jsonl(text: str) -> pd.DataFrame:
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -514,57 +422,3 @@ def _normalise_columns(frame: pd.DataFrame) -> pd.DataFrame:
         names.append(name)
     frame.columns = names
     return frame
-
-
-def choose_text_column(frame: pd.DataFrame, requested: str | None = None) -> str:
-    """The column holding the texts: the requested one, a usual name, or the longest strings."""
-    columns = [str(c) for c in frame.columns]
-    if requested is not None:
-        if requested not in columns:
-            raise ColumnError(
-                f"no column {requested!r}; the file has: {', '.join(columns)}. "
-                "Pass one of these as the text column"
-            )
-        if not frame[requested].map(clean_text).astype(bool).any():
-            raise EmptyCorpusError(
-                f"every text in column {requested!r} is empty; choose another column "
-                f"(columns: {', '.join(columns)})"
-            )
-        if not _is_text_like(frame[requested]):
-            raise ColumnError(
-                f"column {requested!r} holds numbers or other non-text values; choose a column "
-                f"of texts (text-like columns: {', '.join(_text_columns(frame)) or 'none'})"
-            )
-        return requested
-    candidates = _text_columns(frame)
-    if not candidates:
-        raise ColumnError(
-            f"no column holds text (columns: {', '.join(columns)}); the corpus needs a column "
-            "of strings"
-        )
-    lowered = {c.lower(): c for c in candidates}
-    for usual in TEXT_COLUMN_NAMES:
-        if usual in lowered:
-            return lowered[usual]
-    return max(candidates, key=lambda c: _mean_length(frame[c]))
-
-
-def _is_text_like(series: pd.Series) -> bool:
-    values = series.dropna()
-    values = values[values.astype(str).str.strip() != ""]
-    if values.empty:
-        return False
-    strings = values.map(lambda v: isinstance(v, str))
-    if strings.mean() < 0.5:
-        return False
-    # A column of numbers stored as strings ("12", "3.5") is not text.
-    numeric = pd.to_numeric(values[strings].astype(str), errors="coerce").notna().mean()
-    return numeric < 0.9
-
-
-def _text_columns(frame: pd.DataFrame) -> list[str]:
-    return [str(c) for c in frame.columns if _is_text_like(frame[c])]
-
-
-def _mean_length(series: pd.Series) -> float:
-    return float(series.dropna().astype(str).str.len().mean() or 0.0)
