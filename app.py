@@ -19,6 +19,7 @@ navigation = st.navigation(
         ],
         "Results": [
             st.Page(widgets.PAGES["explore"], title="Explore", icon=":material/scatter_plot:"),
+            st.Page(widgets.PAGES["lens"], title="Context", icon=":material/filter_alt:"),
             st.Page(widgets.PAGES["edit"], title="Edit", icon=":material/edit:"),
             st.Page(widgets.PAGES["export"], title="Export", icon=":material/download:"),
         ],

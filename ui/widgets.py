@@ -19,6 +19,7 @@ PAGES = {
     "export": "pages/export.py",
     "history": "pages/history.py",
     "evaluation": "pages/evaluation.py",
+    "lens": "pages/lens.py",
 }
 
 
