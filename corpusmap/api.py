@@ -100,6 +100,32 @@ class RunHandle:
             "llm_usage": info.llm_usage,
         }
 
+    # --- clusters in context (issue 16; corpusmap.lens, corpusmap.assign) ---
+
+    def lens(self, column: str, **options: Any) -> pd.DataFrame:
+        """Over/under-represented groups of ``column`` per cluster (``lens.lens_table``)."""
+        from corpusmap import lens
+
+        return lens.lens_table(self.store, self.run_id, column, **options)
+
+    def balance(self, column: str, **options: Any) -> pd.DataFrame:
+        """Each cluster's and parent's balance on ``column`` (``lens.balance_report``)."""
+        from corpusmap import lens
+
+        return lens.balance_report(self.store, self.run_id, column, **options)
+
+    def over_time(self, column: str, **options: Any) -> pd.DataFrame:
+        """Clusters whose share rose or fell most over the date ``column`` (``lens.over_time``)."""
+        from corpusmap import lens
+
+        return lens.over_time(self.store, self.run_id, column, **options)
+
+    def assign(self, source: str | Path, **options: Any) -> pd.DataFrame:
+        """New rows placed into this run's clusters, the run unchanged (``assign.place_file``)."""
+        from corpusmap import assign
+
+        return assign.place_file(self.store, self.run_id, source, **options).frame
+
 
 def make_labeler(
     kind: str | Labeler | None,

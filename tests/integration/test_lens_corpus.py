@@ -206,3 +206,19 @@ def test_report_gets_the_lens_and_balance_tables(mixed) -> None:
     html = render_report(store, run_id, context_column="source")
     assert "Clusters in context: source" in html and "Balance on source" in html
     assert "Clusters in context" not in render_report(store, run_id)
+
+
+def test_the_run_handle_returns_the_same_frames(mixed, tmp_path: Path) -> None:
+    from corpusmap import api, lens
+
+    store, run_id, frame, _ = mixed
+    handle = api.open_run(run_id, db=store.url)
+    pd.testing.assert_frame_equal(handle.lens("source"), lens.lens_table(store, run_id, "source"))
+    assert handle.balance("source")["balance"].iloc[0] < 0.1
+    assert handle.over_time("date", period="quarter").attrs["period"] == "quarter"
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"text": frame["text"].iloc[:5], "source": "again"}).to_csv(new, index=False)
+    placed = handle.assign(new)
+    expected = store.load_assignments(run_id)["cluster_id"].iloc[:5].tolist()
+    # A stored text goes back to its own cluster (k-means fitted in UMAP space, placed by centroid).
+    assert sum(a == b for a, b in zip(placed["cluster_id"], expected, strict=True)) >= 4
