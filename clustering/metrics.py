@@ -15,7 +15,7 @@ from clustering.types import NOISE
 SILHOUETTE_SAMPLE = 10_000
 
 
-def clustering_accuracy(truth: Sequence[Any], predicted: Sequence[int]) -> float:
+def clustering_accuracy(truth: Sequence[Any], predicted: Sequence[int] | np.ndarray) -> float:
     """Best one-to-one matching of clusters to classes (Hungarian), as a share of texts."""
     truth_ids, t = np.unique(np.asarray(truth, dtype=str), return_inverse=True)
     pred_ids, p = np.unique(np.asarray(predicted), return_inverse=True)
@@ -25,7 +25,9 @@ def clustering_accuracy(truth: Sequence[Any], predicted: Sequence[int]) -> float
     return float(table[rows, cols].sum() / max(len(t), 1))
 
 
-def external_metrics(truth: Sequence[Any], predicted: Sequence[int]) -> dict[str, float]:
+def external_metrics(
+    truth: Sequence[Any], predicted: Sequence[int] | np.ndarray
+) -> dict[str, float]:
     truth_arr = np.asarray(truth, dtype=str)
     pred = np.asarray(predicted)
     return {
@@ -44,7 +46,9 @@ def silhouette(X: np.ndarray, labels: np.ndarray, random_state: int = 0) -> dict
         return {"silhouette": None, "silhouette_per_cluster": {}}
     idx = np.flatnonzero(keep)
     if len(idx) > SILHOUETTE_SAMPLE:
-        idx = np.sort(np.random.default_rng(random_state).choice(idx, SILHOUETTE_SAMPLE, replace=False))
+        idx = np.sort(
+            np.random.default_rng(random_state).choice(idx, SILHOUETTE_SAMPLE, replace=False)
+        )
     values = skm.silhouette_samples(X[idx], labels[idx])
     per = {int(c): float(values[labels[idx] == c].mean()) for c in np.unique(labels[idx])}
     return {"silhouette": float(values.mean()), "silhouette_per_cluster": per}

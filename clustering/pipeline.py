@@ -150,7 +150,7 @@ def reduce_vectors(vectors: np.ndarray, config: PipelineConfig) -> tuple[np.ndar
     """The clustering space and the 2-D map coordinates (memoised on the vectors and the
     reduction parameters, which fully determine a seeded UMAP)."""
     key = (
-        hashlib.sha1(np.ascontiguousarray(vectors).view(np.uint8)).hexdigest(),
+        hashlib.sha1(np.ascontiguousarray(vectors).tobytes()).hexdigest(),
         vectors.shape,
         config.n_components,
         config.n_neighbors,

@@ -32,8 +32,11 @@ def read_upload(
     data: bytes, filename: str, *, text_column: str | None = None, max_mb: float | None = None
 ) -> Corpus:
     """A corpus from an uploaded file's bytes; ``text_column`` overrides the detected one."""
-    kwargs = {"max_bytes": int(max_mb * 1024**2)} if max_mb else {}
-    return read_corpus_bytes(data, filename, text_column=text_column, **kwargs)
+    if max_mb:
+        return read_corpus_bytes(
+            data, filename, text_column=text_column, max_bytes=int(max_mb * 1024**2)
+        )
+    return read_corpus_bytes(data, filename, text_column=text_column)
 
 
 def text_column_choices(corpus: Corpus) -> list[str]:

@@ -275,7 +275,7 @@ def build_request(
     The LLM endpoint is checked when the run starts (``validate(llm_configured=...)``).
     """
     pipeline = config or PipelineConfig()
-    given = {
+    given: dict[str, Any] = {
         "goal": (goal or "").strip() or None,
         "n_clusters": n_clusters,
         "min_cluster_size": min_cluster_size,

@@ -210,12 +210,11 @@ def labeled_frame(store: Store, run_id: int) -> pd.DataFrame:
     probability[positions] = assignments["probability"].to_numpy(dtype=np.float64)
     frame = corpus.frame.copy()
     frame["cluster_id"] = cluster_id
+    ids = [int(c) for c in cluster_id]
     frame["cluster_label"] = [
-        clusters[c].name if c in clusters else ("outlier" if c == NOISE else "") for c in cluster_id
+        clusters[c].name if c in clusters else ("outlier" if c == NOISE else "") for c in ids
     ]
-    frame["cluster_description"] = [
-        clusters[c].description if c in clusters else "" for c in cluster_id
-    ]
+    frame["cluster_description"] = [clusters[c].description if c in clusters else "" for c in ids]
     frame["cluster_probability"] = probability
     return frame
 

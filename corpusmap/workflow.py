@@ -145,7 +145,7 @@ def _open_run(
 ) -> tuple[RunInfo, RunInfo | None]:
     """The run to work on: an unfinished one with the same request, claimed, or a new one."""
     assert request.corpus_id is not None
-    settings = {
+    settings: dict[str, Any] = {
         "config": request.resume_key(),
         "embedder": encoder.model_id,
         "labeler": _labeler_name(request, session),
@@ -238,7 +238,7 @@ class _Run:
                     batch_mapper=self.batch_mapper,
                     on_reduced=lambda: self._reduced(options),
                 )
-                store.save_assignment(run_id, doc_ids, outcome.assignment, outcome.coords)
+                store.save_assignment(run_id, doc_ids.tolist(), outcome.assignment, outcome.coords)
                 # Saved now so that a run resumed after this stage keeps them.
                 early = {
                     **measure(outcome.space, outcome.assignment.labels, truth),

@@ -8,7 +8,7 @@ connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - `alembic` CLI use, for writing new migrations
     from sqlalchemy import create_engine
 
-    connection = create_engine(context.config.get_main_option("sqlalchemy.url")).connect()
+    connection = create_engine(str(context.config.get_main_option("sqlalchemy.url"))).connect()
 
 context.configure(
     connection=connection,
