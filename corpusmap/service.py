@@ -384,16 +384,4 @@ def _add_usage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def _current_labels(store: Store, run_id: int) -> list[ClusterLabel]:
-    return [
-        ClusterLabel(
-            cluster_id=c.cluster_id,
-            name=c.name,
-            description=c.description,
-            inclusion_criterion=c.inclusion_criterion,
-            evidence=tuple(c.evidence),
-            status=c.label_status,
-            error=c.label_error,
-            labeler=c.labeler,
-        )
-        for c in store.load_clusters(run_id)
-    ]
+    return [c.label() for c in store.load_clusters(run_id)]

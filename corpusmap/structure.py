@@ -26,7 +26,7 @@ from clustering.hierarchy import (
 from clustering.labels import KeywordLabeler
 from clustering.pipeline import PipelineConfig
 from clustering.rules import explain_clusters
-from clustering.types import NOISE, ClusterLabel, ClusterSummary, Embedder, Labeler
+from clustering.types import NOISE, ClusterSummary, Embedder, Labeler
 from corpusmap import service
 from corpusmap.llm_session import make_asker, merged_usage
 from corpusmap.modes import ModeOptions
@@ -150,19 +150,7 @@ def save_hierarchy(
         )
         for c in stored
     ]
-    leaf_labels_kept = [
-        ClusterLabel(
-            cluster_id=c.cluster_id,
-            name=c.name,
-            description=c.description,
-            inclusion_criterion=c.inclusion_criterion,
-            evidence=tuple(c.evidence),
-            status=c.label_status,
-            error=c.label_error,
-            labeler=c.labeler,
-        )
-        for c in stored
-    ]
+    leaf_labels_kept = [c.label() for c in stored]
     faithfulness = {c.cluster_id: c.faithfulness for c in stored if c.faithfulness is not None}
     parents, leaves = summarize_parents(
         list(texts), vectors, leaf_labels, hierarchy, leaf_summaries, goal=config.goal

@@ -155,6 +155,19 @@ class ClusterInfo:
     level: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def label(self) -> ClusterLabel:
+        """The cluster's stored name and explanation, as a labeler returns them."""
+        return ClusterLabel(
+            cluster_id=self.cluster_id,
+            name=self.name,
+            description=self.description,
+            inclusion_criterion=self.inclusion_criterion,
+            evidence=tuple(self.evidence),
+            status=self.label_status,
+            error=self.label_error,
+            labeler=self.labeler,
+        )
+
 
 @dataclass(frozen=True)
 class LLMCallRecord:
