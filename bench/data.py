@@ -1,7 +1,20 @@
-"""The labelled corpora of /work/shared/data and a cache of their embeddings.
+"""The labelled corpora of /work/shared/data, corpora with two grains built from them, and a
+cache of their embeddings.
 
 Embeddings are computed once per corpus with corpusmap's default embedder and kept as
 ``<cache>/<name>.npy`` (outside the repository), so quality benchmarks do not pay the embed stage.
+
+Two-grain corpora (issue 14) carry a coarse label beside the fine one; their recipes (seed,
+sizes) are the constants below, so they rebuild identically:
+
+- ``20newsgroups_3k``: 3,000 posts drawn with ``SUBSET_SEED`` from 20 Newsgroups; fine = the
+  newsgroup (20), coarse = its prefix before the first dot (7: comp, rec, sci, talk, ...).
+- ``mix_3src``: all 3,080 Banking77 texts + 2,000 AG News + 2,000 StackOverflow (each drawn with
+  ``SUBSET_SEED``); fine = source and label (77 + 4 + 20 = 101), coarse = the source (3). Its
+  vectors are slices of the sources' cached vectors when those exist.
+- ``stackoverflow_4k`` / ``ag_news_4k``: 4,000-text draws, for quick seed sweeps;
+  ``banking77_1540``: half of Banking77 (about 20 texts per intent), a fine grain with few texts
+  per class, as CLINC150's 30.
 """
 
 from __future__ import annotations
@@ -22,6 +35,16 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("CORPUSMAP_BENCH_DATA", REPO.parent / "shared" / "data"))
 CACHE_DIR = Path(os.environ.get("CORPUSMAP_BENCH_CACHE", REPO.parent / "bench-cache"))
 DATASETS = ("banking77_test", "ag_news_test", "stackoverflow", "20newsgroups")
+MULTI_GRAIN = ("20newsgroups_3k", "mix_3src")
+SUBSETS = {
+    "20newsgroups_3k": ("20newsgroups", 3000),
+    "stackoverflow_4k": ("stackoverflow", 4000),
+    "ag_news_4k": ("ag_news_test", 4000),
+    "banking77_1540": ("banking77_test", 1540),
+}
+MIX = {"mix_3src": (("banking77_test", None), ("ag_news_test", 2000), ("stackoverflow", 2000))}
+SUBSET_SEED = 0
+ALL_CORPORA = DATASETS + MULTI_GRAIN + tuple(s for s in SUBSETS if s not in MULTI_GRAIN)
 
 
 @dataclass(frozen=True)
@@ -29,13 +52,52 @@ class LabelledCorpus:
     name: str
     texts: list[str]
     labels: list[str]
+    coarse: list[str] | None = None
+    """A second, coarser gold label per text (two-grain corpora only)."""
+    parts: tuple[tuple[str, np.ndarray], ...] = ()
+    """Where the rows came from: (base corpus, row indices) in order (derived corpora only)."""
 
     @property
     def n_classes(self) -> int:
         return len(set(self.labels))
 
+    @property
+    def n_coarse(self) -> int:
+        return len(set(self.coarse)) if self.coarse is not None else 0
+
+
+def draw(n_rows: int, size: int | None) -> np.ndarray:
+    """The recipe's row indices: ``size`` rows drawn with ``SUBSET_SEED``, in source order."""
+    if size is None or size >= n_rows:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(SUBSET_SEED).choice(n_rows, size, replace=False))
+
 
 def load_corpus(name: str) -> LabelledCorpus:
+    """A corpus of ``ALL_CORPORA`` (a file of the data folder, a subset or a mixture)."""
+    if name in SUBSETS:
+        base_name, size = SUBSETS[name]
+        base = load_base(base_name)
+        rows = draw(len(base.texts), size)
+        labels = [base.labels[i] for i in rows]
+        coarse = [x.split(".")[0] for x in labels] if base_name == "20newsgroups" else None
+        return LabelledCorpus(
+            name, [base.texts[i] for i in rows], labels, coarse, ((base_name, rows),)
+        )
+    if name in MIX:
+        texts, labels, coarse, parts = [], [], [], []
+        for base_name, size in MIX[name]:
+            base = load_base(base_name)
+            rows = draw(len(base.texts), size)
+            texts += [base.texts[i] for i in rows]
+            labels += [f"{base_name}:{base.labels[i]}" for i in rows]
+            coarse += [base_name] * len(rows)
+            parts.append((base_name, rows))
+        return LabelledCorpus(name, texts, labels, coarse, tuple(parts))
+    return load_base(name)
+
+
+def load_base(name: str) -> LabelledCorpus:
     path = DATA_DIR / f"{name}.jsonl.gz"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; set CORPUSMAP_BENCH_DATA to the data folder")
@@ -54,6 +116,11 @@ def load_corpus(name: str) -> LabelledCorpus:
 def cached_embeddings(corpus: LabelledCorpus, *, compute: bool = True) -> np.ndarray:
     """The corpus's vectors from the cache, computing and saving them on a miss."""
     path = CACHE_DIR / f"{corpus.name}.npy"
+    sources = [CACHE_DIR / f"{base}.npy" for base, _ in corpus.parts]
+    if corpus.parts and not path.exists() and all(p.exists() for p in sources):
+        return np.vstack(
+            [np.load(p)[rows] for p, (_, rows) in zip(sources, corpus.parts, strict=True)]
+        )
     if path.exists():
         vectors = np.load(path)
         if len(vectors) == len(corpus.texts):
@@ -79,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="Fill the embedding cache of the bench corpora.")
-    parser.add_argument("datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument("datasets", nargs="*", default=list(DATASETS), choices=ALL_CORPORA)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in args.datasets:

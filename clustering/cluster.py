@@ -12,7 +12,17 @@ import math
 import numpy as np
 
 from clustering.errors import ConfigError
-from clustering.granularity import MICRO_MIN_SAMPLES, Granularity, merge_micro_clusters
+from clustering.granularity import (
+    K_RULE,
+    MICRO_MIN_SAMPLES,
+    N_RESAMPLES,
+    Granularity,
+    best_cut,
+    consensus_k,
+    merge_micro_clusters,
+    resampled_curves,
+    variance_ratio_curve,
+)
 from clustering.types import NOISE, Assignment
 
 log = logging.getLogger(__name__)
@@ -80,17 +90,26 @@ class HDBSCANClusterer:
 
 class MergedHDBSCANClusterer:
     """HDBSCAN micro-clusters merged by Ward's method to the cut with the best variance ratio,
-    with confident noise attached (``clustering.granularity``): the automatic-K default."""
+    with confident noise attached (``clustering.granularity``): the automatic-K default.
+
+    ``n_resamples`` random subsets are clustered the same way to measure how firm the cut is
+    (``granularity_.resampled_k``) and, by ``k_rule``, to choose it; 0 skips them."""
 
     def __init__(
         self,
         min_cluster_size: int | None = None,
         min_samples: int | None = MICRO_MIN_SAMPLES,
         cluster_selection_method: str = "eom",
+        n_resamples: int = N_RESAMPLES,
+        k_rule: str = K_RULE,
+        random_state: int | None = 0,
     ) -> None:
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
         self.cluster_selection_method = cluster_selection_method
+        self.n_resamples = n_resamples
+        self.k_rule = k_rule
+        self.random_state = random_state
 
     def fit_predict(self, X: np.ndarray) -> Assignment:
         n = len(X)
@@ -106,7 +125,22 @@ class MergedHDBSCANClusterer:
         if found.n_clusters == 0:
             self.granularity_ = Granularity(0, 0, 1.0, 1.0, {})
             return found
-        labels, confidence, self.granularity_ = merge_micro_clusters(X, found.labels)
+        k, resampled = None, ()
+        if self.n_resamples:
+            curves = resampled_curves(
+                np.asarray(X, dtype=np.float64),
+                micro.min_cluster_size_,
+                self.min_samples,
+                n_resamples=self.n_resamples,
+                random_state=self.random_state,
+                method=self.cluster_selection_method,
+            )
+            full = variance_ratio_curve(np.asarray(X, dtype=np.float64), found.labels)[1]
+            k = consensus_k(full, curves, self.k_rule) if full else None
+            resampled = tuple(best_cut(c) for c in curves if c)
+        labels, confidence, self.granularity_ = merge_micro_clusters(
+            X, found.labels, n_clusters=k, resampled_k=resampled
+        )
         probabilities = np.where(found.labels == NOISE, confidence, found.probabilities)
         probabilities = np.where(labels == NOISE, 0.0, probabilities)
         ordered = order_by_size(labels)

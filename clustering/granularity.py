@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +54,11 @@ NOISE_NEIGHBORS = 15
 """Neighbours consulted for each noise point (UMAP's default ``n_neighbors``)."""
 NOISE_VOTE_SHARE = 0.5
 """A noise point joins a cluster only when at least this share of its neighbours belong to it."""
+N_RESAMPLES = 6
+"""Random subsets re-clustered (steps 1-2) to see how firm the cut is (issue 14)."""
+RESAMPLE_SHARE = 0.8
+MIN_RESAMPLE = 50
+K_RULE = "full"
 
 
 @dataclass(frozen=True)
@@ -197,15 +203,113 @@ class Granularity:
     micro_noise_share: float
     noise_share: float
     scores: dict[int, float]
+    resampled_k: tuple[int, ...] = ()
+    """The cut each resample chose (``choose_k_by_resampling``): how firm ``n_clusters`` is."""
+
+
+def variance_ratio_curve(X: np.ndarray, micro: np.ndarray) -> tuple[WardMerges, dict[int, float]]:
+    """Steps 1-2 on ready micro-cluster labels: the Ward merges and the ratio of every cut."""
+    provisional = nearest_centroid_labels(X, micro)
+    merges = ward_merges(X, provisional)
+    return merges, calinski_harabasz_path(merges)
+
+
+def resampled_curves(
+    X: np.ndarray,
+    min_cluster_size: int,
+    min_samples: int | None,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    share: float = RESAMPLE_SHARE,
+    random_state: int | None = 0,
+    method: str = "eom",
+) -> list[dict[int, float]]:
+    """The variance-ratio curve of steps 1-2 on ``n_resamples`` random ``share`` of the points."""
+    import hdbscan
+
+    rng = np.random.default_rng(random_state)
+    m = max(MIN_RESAMPLE, int(share * len(X)))
+    if m >= len(X):
+        return []
+    size = max(2, round(min_cluster_size * share))
+    curves = []
+    for _ in range(n_resamples):
+        idx = np.sort(rng.choice(len(X), m, replace=False))
+        micro = hdbscan.HDBSCAN(
+            min_cluster_size=size,
+            min_samples=min(min_samples, m - 1) if min_samples else None,
+            cluster_selection_method=method,
+        ).fit(X[idx])
+        labels = np.asarray(micro.labels_, dtype=np.int64)
+        if (labels != NOISE).any():
+            curves.append(variance_ratio_curve(X[idx], labels)[1])
+    return curves
+
+
+def best_cut(scores: dict[int, float]) -> int:
+    return max(scores, key=lambda k: (scores[k], k))
+
+
+def consensus_k(full: dict[int, float], curves: list[dict[int, float]], rule: str = K_RULE) -> int:
+    """The cut of the full data's tree: ``median`` of the cuts the resamples (and the full data)
+    chose, ``mean`` the best cut of the curves averaged (each scaled to its max), or ``full`` the
+    full data's best cut (the resamples then only measure the spread)."""
+    if not full:
+        return 0
+    if not curves or rule == "full":
+        return best_cut(full)
+    if rule == "median":
+        ks = sorted([best_cut(c) for c in curves if c] + [best_cut(full)])
+        k = ks[len(ks) // 2]
+    else:
+        total: dict[int, list[float]] = {}
+        for curve in [full, *curves]:
+            top = max(v for v in curve.values() if math.isfinite(v)) if curve else 1.0
+            for key, v in curve.items():
+                total.setdefault(key, []).append(v / top if top > 0 else 0.0)
+        mean = {
+            key: float(np.sum(v)) / (len(curves) + 1) for key, v in total.items() if key in full
+        }
+        k = best_cut(mean)
+    return min(max(k, 2), max(full))
+
+
+def k_spread(info: Granularity) -> dict[str, Any]:
+    """How firm the automatic K is, for the run's metrics: the K kept, and the lowest and highest
+    K the resampled fits chose (``metrics["k_spread"]``)."""
+    ks = [info.n_clusters, *info.resampled_k]
+    return {
+        "k": info.n_clusters,
+        "min": min(ks),
+        "max": max(ks),
+        "resamples": len(info.resampled_k),
+        "resampled_k": list(info.resampled_k),
+    }
+
+
+def k_spread_sentence(spread: dict[str, Any]) -> str:
+    """ "9 clusters; 7–10 across 6 resampled fits" (or "the same in all 6 ...")."""
+    k = spread["k"]
+    head = f"{k} cluster{'s' if k != 1 else ''}"
+    if not spread.get("resamples"):
+        return head
+    if spread["min"] == spread["max"]:
+        return f"{head}; the same in all {spread['resamples']} resampled fits"
+    return f"{head}; {spread['min']}–{spread['max']} across {spread['resamples']} resampled fits"
 
 
 def merge_micro_clusters(
-    X: np.ndarray, micro: np.ndarray, share: float = NOISE_VOTE_SHARE
+    X: np.ndarray,
+    micro: np.ndarray,
+    share: float = NOISE_VOTE_SHARE,
+    n_clusters: int | None = None,
+    resampled_k: tuple[int, ...] = (),
 ) -> tuple[np.ndarray, np.ndarray, Granularity]:
     """Steps 2 and 3 of the module docstring on HDBSCAN's ``micro`` labels.
 
     Returns the labels (noise -1, not yet ordered), each point's confidence (the share of its
     neighbours in its cluster for former noise, 1 for the rest) and what was decided.
+    ``n_clusters`` imposes the cut (chosen over resamples); by default the best variance ratio.
     """
     X = np.asarray(X, dtype=np.float64)
     micro = np.asarray(micro, dtype=np.int64)
@@ -216,7 +320,7 @@ def merge_micro_clusters(
     provisional = nearest_centroid_labels(X, micro)
     merges = ward_merges(X, provisional)
     scores = calinski_harabasz_path(merges)
-    k = choose_n_clusters(merges)
+    k = choose_n_clusters(merges) if n_clusters is None else min(n_clusters, merges.n_start)
     labels = cut_merges(provisional, merges, k)
     confidence = np.ones(len(labels))
     noise = np.flatnonzero(micro == NOISE)
@@ -230,6 +334,7 @@ def merge_micro_clusters(
         micro_noise_share=float(np.mean(micro == NOISE)) if len(micro) else 0.0,
         noise_share=float(np.mean(labels == NOISE)) if len(labels) else 0.0,
         scores=scores,
+        resampled_k=tuple(resampled_k),
     )
     log.info(
         "granularity: %d micro-clusters (%.1f%% noise) merged to %d (%.1f%% noise left)",

@@ -11,7 +11,10 @@ from clustering.cluster import HDBSCANClusterer, MergedHDBSCANClusterer
 from clustering.granularity import (
     calinski_harabasz_path,
     choose_n_clusters,
+    consensus_k,
     cut_merges,
+    k_spread,
+    k_spread_sentence,
     merge_micro_clusters,
     nearest_centroid_labels,
     neighbor_agreement,
@@ -151,3 +154,29 @@ def test_pipeline_defaults_use_the_merge_and_can_turn_it_off() -> None:
     assert isinstance(make_clusterer(PipelineConfig()), MergedHDBSCANClusterer)
     assert make_clusterer(PipelineConfig(min_samples=7)).min_samples == 7
     assert isinstance(make_clusterer(PipelineConfig(merge_clusters=False)), HDBSCANClusterer)
+
+
+def test_resampled_fits_report_how_firm_k_is() -> None:
+    sizes = [150, 120, 100, 80]
+    centers = np.random.default_rng(3).uniform(-20, 20, size=(4, 5))
+    X = blobs(centers, sizes, 0.6, seed=3).astype(np.float32)
+    clusterer = MergedHDBSCANClusterer(n_resamples=4)
+    result = clusterer.fit_predict(X)
+    info = clusterer.granularity_
+    assert result.n_clusters == 4
+    assert len(info.resampled_k) == 4 and set(info.resampled_k) == {4}
+    spread = k_spread(info)
+    assert spread == {"k": 4, "min": 4, "max": 4, "resamples": 4, "resampled_k": [4, 4, 4, 4]}
+    assert k_spread_sentence(spread) == "4 clusters; the same in all 4 resampled fits"
+    assert MergedHDBSCANClusterer(n_resamples=0).fit_predict(X).n_clusters == 4
+
+
+def test_spread_sentence_and_consensus_cut() -> None:
+    spread = {"k": 9, "min": 7, "max": 10, "resamples": 6, "resampled_k": [7, 9, 10, 9, 8, 9]}
+    assert k_spread_sentence(spread) == "9 clusters; 7–10 across 6 resampled fits"
+    assert k_spread_sentence({"k": 1, "resamples": 0}) == "1 cluster"
+    full = {2: 1.0, 3: 5.0, 9: 5.5}
+    curves = [{2: 1.0, 3: 6.0, 9: 5.0}, {2: 1.0, 3: 6.0, 9: 5.0}, {2: 1.0, 3: 4.0, 9: 3.0}]
+    assert consensus_k(full, curves, "full") == 9
+    assert consensus_k(full, curves, "median") == 3
+    assert consensus_k(full, [], "median") == 9

@@ -1,0 +1,180 @@
+"""Offline cluster names (issue 14): how distinct they are and whether a reader can tell which
+cluster a name belongs to, before (c-TF-IDF, most frequent words) and after (log-odds keywords
+with words handed to one cluster each).
+
+    python -m bench.names [CORPORA...] [--grain auto|gold]
+
+For each corpus the clusters are corpusmap's automatic ones on the cached 5-d UMAP space
+(``--grain gold``: the gold classes, which needs no UMAP). Two measures per keyword method:
+
+- shared: the share of clusters whose name has a word that another cluster's name also has
+  (target 0);
+- reader top-1: each name is embedded with the bundled all-MiniLM-L6-v2 and matched to the
+  nearest cluster centroid (mean of its texts' vectors); the share of names matched to their
+  own cluster. A stand-in for a reader picking the right cluster from its name.
+
+Writes bench/results/names.md and names.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer
+
+from bench.data import DATASETS, cached_embeddings, load_corpus
+from clustering.keywords import class_tfidf
+from clustering.labels import keyword_name
+from clustering.types import NOISE
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT_CORPORA = (*DATASETS[:3], "20newsgroups_3k")
+
+
+def legacy_class_tfidf(
+    texts: list[str], labels: np.ndarray, n_keywords: int = 10
+) -> dict[int, tuple[str, ...]]:
+    """The keywords before issue 14 (class-based TF-IDF of the concatenated cluster texts), kept
+    here as the baseline."""
+    ids = sorted(int(c) for c in np.unique(labels) if c != NOISE)
+    docs = [" ".join(texts[i] for i in np.flatnonzero(labels == c)) for c in ids]
+    vectorizer = CountVectorizer(ngram_range=(1, 2), stop_words="english")
+    tf = sp.csr_matrix(vectorizer.fit_transform(docs), dtype=np.float64)
+    vocabulary = vectorizer.get_feature_names_out()
+    term_totals = np.asarray(tf.sum(axis=0)).ravel()
+    idf = np.log1p(tf.sum() / max(len(ids), 1) / np.maximum(term_totals, 1))
+    tf = sp.diags(1 / np.maximum(np.asarray(tf.sum(axis=1)).ravel(), 1)) @ tf
+    weights = (tf @ sp.diags(idf)).tocsr()
+    result = {}
+    for row, c in enumerate(ids):
+        start, end = weights.indptr[row], weights.indptr[row + 1]
+        cols, vals = weights.indices[start:end], weights.data[start:end]
+        chosen: list[str] = []
+        for j in cols[np.argsort(-vals, kind="stable")]:
+            words = set(str(vocabulary[j]).split())
+            if any(words <= set(x.split()) for x in chosen):
+                continue
+            chosen.append(str(vocabulary[j]))
+            if len(chosen) == n_keywords:
+                break
+        result[c] = tuple(chosen)
+    return result
+
+
+def name_words(name: str) -> set[str]:
+    return {w for part in name.lower().split(" · ") for w in part.split()}
+
+
+def shared_share(names: dict[int, str]) -> float:
+    """Share of clusters whose name shares a word with another cluster's name."""
+    counts = Counter(w for name in names.values() for w in name_words(name))
+    shared = [c for c, name in names.items() if any(counts[w] > 1 for w in name_words(name))]
+    return len(shared) / max(len(names), 1)
+
+
+def reader_top1(names: dict[int, str], vectors: np.ndarray, labels: np.ndarray, embedder) -> float:
+    """Share of names whose embedding is nearest to their own cluster's centroid."""
+    ids = sorted(names)
+    centres = np.vstack([vectors[labels == c].mean(axis=0) for c in ids])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    named = embedder.embed([names[c] for c in ids])
+    nearest = np.argmax(named @ centres.T, axis=1)
+    return float(np.mean(nearest == np.arange(len(ids))))
+
+
+def clusters_of(name: str, grain: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    corpus = load_corpus(name)
+    vectors = cached_embeddings(corpus)
+    if grain == "gold":
+        _, labels = np.unique(np.asarray(corpus.labels), return_inverse=True)
+        return corpus.texts, vectors, labels.astype(np.int64)
+    from bench.compare import cached_space
+    from clustering.pipeline import PipelineConfig, cluster_space
+
+    space, _ = cached_space(name, vectors)
+    return corpus.texts, vectors, cluster_space(space, PipelineConfig()).labels
+
+
+def measure_corpus(name: str, grain: str, embedder) -> dict[str, Any]:
+    texts, vectors, labels = clusters_of(name, grain)
+    out: dict[str, Any] = {"corpus": name, "grain": grain, "clusters": 0, "methods": {}}
+    for method, keywords_of in (("before", legacy_class_tfidf), ("after", class_tfidf)):
+        start = time.perf_counter()
+        keywords = keywords_of(texts, labels)
+        seconds = time.perf_counter() - start
+        names = {c: keyword_name(k, c) for c, k in keywords.items()}
+        out["clusters"] = len(names)
+        out["methods"][method] = {
+            "shared": shared_share(names),
+            "reader_top1": reader_top1(names, vectors, labels, embedder),
+            "keyword_seconds": seconds,
+            "examples": [names[c] for c in sorted(names)[:6]],
+        }
+    return out
+
+
+def write_report(results: list[dict[str, Any]], grain: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    suffix = "" if grain == "auto" else f".{grain}"
+    (RESULTS / f"names{suffix}.json").write_text(json.dumps(results, indent=2))
+    lines = [
+        "# Offline cluster names: distinct and recognisable (issue 14)",
+        "",
+        f"Clusters: {'corpusmap auto on the cached UMAP space' if grain == 'auto' else 'gold classes'}."
+        " before = c-TF-IDF (most frequent words), after = log-odds keywords, each word in one"
+        " cluster's name. shared = clusters whose name shares a word with another's (target 0);"
+        " reader top-1 = the name's MiniLM embedding is nearest its own cluster's centroid."
+        " Produced by `python -m bench.names`.",
+        "",
+        "| corpus | clusters | shared before | shared after | reader top-1 before | "
+        "reader top-1 after | keyword s before | after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        b, a = r["methods"]["before"], r["methods"]["after"]
+        lines.append(
+            f"| {r['corpus']} | {r['clusters']} | {b['shared']:.1%} | {a['shared']:.1%} | "
+            f"{b['reader_top1']:.3f} | {a['reader_top1']:.3f} | {b['keyword_seconds']:.1f} | "
+            f"{a['keyword_seconds']:.1f} |"
+        )
+    lines += ["", "First names per corpus (before → after):", ""]
+    for r in results:
+        pairs = zip(
+            r["methods"]["before"]["examples"], r["methods"]["after"]["examples"], strict=True
+        )
+        lines.append(f"- {r['corpus']}: " + "; ".join(f"{b} → {a}" for b, a in pairs))
+    (RESULTS / f"names{suffix}.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from clustering.embed import SentenceTransformerEmbedder
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("corpora", nargs="*", default=list(DEFAULT_CORPORA))
+    parser.add_argument("--grain", choices=("auto", "gold"), default="auto")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    embedder = SentenceTransformerEmbedder()
+    results = []
+    for name in args.corpora:
+        r = measure_corpus(name, args.grain, embedder)
+        results.append(r)
+        b, a = r["methods"]["before"], r["methods"]["after"]
+        print(
+            f"{name:18s} K {r['clusters']:4d} shared {b['shared']:.1%} -> {a['shared']:.1%}  "
+            f"reader top-1 {b['reader_top1']:.3f} -> {a['reader_top1']:.3f}",
+            flush=True,
+        )
+    write_report(results, args.grain)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Offline cluster names (issue 14) on slices of two real corpora, clustered by k-means on the
+real bundled MiniLM embeddings: no word in two clusters' names, no stop word, no word that is
+frequent everywhere in the corpus, no markup residue or number."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from clustering.cluster import KMeansClusterer
+from clustering.keywords import class_tfidf, strip_markup
+from clustering.labels import KeywordLabeler
+from clustering.summarize import summarize_clusters
+from tests.conftest import read_jsonl_gz
+
+BOILERPLATE = "Said officials on Monday."
+"""Appended to every text of a slice: a word in every text must never name a cluster."""
+
+
+def words_of(name: str) -> list[str]:
+    return [w for part in name.lower().split(" · ") for w in part.split()]
+
+
+def evenly_frequent(texts: list[str], labels: np.ndarray, top: int = 10) -> set[str]:
+    """The corpus's most common non-stop words (share of texts) that are nowhere more than
+    twice as common as in the whole corpus: boilerplate of this corpus, not topics."""
+    docs = [set(re.findall(r"[a-z][a-z']+", t.lower())) - ENGLISH_STOP_WORDS for t in texts]
+    df = Counter(w for d in docs for w in d)
+    result = set()
+    for word, count in df.most_common(top):
+        rate = count / len(docs)
+        in_clusters = [
+            np.mean([word in docs[i] for i in np.flatnonzero(labels == c)])
+            for c in np.unique(labels)
+        ]
+        if max(in_clusters) < 2 * rate:
+            result.add(word)
+    return result
+
+
+@pytest.fixture(scope="module", params=["ag_news_test", "banking77_test"])
+def named_slice(request, shared_data, embedder):
+    name = request.param
+    rows = read_jsonl_gz(f"{name}.jsonl.gz")
+    picked = np.random.default_rng(0).choice(len(rows), 600, replace=False)
+    texts = [rows[i]["text"] for i in sorted(picked)]
+    vectors = embedder.embed(texts)
+    k = 8 if name == "ag_news_test" else 25
+    assignment = KMeansClusterer(k, random_state=0, n_init=3).fit_predict(vectors)
+    texts = [f"{t} {BOILERPLATE}" for t in texts]
+    summaries = summarize_clusters(texts, vectors, assignment)
+    names = [label.name for label in KeywordLabeler().label(summaries)]
+    return name, texts, assignment.labels, names
+
+
+def test_no_word_is_shared_by_two_clusters_names(named_slice) -> None:
+    _, _, labels, names = named_slice
+    assert len(names) == len(np.unique(labels))
+    owners = Counter(w for name in names for w in set(words_of(name)))
+    shared = {w: n for w, n in owners.items() if n > 1}
+    assert not shared, f"words in several names: {shared}; names: {names}"
+    assert not [n for n in names if n.startswith("Cluster ")], names
+
+
+def test_names_hold_no_stop_word_boilerplate_number_or_markup(named_slice) -> None:
+    _, texts, labels, names = named_slice
+    frequent = evenly_frequent(texts, labels) | {"said", "officials", "monday"}
+    for name in names:
+        for word in words_of(name):
+            assert word not in ENGLISH_STOP_WORDS, (word, name)
+            assert word not in frequent, (word, name)
+            assert re.fullmatch(r"[^\W\d_][\w'’]*", word), (word, name)
+            assert word not in {"quot", "amp", "lt", "gt", "href", "http", "www", "com"}, name
+
+
+def test_markup_residue_never_becomes_a_keyword() -> None:
+    texts = [
+        "Stocks fall &lt;b&gt;sharply&lt;/b&gt; #39; again http://x.com/a?b=1 <A HREF=x>quot;</A>",
+        "Stocks fall again as oil prices rise 2004 &amp; 39",
+        "Stocks drop, oil 39 quot; 2004 www.reuters.com",
+        "Team wins the final game in overtime",
+        "Team loses the final game 3-2",
+        "Coach says team played the final game well",
+    ]
+    keywords = class_tfidf(texts, np.array([0, 0, 0, 1, 1, 1]))
+    words = {w for terms in keywords.values() for t in terms for w in t.split()}
+    assert {"stocks", "team"} <= words
+    assert not words & {"lt", "gt", "amp", "quot", "39", "2004", "href", "http", "com", "www"}
+    assert "39" not in strip_markup("it#39;s")
