@@ -213,6 +213,23 @@ def embed_candidates(
     return kept
 
 
+def prototypes(vectors: np.ndarray, candidates: Sequence[Candidate]) -> np.ndarray:
+    """The candidates' vectors moved onto their texts: each plus the mean of the texts nearest
+    to it (one k-means step; 3 texts at least). An embedded description such as "The text is
+    about card arrival." is a poor centre of its texts; with a perfect simulated judge, Banking77
+    propose lost 0.03 NMI to keyword candidates without this (issue 18)."""
+    C = np.vstack([c.vector for c in candidates]).astype(np.float64)
+    C /= np.maximum(np.linalg.norm(C, axis=1, keepdims=True), 1e-12)
+    nearest = np.argmax(vectors @ C.T, axis=1)
+    moved = C.copy()
+    for j in range(len(C)):
+        members = np.flatnonzero(nearest == j)
+        if len(members) >= 3:
+            centre = vectors[members].mean(axis=0)
+            moved[j] = C[j] + centre / (np.linalg.norm(centre) or 1.0)
+    return moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)
+
+
 def propose(
     asker: JSONAsker,
     texts: Sequence[str],
@@ -350,7 +367,7 @@ def propose_assign_select(
             break
         candidates.extend(new)
         stats["rounds"] = round_no + 1
-        Z = similarity_z(vectors, np.vstack([c.vector for c in candidates]))
+        Z = similarity_z(vectors, prototypes(vectors, candidates))
         M = membership(Z)
         for (i, c), holds in verdicts.items():
             M[i, c] = holds
