@@ -336,14 +336,19 @@ def balance_table(
 # --- change over time ---------------------------------------------------------------------
 
 
-def choose_period(dates: pd.Series) -> str:
-    """day, week, month or quarter, from the span of the dates (``PERIOD_RULES``)."""
+def choose_period(dates: pd.Series, min_per_period: float = MIN_PERIOD_TEXTS) -> str:
+    """day, week, month or quarter, from the span of the dates (``PERIOD_RULES``), made
+    coarser while a period would hold fewer than ``min_per_period`` texts on average (300 texts
+    over half a year are read by month, not by 26 weeks of a dozen texts)."""
     present = pd.Series(dates).dropna()
     if present.empty:
         raise LensError("the date column has no date that can be read")
     span_days = (present.max() - present.min()).total_seconds() / 86_400
-    for limit, period in PERIOD_RULES:
-        if span_days <= limit:
+    order = [period for _, period in PERIOD_RULES] + ["quarter"]
+    chosen = next((period for limit, period in PERIOD_RULES if span_days <= limit), "quarter")
+    for period in order[order.index(chosen) :]:
+        n_periods = len(pd.period_range(present.min(), present.max(), freq=PERIOD_FREQ[period]))
+        if len(present) / n_periods >= min_per_period or period == "quarter":
             return period
     return "quarter"
 

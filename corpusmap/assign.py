@@ -59,6 +59,8 @@ NEW_GROUP_MIN_SIZE = 5
 NEW_GROUP_MIN_SAMPLES = 3
 """HDBSCAN's ``min_samples`` for the new groups (see ``_new_groups`` for the measurements)."""
 NEW_GROUP_KEYWORDS = 4
+NAMING_SAMPLE = 20_000
+"""Run texts (a seeded sample) that new groups' keywords are contrasted with."""
 MAP_NEIGHBOURS = 5
 """A saved new text is drawn on the map at the mean position of its nearest stored members."""
 OUTPUT_COLUMNS = ("cluster_id", "cluster_label", "cluster_probability", "similarity",
@@ -134,6 +136,7 @@ class _RunSpace:
     vectors: np.ndarray
     labels: np.ndarray
     coords: np.ndarray
+    texts: list[str]
 
 
 def _run_space(store: Store, run_id: int, percentile: float) -> _RunSpace:
@@ -161,6 +164,7 @@ def _run_space(store: Store, run_id: int, percentile: float) -> _RunSpace:
         vectors,
         labels,
         stored[["x", "y"]].to_numpy(np.float64),
+        stored["text"].tolist(),
     )
 
 
@@ -213,11 +217,11 @@ def place_corpus(
     ]
     frame["cluster_probability"] = prob
     frame["similarity"] = sim
-    groups = _new_groups(vectors[~fits])
+    groups = _new_groups(vectors[~fits], space.threshold)
     new_group = np.full(corpus.n_rows, NOISE, dtype=np.int64)
     new_group[index[~fits]] = groups
-    keywords = class_tfidf(
-        [t for t, f in zip(texts, fits, strict=True) if not f], groups, NEW_GROUP_KEYWORDS
+    keywords = _group_keywords(
+        [t for t, f in zip(texts, fits, strict=True) if not f], groups, space
     )
     frame["new_group"] = new_group
     frame["new_group_name"] = [
@@ -234,7 +238,32 @@ def place_corpus(
     return Placement(run_id, corpus, frame, cut, vectors)
 
 
-def _new_groups(vectors: np.ndarray) -> np.ndarray:
+def _group_keywords(
+    texts: list[str], groups: np.ndarray, space: _RunSpace
+) -> dict[int, tuple[str, ...]]:
+    """c-TF-IDF keywords of each new group against the run's own clusters (a group alone has
+    nothing to be distinctive against: ``class_tfidf`` gives it no keyword)."""
+    if not (groups != NOISE).any():
+        return {}
+    offset = int(groups.max()) + 1
+    rng = np.random.default_rng(0)
+    sample = np.arange(len(space.texts))
+    if len(sample) > NAMING_SAMPLE:
+        sample = np.sort(rng.choice(sample, NAMING_SAMPLE, replace=False))
+    run_labels = space.labels[sample]
+    labels = np.concatenate([groups, np.where(run_labels == NOISE, NOISE, run_labels + offset)])
+    all_texts = texts + [space.texts[i] for i in sample]
+    found = class_tfidf(all_texts, labels, NEW_GROUP_KEYWORDS)
+    return {g: words for g, words in found.items() if g < offset}
+
+
+def _as_tight_as_a_cluster(vectors: np.ndarray, member_threshold: float) -> bool:
+    mean = vectors.mean(axis=0)
+    centre = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return bool(np.all(vectors @ centre >= member_threshold))
+
+
+def _new_groups(vectors: np.ndarray, member_threshold: float) -> np.ndarray:
     """Groups among the unassigned texts: HDBSCAN on their unit vectors (Euclidean distance
     between unit vectors orders pairs as cosine does), largest group 0, the rest -1.
 
@@ -246,12 +275,17 @@ def _new_groups(vectors: np.ndarray) -> np.ndarray:
     two groups with no banking query, 30 mixed AG News items into none, and the 7 stray banking
     queries alone into none. ``allow_single_cluster`` made those 7 a "group": left off."""
     labels = np.full(len(vectors), NOISE, dtype=np.int64)
-    if len(vectors) <= NEW_GROUP_MIN_SIZE:
+    if len(vectors) < NEW_GROUP_MIN_SIZE:
         return labels
     model = HDBSCAN(
         min_cluster_size=NEW_GROUP_MIN_SIZE, min_samples=NEW_GROUP_MIN_SAMPLES, copy=True
     )
     raw = model.fit_predict(vectors)
+    if (raw == NOISE).all() and _as_tight_as_a_cluster(vectors, member_threshold):
+        # HDBSCAN never returns all points as one cluster: six near-identical new texts were
+        # "no group". One group when every text is as close to their centre as the run's
+        # members are to theirs (the 7 stray banking queries above are not).
+        raw = np.zeros(len(vectors), dtype=np.int64)
     sizes = pd.Series(raw[raw != NOISE]).value_counts()
     for new_id, g in enumerate(sizes.index):  # largest first
         labels[raw == g] = new_id

@@ -106,6 +106,7 @@ def test_add_texts_shows_the_drift_report_and_saves_a_new_run(lens_run: int, app
     click(at, "Place the texts")
     lines = [t.value for t in at.text]
     assert any(line.startswith("15 new texts:") for line in lines), lines
+    assert any("1 possible new group(s)" in line and "haskell" in line for line in lines), lines
     placed = [d.value for d in at.dataframe if "new_group" in d.value.columns][0]
     assert (placed["cluster_id"].iloc[:9] != -1).all()
     assert (placed["cluster_id"].iloc[9:] == -1).all()

@@ -95,10 +95,15 @@ def test_balance_is_least_first_and_zero_for_a_missing_group(labels: np.ndarray)
     assert table["balance"].iloc[1:].min() > 0.6
 
 
-def test_period_follows_the_span() -> None:
+def test_period_follows_the_span_and_the_number_of_texts() -> None:
     start = pd.Timestamp("2024-01-01")
     for days, period in ((20, "day"), (120, "week"), (700, "month"), (3000, "quarter")):
-        assert lens.choose_period(pd.Series([start, start + pd.Timedelta(days=days)])) == period
+        dates = pd.Series(start + pd.to_timedelta(np.linspace(0, days, 5000), unit="D"))
+        assert lens.choose_period(dates) == period
+    # 150 texts over half a year: 26 weeks of 6 texts are too few, 6 months of 25 are not.
+    few = pd.Series(start + pd.to_timedelta(np.linspace(0, 180, 150), unit="D"))
+    assert lens.choose_period(few) == "month"
+    assert lens.choose_period(few, min_per_period=1) == "week"
 
 
 def test_time_view_flags_a_late_cluster_and_nothing_in_shuffled_dates(labels: np.ndarray) -> None:
