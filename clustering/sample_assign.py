@@ -6,8 +6,10 @@ any sensible ``min_cluster_size`` anyway). The rest is placed with the fitted mo
 
 - reduce: UMAP (clustering space and 2-D map) is fitted on the sample; every other text is
   projected with the fitted UMAP's ``transform``, batch by batch;
-- cluster: HDBSCAN is fitted on the sample's clustering space; every other text gets
-  HDBSCAN's ``approximate_predict`` (k-means: the nearest centre), batch by batch.
+- cluster: the same clusterer as a full fit (``pipeline.cluster_space``: HDBSCAN with the Ward
+  merge, or k-means) is fitted on the sample's clustering space; every other text joins the
+  cluster of most of its nearest sample points when at least half of them are there (the rule
+  that attaches noise in a full fit), else it is noise (k-means: the nearest centre).
 
 Work is done on distinct texts (a duplicate always gets its twin's cluster and position) and
 broadcast back to rows. Batches go through a ``BatchMapper``: in this process by default, as
@@ -379,23 +381,24 @@ class SampledStages:
         result = cluster_space(space, sized)
         labels, probabilities = result.labels, result.probabilities
         neighbours = NearestNeighbors(n_neighbors=min(VOTE_NEIGHBOURS, n)).fit(space)
-        fitted = FittedClusterer("vote", "cpu", (neighbours, labels))
+        found = {int(c): int(c) for c in np.unique(labels[labels != NOISE])}
+        fitted = FittedClusterer("vote", "cpu", (neighbours, labels), found)
         if config.reassign_outliers and (labels == NOISE).any() and (labels != NOISE).any():
             ids = np.unique(labels[labels != NOISE])
             centroids = np.vstack([space[labels == c].mean(axis=0) for c in ids])
             noise = labels == NOISE
             labels = labels.copy()
             labels[noise] = ids[_nearest(space[noise], centroids)]
-            fitted = FittedClusterer("vote", "cpu", (neighbours, labels), {}, centroids)
+            fitted = FittedClusterer("vote", "cpu", (neighbours, labels), found, centroids)
         return fitted, labels, probabilities
 
     def _min_cluster_size(self, n_sample: int) -> int:
-        """The smallest cluster in the sample: the asked size scaled by the sample's share, or
-        the default for the sample's size."""
-        asked = self.config.min_cluster_size
-        if asked is None:
-            return min(default_min_cluster_size(n_sample), n_sample)
-        return max(2, min(n_sample, round(asked * n_sample / self.n_distinct)))
+        """The smallest cluster in the sample: the size a full fit would use (asked, or the
+        default for every distinct text) scaled by the sample's share. Measured on 3,000
+        Banking77 texts fitted on 1,000: 56 clusters and NMI 0.772 against 63 and 0.824 for the
+        full fit; the sample's own default (9 instead of 5) gave 39 and 0.756."""
+        full = self.config.min_cluster_size or default_min_cluster_size(self.n_distinct)
+        return max(2, min(n_sample, round(full * n_sample / self.n_distinct)))
 
 
 def _ordering(raw: np.ndarray, ordered: np.ndarray) -> dict[int, int]:
