@@ -1,7 +1,16 @@
 """Quality benchmark: corpusmap (automatic K and K given) vs BERTopic 0.17.4 defaults vs k-means
 with the true K, all on the same cached embeddings.
 
-    python -m bench.compare [DATASETS...] [--fresh-umap]
+    python -m bench.compare [DATASETS...] [--fresh-umap] [--seeds 0 1 2 3 4] [--no-names]
+
+Datasets: the four of ../shared/data and the two-grain corpora of ``bench.data`` (default: all
+six). Issue 14 added, per corpus: the spread of the automatic K and its NMI over UMAP seeds
+(``--seeds``; each seed is one more UMAP fit, cached), the spread the resampled fits report
+within one run, NMI against the coarse labels of two-grain corpora (and "K given" at the coarse
+K), and the offline names' measures of ``bench.names`` on the automatic clusters (shared words,
+reader top-1). With a warm cache (embeddings and UMAP spaces) a full run takes about 10 minutes
+on 2 quiet cores; the first run embeds 20 Newsgroups (18,846 long posts: about 40 minutes on CPU)
+and fits 5 UMAP seeds per corpus (about 15 minutes in all).
 
 Each corpus runs in its own subprocess so its peak RSS is its own. The 5-d UMAP space is
 corpusmap's (cosine, n_neighbors 15, min_dist 0, seed 42): BERTopic's default UMAP has exactly
@@ -25,10 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import CACHE_DIR, DATASETS, cached_embeddings, load_corpus
+from bench.data import ALL_CORPORA, CACHE_DIR, DATASETS, MULTI_GRAIN, cached_embeddings, load_corpus
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("corpusmap auto", "corpusmap K given", "BERTopic 0.17.4", "k-means true K")
+COARSE_METHOD = "corpusmap K given (coarse)"
+DEFAULT_CORPORA = DATASETS + MULTI_GRAIN
 
 
 def peak_rss_mb() -> float:
@@ -72,19 +83,24 @@ class FixedSpace:
         return self.space
 
 
-def score(truth: list[str], labels: np.ndarray, seconds: float) -> dict[str, Any]:
+def score(
+    truth: list[str], labels: np.ndarray, seconds: float, coarse: list[str] | None = None
+) -> dict[str, Any]:
     from clustering.metrics import external_metrics
 
     labels = np.asarray(labels)
     result: dict[str, Any] = external_metrics(truth, labels)
+    if coarse is not None:
+        result["nmi_coarse"] = external_metrics(coarse, labels)["nmi"]
     result["clusters"] = int(len(np.unique(labels[labels != -1])))
     result["outliers"] = float(np.mean(labels == -1))
     result["seconds"] = seconds
     return result
 
 
-def run_one(name: str, fresh_umap: bool) -> dict[str, Any]:
-    from clustering.pipeline import PipelineConfig, cluster_space
+def run_one(name: str, fresh_umap: bool, seeds: list[int], names: bool) -> dict[str, Any]:
+    from clustering.granularity import k_spread
+    from clustering.pipeline import PipelineConfig, cluster_space, make_clusterer
 
     corpus = load_corpus(name)
     vectors = cached_embeddings(corpus)
@@ -98,17 +114,55 @@ def run_one(name: str, fresh_umap: bool) -> dict[str, Any]:
         "methods": {},
     }
 
+    coarse = corpus.coarse
     start = time.perf_counter()
-    auto = cluster_space(space, PipelineConfig())
+    clusterer = make_clusterer(PipelineConfig())
+    auto = clusterer.fit_predict(space)
     out["methods"]["corpusmap auto"] = score(
-        corpus.labels, auto.labels, time.perf_counter() - start
+        corpus.labels, auto.labels, time.perf_counter() - start, coarse
     )
+    out["k_spread"] = k_spread(clusterer.granularity_)
 
     start = time.perf_counter()
     given = cluster_space(space, PipelineConfig(n_clusters=k_true))
     out["methods"]["corpusmap K given"] = score(
-        corpus.labels, given.labels, time.perf_counter() - start
+        corpus.labels, given.labels, time.perf_counter() - start, coarse
     )
+    if coarse is not None:
+        start = time.perf_counter()
+        given = cluster_space(space, PipelineConfig(n_clusters=corpus.n_coarse))
+        out["methods"][COARSE_METHOD] = score(
+            corpus.labels, given.labels, time.perf_counter() - start, coarse
+        )
+
+    if seeds:
+        from bench.stability import seeded_space
+
+        per_seed = []
+        for seed in seeds:
+            labels = cluster_space(seeded_space(name, vectors, seed), PipelineConfig()).labels
+            per_seed.append(score(corpus.labels, labels, 0.0, coarse))
+        out["seeds"] = {"seeds": seeds, "k": [m["clusters"] for m in per_seed]}
+        out["seeds"]["nmi"] = [round(m["nmi"], 4) for m in per_seed]
+        if coarse is not None:
+            out["seeds"]["nmi_coarse"] = [round(m["nmi_coarse"], 4) for m in per_seed]
+
+    if names:
+        from bench.names import legacy_class_tfidf, reader_top1, shared_share
+        from clustering.embed import SentenceTransformerEmbedder
+        from clustering.keywords import class_tfidf
+        from clustering.labels import keyword_name
+
+        embedder = SentenceTransformerEmbedder()
+        out["names"] = {}
+        for method, keywords_of in (("before", legacy_class_tfidf), ("after", class_tfidf)):
+            named = {
+                c: keyword_name(k, c) for c, k in keywords_of(corpus.texts, auto.labels).items()
+            }
+            out["names"][method] = {
+                "shared": shared_share(named),
+                "reader_top1": reader_top1(named, vectors, auto.labels, embedder),
+            }
 
     from bertopic import BERTopic
 
@@ -125,14 +179,16 @@ def run_one(name: str, fresh_umap: bool) -> dict[str, Any]:
         start = time.perf_counter()
         topics, _ = BERTopic(umap_model=reducer).fit_transform(corpus.texts, embeddings=vectors)
     out["methods"]["BERTopic 0.17.4"] = score(
-        corpus.labels, np.asarray(topics), time.perf_counter() - start
+        corpus.labels, np.asarray(topics), time.perf_counter() - start, coarse
     )
 
     from sklearn.cluster import KMeans
 
     start = time.perf_counter()
     labels = KMeans(k_true, n_init=10, random_state=42).fit_predict(vectors)
-    out["methods"]["k-means true K"] = score(corpus.labels, labels, time.perf_counter() - start)
+    out["methods"]["k-means true K"] = score(
+        corpus.labels, labels, time.perf_counter() - start, coarse
+    )
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
@@ -152,13 +208,54 @@ def write_report(results: list[dict[str, Any]]) -> None:
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        for method in METHODS:
+        for method in (*METHODS, COARSE_METHOD):
+            if method not in r["methods"]:
+                continue
             m = r["methods"][method]
             lines.append(
                 f"| {r['dataset']} | {r['n']:,} | {r['classes']} | {method} | {m['nmi']:.3f} | "
                 f"{m['ari']:.3f} | {m['acc']:.3f} | {m['clusters']} | {100 * m['outliers']:.1f}% | "
                 f"{m['seconds']:.1f} |"
             )
+    lines += [
+        "",
+        "Issue 14: how firm the automatic K is, the coarse grain of two-grain corpora, and the",
+        "offline names. K per seed / NMI per seed: corpusmap auto on UMAP seeds (each a fresh fit);",
+        "resampled: the range the run itself reports (`metrics['k_spread']`, 6 random 80 % subsets",
+        "of one space). NMI coarse: against the coarse labels (BERTopic: its defaults). Names:",
+        "shared = clusters whose name shares a word with another's; reader top-1 = the name's",
+        "MiniLM embedding is nearest its own cluster's centroid (`bench.names`), before → after.",
+        "",
+        "| corpus | K auto | K resampled | K per seed | NMI per seed (mean) | NMI coarse auto / "
+        "K given coarse / BERTopic | names shared | reader top-1 |",
+        "|---|---:|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        auto = r["methods"]["corpusmap auto"]
+        spread = r.get("k_spread") or {}
+        seeds = r.get("seeds") or {}
+        coarse = ""
+        if "nmi_coarse" in auto:
+            coarse = (
+                f"{auto['nmi_coarse']:.3f} / {r['methods'][COARSE_METHOD]['nmi_coarse']:.3f} / "
+                f"{r['methods']['BERTopic 0.17.4']['nmi_coarse']:.3f}"
+            )
+        seed_nmi = ", ".join(f"{x:.3f}" for x in seeds.get("nmi", []))
+        if seeds.get("nmi"):
+            seed_nmi += f" ({np.mean(seeds['nmi']):.3f})"
+        names = r.get("names") or {}
+        shared = reader = ""
+        if names:
+            b, a = names["before"], names["after"]
+            shared = f"{b['shared']:.0%} → {a['shared']:.0%}"
+            reader = f"{b['reader_top1']:.3f} → {a['reader_top1']:.3f}"
+        lines.append(
+            f"| {r['dataset']} | {auto['clusters']} | "
+            f"{spread.get('min', '')}–{spread.get('max', '')} | "
+            f"{', '.join(map(str, seeds.get('k', [])))} | "
+            f"{seed_nmi} | "
+            f"{coarse} | {shared} | {reader} |"
+        )
     lines += ["", "| method | mean NMI | mean ARI | mean ACC |", "|---|---:|---:|---:|"]
     for method in METHODS:
         vals = [r["methods"][method] for r in results]
@@ -201,23 +298,32 @@ def write_chart(results: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument("datasets", nargs="*", default=list(DEFAULT_CORPORA), choices=ALL_CORPORA)
     parser.add_argument("--fresh-umap", action="store_true", help="BERTopic fits its own UMAP")
+    parser.add_argument(
+        "--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4], help="UMAP seeds for K's spread"
+    )
+    parser.add_argument("--no-names", action="store_true", help="skip the offline name measures")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.one:
-        print(json.dumps(run_one(args.one, args.fresh_umap)))
+        print(json.dumps(run_one(args.one, args.fresh_umap, args.seeds, not args.no_names)))
         return
     results = []
     for name in args.datasets:
         cmd = [sys.executable, "-m", "bench.compare", "--one", name]
         if args.fresh_umap:
             cmd.append("--fresh-umap")
+        if args.no_names:
+            cmd.append("--no-names")
+        cmd += ["--seeds", *map(str, args.seeds)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         result = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(result)
-        for method in METHODS:
+        for method in (*METHODS, COARSE_METHOD):
+            if method not in result["methods"]:
+                continue
             m = result["methods"][method]
             print(
                 f"{name:16s} {method:18s} NMI {m['nmi']:.3f} ARI {m['ari']:.3f} "
@@ -232,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         kept = [r for r in json.loads(previous.read_text()) if r["dataset"] not in done_names]
         results = sorted(
             kept + results,
-            key=lambda r: DATASETS.index(r["dataset"]) if r["dataset"] in DATASETS else 99,
+            key=lambda r: ALL_CORPORA.index(r["dataset"]) if r["dataset"] in ALL_CORPORA else 99,
         )
     write_report(results)
 

@@ -31,7 +31,9 @@ from bench.data import CACHE_DIR, MULTI_GRAIN, cached_embeddings, load_corpus
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_CORPORA = ("banking77_test", "ag_news_4k", "stackoverflow_4k", *MULTI_GRAIN)
-RULES = ("full", "median", "mean")
+MICRO_FACTORS = (1.0, 0.6)
+"""HDBSCAN's min_cluster_size for the micro-clusters as a multiple of corpusmap's default."""
+RULES = ("full", "median", "mean", "full@0.6", "median@0.6", "mean@0.6")
 
 
 def seeded_space(name: str, vectors: np.ndarray, seed: int) -> np.ndarray:
@@ -62,7 +64,12 @@ def nmi(truth: list[str] | None, labels: np.ndarray) -> float | None:
 def run_seed(corpus: Any, space: np.ndarray, seed: int) -> dict[str, Any]:
     import hdbscan
 
-    from clustering.cluster import HDBSCANClusterer, KMeansClusterer, order_by_size
+    from clustering.cluster import (
+        HDBSCANClusterer,
+        KMeansClusterer,
+        default_min_cluster_size,
+        order_by_size,
+    )
     from clustering.granularity import (
         best_cut,
         consensus_k,
@@ -72,24 +79,27 @@ def run_seed(corpus: Any, space: np.ndarray, seed: int) -> dict[str, Any]:
     )
 
     out: dict[str, Any] = {"seed": seed, "rules": {}}
-    start = time.perf_counter()
-    micro = HDBSCANClusterer()
-    found = micro.fit_predict(space)
-    full = variance_ratio_curve(space, found.labels)[1]
-    micro_s = time.perf_counter() - start
-    start = time.perf_counter()
-    curves = resampled_curves(space, micro.min_cluster_size_, None, random_state=0)
-    out["resample_seconds"] = round(time.perf_counter() - start, 2)
-    out["micro_seconds"] = round(micro_s, 2)
-    out["resampled_k"] = [best_cut(c) for c in curves if c]
-    for rule in RULES:
-        k = consensus_k(full, curves, rule)
-        labels = order_by_size(merge_micro_clusters(space, found.labels, n_clusters=k)[0])
-        out["rules"][rule] = {
-            "k": int(len(np.unique(labels[labels != -1]))),
-            "nmi": nmi(corpus.labels, labels),
-            "nmi_coarse": nmi(corpus.coarse, labels),
-        }
+    for factor in MICRO_FACTORS:
+        start = time.perf_counter()
+        size = max(5, round(default_min_cluster_size(len(space)) * factor))
+        micro = HDBSCANClusterer(min_cluster_size=size)
+        found = micro.fit_predict(space)
+        full = variance_ratio_curve(space, found.labels)[1]
+        micro_s = time.perf_counter() - start
+        start = time.perf_counter()
+        curves = resampled_curves(space, micro.min_cluster_size_, None, random_state=0)
+        tag = "" if factor == 1.0 else f"@{factor}"
+        out[f"resample_seconds{tag}"] = round(time.perf_counter() - start, 2)
+        out[f"micro_seconds{tag}"] = round(micro_s, 2)
+        out[f"resampled_k{tag}"] = [best_cut(c) for c in curves if c]
+        for rule in ("full", "median", "mean"):
+            k = consensus_k(full, curves, rule)
+            labels = order_by_size(merge_micro_clusters(space, found.labels, n_clusters=k)[0])
+            out["rules"][rule + tag] = {
+                "k": int(len(np.unique(labels[labels != -1]))),
+                "nmi": nmi(corpus.labels, labels),
+                "nmi_coarse": nmi(corpus.coarse, labels),
+            }
     for grain, truth in (("fine", corpus.labels), ("coarse", corpus.coarse)):
         if truth is None:
             continue
@@ -123,7 +133,8 @@ def run_corpus(name: str, seeds: list[int]) -> dict[str, Any]:
         print(
             f"{name:18s} seed {seed}: "
             + " ".join(f"{k}={v['k']} ({v['nmi']})" for k, v in r["rules"].items())
-            + f" resampled {r['resampled_k']} ({r['resample_seconds']} s)",
+            + f" resampled {r['resampled_k']} ({r['resample_seconds']} s)"
+            + f" BERTopic {r['bertopic']['k']} ({r['bertopic']['nmi']})",
             flush=True,
         )
     return result

@@ -15,6 +15,7 @@ from clustering.errors import ConfigError
 from clustering.granularity import (
     K_RULE,
     MICRO_MIN_SAMPLES,
+    MICRO_SIZE_FACTOR,
     N_RESAMPLES,
     Granularity,
     best_cut,
@@ -34,6 +35,12 @@ MIN_CLUSTERABLE = 3
 def default_min_cluster_size(n: int) -> int:
     """Grows slowly with N: 5 for a few hundred texts, ~15 at 3k, ~40 at 20k, ~100 at 100k."""
     return int(max(5, min(500, round(0.3 * math.sqrt(max(n, 1))))))
+
+
+def micro_min_cluster_size(n: int) -> int:
+    """The micro-clusters' ``min_cluster_size`` when none is given: ``MICRO_SIZE_FACTOR`` times
+    plain HDBSCAN's, since the merge step puts over-segmented groups back together."""
+    return int(max(5, round(MICRO_SIZE_FACTOR * default_min_cluster_size(n))))
 
 
 def order_by_size(labels: np.ndarray) -> np.ndarray:
@@ -116,7 +123,7 @@ class MergedHDBSCANClusterer:
         if n < MIN_CLUSTERABLE:
             return single_cluster(n)
         micro = HDBSCANClusterer(
-            min_cluster_size=self.min_cluster_size,
+            min_cluster_size=self.min_cluster_size or micro_min_cluster_size(n),
             min_samples=self.min_samples,
             cluster_selection_method=self.cluster_selection_method,
         )

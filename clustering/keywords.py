@@ -98,7 +98,13 @@ def class_tfidf(
     if stop_words_only:
         # Degenerate corpus: every word is a stop word. Name it with what it has.
         return _by_frequency(presence, vocabulary, labels, ids, n_keywords)
-    return _hand_out(candidates(presence, labels, ids, vocabulary), vocabulary, ids, n_keywords)
+    result = _hand_out(candidates(presence, labels, ids, vocabulary), vocabulary, ids, n_keywords)
+    empty = [c for c in ids if not result[c]]
+    if empty:
+        # Every word of these clusters is boilerplate or another cluster's: their most common
+        # words are still a better name than "Cluster 7" (rare; they may share a word).
+        result.update(_by_frequency(presence, vocabulary, labels, empty, n_keywords))
+    return result
 
 
 def candidates(
