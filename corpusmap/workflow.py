@@ -220,7 +220,7 @@ class _Run:
         try:
             self.progress("embed", 0.0, f"embedding {len(texts):,} texts")
             vectors, counts = embed_texts(texts, self.encoder, store, progress=self.progress)
-            if resumed is None:
+            if "embed" not in self.timings:  # a resumed run keeps what its first embed did
                 self.timings.update({f"embed_{k}": v for k, v in counts.items()})
             self.stage_done("embed", resumed=resumed is not None)
 
