@@ -100,6 +100,8 @@ def explanation_faithfulness(
 KEYWORDS_KEPT = "keywords_kept"
 """``ClusterLabel.status`` of a cluster shown with its keyword label because the LLM's
 explanation was less faithful (``prefer_faithful``)."""
+NOT_LLM = ("keywords", "seed")
+"""``ClusterLabel.labeler`` values of labels no LLM wrote: ``prefer_faithful`` keeps them."""
 FAITHFULNESS_MARGIN = 0.10
 """How much less faithful than the keyword explanation an LLM explanation may be, per cluster,
 before the keyword one is shown instead."""
@@ -164,7 +166,9 @@ def prefer_faithful(
     offline = explanation_faithfulness(vectors, labels, keyword_labels, embedder)
     by_id = {lab.cluster_id: lab for lab in keyword_labels}
     swappable = {
-        lab.cluster_id: lab for lab in llm_labels if lab.status == "ok" and lab.cluster_id in by_id
+        lab.cluster_id: lab
+        for lab in llm_labels
+        if lab.status == "ok" and lab.labeler not in NOT_LLM and lab.cluster_id in by_id
     }
     alternatives: dict[int, ClusterLabel] = {}
 
