@@ -124,10 +124,11 @@ def time_chart(shares: pd.DataFrame, changes: pd.DataFrame, n: int = TIME_LINES)
             )
         )
     figure.update_layout(
-        height=420,
+        height=480,
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
         yaxis={"title": "share of the period's texts", "tickformat": ".0%"},
         plot_bgcolor="white",
-        legend={"font": {"size": 11}},
+        # Below the chart: the top right is where plotly's toolbar shows on hover.
+        legend={"font": {"size": 11}, "orientation": "h", "yanchor": "top", "y": -0.12},
     )
     return figure
