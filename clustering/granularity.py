@@ -76,7 +76,9 @@ N_RESAMPLES = 6
 """Random subsets re-clustered (steps 1-2) to see how firm the cut is (issue 14)."""
 RESAMPLE_SHARE = 0.8
 MIN_RESAMPLE = 50
-K_RULE = "full"
+K_RULE = "median"
+"""How the resamples choose the cut (``consensus_k``). AG News 4k, 5 UMAP seeds, micro-clusters
+at 0.6x: ``full`` K 3,3,4,3,4 (NMI mean 0.596), ``median`` 3,3,3,3,3 (0.604), as ``mean``."""
 GRAIN_SHARE = 0.8
 """A second local maximum of the variance ratio is offered as another grain from this share of
 the best ratio on."""
@@ -344,11 +346,17 @@ def granularity_metrics(info: Granularity) -> dict[str, Any]:
     spread = k_spread(info)
     found = grains(info.scores)
     k = info.n_clusters
+    if K_RULE == "median" and spread["resamples"]:
+        how = (
+            "the median of the cuts with the highest variance ratio (Calinski-Harabasz) over "
+            f"the full data and {spread['resamples']} resampled fits"
+        )
+    else:
+        how = "the cut with the highest variance ratio (Calinski-Harabasz)"
     why = (
-        f"{k_spread_sentence(spread)}. The cut of the Ward tree over {info.n_micro} HDBSCAN "
-        "micro-clusters with the highest variance ratio (Calinski-Harabasz)"
+        f"{k_spread_sentence(spread)}. Chosen as {how} of the Ward tree over {info.n_micro} "
+        "HDBSCAN micro-clusters."
     )
-    why += " in most resampled fits." if K_RULE == "median" and spread["resamples"] else "."
     others = [g for g in found if g != k]
     if others and info.scores.get(k):
         g = others[0]
