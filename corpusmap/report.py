@@ -71,7 +71,7 @@ def render_report(store: Store, run_id: int, context_column: str | None = None) 
             clusters[c],
             colours[c],
             explore.rule_text(run, c),
-            parents.get(clusters[c].parent_id) if clusters[c].parent_id is not None else None,
+            None if (parent := clusters[c].parent_id) is None else parents.get(parent),
             c in novel,
         )
         for c in order
