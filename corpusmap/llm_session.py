@@ -19,6 +19,10 @@ USAGE_TOTALS = (
     "cache_hits",
     "over_budget",
     "unanswered",
+    "failures",
+    "retries",
+    "repairs",
+    "cost_usd",
 )
 """Usage keys summed over the run's askers and labeler."""
 
@@ -96,9 +100,12 @@ class LLMSession:
             self.call_budget = CallBudget(request.options.llm_budget)
             self.expander = keyphrase_asker(self.settings, store=store, budget=self.call_budget)
 
-    def start_steps(self, budget: int | None) -> None:
-        """The asker of the mode's own steps, with what keyphrase expansion left of the budget."""
-        self.asker = make_asker(self.settings, self.store, budget, self.call_budget)
+    def start_steps(self, options: Any, budget: int | None) -> None:
+        """The asker of the mode's own steps (propose, classify, the hierarchy's pairwise
+        checks), with what keyphrase expansion left of the budget; none when no step asks."""
+        asks = options.mode != "cluster" or (options.hierarchy and options.n_parents is None)
+        if asks:
+            self.asker = make_asker(self.settings, self.store, budget, self.call_budget)
 
     def bind(self, run_id: int) -> None:
         self.labeler.bind_run(run_id)

@@ -134,7 +134,9 @@ def _plan(
     options = request.options
     todo = uncached_texts(texts, encoder, store) if session.expander is not None else None
     plan = plan_llm(texts, options, request.pipeline, keyphrase_texts=todo)
-    session.start_steps(keyphrase_budget_left(options.llm_budget, plan.get("keyphrase_calls", 0)))
+    session.start_steps(
+        options, keyphrase_budget_left(options.llm_budget, plan.get("keyphrase_calls", 0))
+    )
     if session.asker is None and session.expander is None:
         plan = {"calls": 0}
     return plan

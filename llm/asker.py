@@ -1,5 +1,5 @@
-"""Ask an LLM for one JSON object, within a call budget, through the same client, call store
-and usage totals as the labeler.
+"""Ask an LLM for one JSON object, within a call budget, through the same exchange (client, call
+store, usage totals, format ladder: ``llm.exchange``) as the labeler.
 
 The goal-driven modes (``llm.goal``, ``llm.classify``, ``llm.granularity``) ask many small
 questions; each goes through ``JSONAsker.ask``: answered from the store when this exact call
@@ -18,22 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from llm.cache import (
-    STATUS_EMPTY,
-    STATUS_ERROR,
-    STATUS_INVALID,
-    STATUS_OK,
-    STATUS_REFUSED,
-    CallStore,
-    cache_key,
-    record_call,
-    request_body,
-)
-from llm.client import PROMPT_ONLY, ChatClient, Completion, FormatRejectedError, response_format
-from llm.errors import LLMCallError, LLMConfigError
-from llm.reply import ReplyError, find_json_object
-from llm.settings import ENV_API_KEY, ENV_BASE_URL, LLMSettings
-from llm.usage import MAX_ERRORS, LLMUsage
+from llm.cache import STATUS_INVALID, CallStore
+from llm.client import response_format
+from llm.errors import LLMCallError
+from llm.exchange import LLMExchange
+from llm.reply import find_json_object
+from llm.settings import LLMSettings
+from llm.usage import MAX_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +70,7 @@ class Question:
     name: str = "answer"
 
 
-class JSONAsker:
+class JSONAsker(LLMExchange):
     """Asks for JSON answers; see the module docstring. ``usage`` is shared by all its calls."""
 
     def __init__(
@@ -91,24 +82,10 @@ class JSONAsker:
         run_id: int | None = None,
         budget: CallBudget | None = None,
     ) -> None:
-        settings.validate()
-        if not settings.configured:
-            raise LLMConfigError(
-                f"no LLM endpoint: set {ENV_BASE_URL} (any OpenAI-compatible server, e.g. "
-                f"`corpusmap llm serve` for the local model) or {ENV_API_KEY}"
-            )
-        self.settings = settings
-        self.prompt_version = prompt_version
-        self.store = store
-        self.run_id = run_id
+        super().__init__(settings, prompt_version=prompt_version, store=store, run_id=run_id)
         self.budget = budget or CallBudget()
-        self.usage = LLMUsage(model=settings.model, priced=settings.price_of() is not None)
-        self.over_budget = 0
-        """Questions not sent because the budget was spent."""
         self.unanswered = 0
         """Questions whose call failed or whose reply stayed unusable."""
-        self._client = ChatClient(settings)
-        self._store_lock = threading.Lock()
 
     def usage_dict(self) -> dict[str, Any]:
         """``LLMUsage.to_dict`` plus the budget and what it left unasked."""
@@ -118,14 +95,24 @@ class JSONAsker:
         )
         return data
 
-    def close(self) -> None:
-        self._client.close()
-
     def ask(self, question: Question, parse: Parse[T]) -> T | None:
         """The parsed answer, or ``None`` (budget spent, call failed, reply unusable twice)."""
         start = time.perf_counter()
+
+        def parse_text(text: str) -> T:
+            return parse(find_json_object(text))
+
+        formats = None
+        if question.schema is not None:
+            schema = question.schema
+
+            def formats(level: int) -> dict[str, Any] | None:
+                return response_format(level, question.name, schema)
+
         try:
-            answer, reply, error = self._exchange(question.messages, question, parse)
+            answer, reply, error = self.exchange(
+                question.messages, parse_text, formats, self.budget
+            )
             if answer is not None or not reply:
                 return answer
             with self.usage.lock:
@@ -135,7 +122,7 @@ class JSONAsker:
                 {"role": "assistant", "content": reply},
                 {"role": "user", "content": REPAIR_PROMPT.format(error=error)},
             ]
-            answer, _, second = self._exchange(messages, question, parse)
+            answer, _, second = self.exchange(messages, parse_text, formats, self.budget)
             if answer is None and second:
                 raise LLMCallError(f"invalid reply twice: {error}; then {second}", STATUS_INVALID)
             return answer
@@ -147,11 +134,7 @@ class JSONAsker:
                     self.usage.errors.append(f"{question.name}: {err}")
             return None
         finally:
-            with self.usage.lock:
-                self.usage.seconds += time.perf_counter() - start
-                self.usage.cost_usd = self.settings.cost_usd(
-                    self.usage.prompt_tokens, self.usage.completion_tokens
-                )
+            self.add_seconds(time.perf_counter() - start)
 
     def ask_many(
         self, questions: Sequence[Question], parse: Parse[T] | Sequence[Parse[T]]
@@ -164,102 +147,3 @@ class JSONAsker:
         workers = min(self.settings.max_in_flight, len(questions))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-ask") as pool:
             return list(pool.map(self.ask, questions, parsers))
-
-    # One exchange ------------------------------------------------------------------------
-
-    def _exchange(
-        self, messages: list[dict[str, str]], question: Question, parse: Parse[T]
-    ) -> tuple[T | None, str, str]:
-        """``(answer, "", "")``; ``(None, reply, why)`` for an invalid reply; ``(None, "", "")``
-        when the budget is spent. Raises ``LLMCallError`` when there is nothing to repair."""
-        level, settled = self._client.response_format_level()
-        if question.schema is None:
-            level, settled = PROMPT_ONLY, True
-        while True:
-            cached = self._cached(messages, question, level, parse)
-            if cached is not None:
-                return cached, "", ""
-            body = self._body(messages, question, level)
-            key = cache_key(self.prompt_version, body)
-            if not self.budget.take():
-                with self.usage.lock:
-                    self.over_budget += 1
-                return None, "", ""
-            try:
-                completion = self._client.complete(body, format_settled=settled)
-            except FormatRejectedError as err:
-                self.usage.count_call(None, failed=True, retries=err.retries)
-                self._record(key, body, None, STATUS_ERROR, str(err))
-                with self.usage.lock:
-                    self.usage.schema_fallbacks += 1
-                level = min(level + 1, PROMPT_ONLY)
-                continue
-            except LLMCallError as err:
-                self.usage.count_call(None, failed=True, retries=err.retries)
-                self._record(key, body, None, err.status, str(err))
-                raise
-            if not settled:
-                self._client.settle_response_format(level)
-                settled = True
-            status, answer, error = judge(completion, parse)
-            self.usage.count_call(completion, failed=status != STATUS_OK, retries=completion.retries)
-            self._record(key, body, completion, status, error)
-            if status in (STATUS_REFUSED, STATUS_EMPTY):
-                raise LLMCallError(error, status)
-            return answer, completion.content, error
-
-    def _body(
-        self, messages: list[dict[str, str]], question: Question, level: int
-    ) -> dict[str, Any]:
-        params: dict[str, Any] = {"temperature": self.settings.temperature}
-        if self.settings.max_tokens is not None:
-            params["max_tokens"] = self.settings.max_tokens
-        if question.schema is not None:
-            kind = response_format(level, question.name, question.schema)
-            if kind is not None:
-                params["response_format"] = kind
-        return request_body(self.settings.model, messages, params)
-
-    def _cached(
-        self, messages: list[dict[str, str]], question: Question, level: int, parse: Parse[T]
-    ) -> T | None:
-        """A stored valid answer at this format level or a later one (as the labeler does)."""
-        if self.store is None:
-            return None
-        for candidate in range(level, PROMPT_ONLY + 1):
-            key = cache_key(self.prompt_version, self._body(messages, question, candidate))
-            with self._store_lock:
-                found = self.store.find_llm_call(key)
-            if found is None or getattr(found, "status", STATUS_OK) != STATUS_OK:
-                continue
-            try:
-                answer = parse(find_json_object(found.response))
-            except ReplyError:
-                continue
-            with self.usage.lock:
-                self.usage.cache_hits += 1
-            return answer
-        return None
-
-    def _record(
-        self, key: str, body: dict[str, Any], completion: Completion | None, status: str, error: str
-    ) -> None:
-        if self.store is None:
-            return
-        with self._store_lock:
-            record_call(
-                self.store, self.settings, self.run_id, key, body, completion, status, error
-            )
-
-
-def judge(completion: Completion, parse: Parse[T]) -> tuple[str, T | None, str]:
-    if completion.refusal or completion.finish_reason == "content_filter":
-        reason = completion.refusal or "the reply was filtered (finish_reason content_filter)"
-        return STATUS_REFUSED, None, f"the model refused: {reason}"
-    if not completion.content.strip():
-        return STATUS_EMPTY, None, f"empty reply (finish_reason {completion.finish_reason!r})"
-    try:
-        return STATUS_OK, parse(find_json_object(completion.content)), ""
-    except ReplyError as err:
-        cut = " (cut at max_tokens)" if completion.finish_reason == "length" else ""
-        return STATUS_INVALID, None, f"{err}{cut}"
