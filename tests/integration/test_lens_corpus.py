@@ -222,3 +222,32 @@ def test_the_run_handle_returns_the_same_frames(mixed, tmp_path: Path) -> None:
     expected = store.load_assignments(run_id)["cluster_id"].iloc[:5].tolist()
     # A stored text goes back to its own cluster (k-means fitted in UMAP space, placed by centroid).
     assert sum(a == b for a, b in zip(placed["cluster_id"], expected, strict=True)) >= 4
+
+
+def test_parent_level_after_a_hierarchy_is_built(mixed) -> None:
+    """Last in the module: it adds a hierarchy to the shared run."""
+    from clustering import lens as stats
+    from corpusmap import lens, structure
+
+    store, run_id, frame, _ = mixed
+    structure.add_hierarchy(store, run_id, n_parents=2, llm_budget=0)
+    parents = {c.cluster_id for c in store.load_clusters(run_id, level=1)}
+    leaf_parent = {c.cluster_id: c.parent_id for c in store.load_clusters(run_id)}
+    assert len(parents) == 2
+
+    table = lens.lens_table(store, run_id, "source", level="parent")
+    assert set(table["cluster_id"]) == parents and set(table["level"]) == {"parent"}
+    assigned = store.load_assignments(run_id)
+    parent_ids = np.array([leaf_parent[c] for c in assigned["cluster_id"]])
+    direct = stats.categorical_lens(parent_ids, frame["source"].iloc[assigned["position"]])
+    merged = table.merge(direct, on=["cluster_id", "group"], suffixes=("", "_direct"))
+    np.testing.assert_allclose(merged["q_value"], merged["q_value_direct"])
+    top = table[table["direction"] == "over"].groupby("cluster_id")["share_in_cluster"].max()
+    print(f"\nparent level: share of each parent's main source {top.round(3).to_dict()}")
+    # How the hierarchy groups the clusters is its own business (here one parent held a single
+    # StackOverflow cluster): the lens must count every text once under its parent.
+    assert table.groupby("cluster_id")["count"].sum().sum() == len(frame)
+
+    report = lens.balance_report(store, run_id, "source")
+    assert (report["level"] == "parent").sum() == 2
+    assert len(report) == N_CLUSTERS + 2
