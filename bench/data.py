@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="Fill the embedding cache of the bench corpora.")
-    parser.add_argument("datasets", nargs="*", default=list(DATASETS), choices=ALL_CORPORA)
+    parser.add_argument("datasets", nargs="*", default=list(DATASETS))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in args.datasets:
