@@ -67,7 +67,8 @@ def keyword_label(summary: ClusterSummary, status: str = "keywords", error: str 
 
 
 class KeywordLabeler:
-    """Names clusters from their c-TF-IDF keywords; needs no network."""
+    """Names clusters from their distinctive keywords (``clustering.keywords``: no word in two
+    clusters' names); needs no network."""
 
     name = "keywords"
 
