@@ -201,12 +201,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    results = [run_corpus(name, args.seeds) for name in args.corpora]
-    previous = RESULTS / "stability.json"
-    if previous.exists():
-        done = {r["corpus"] for r in results}
-        results = [r for r in json.loads(previous.read_text()) if r["corpus"] not in done] + results
-    write_report(results)
+    for name in args.corpora:
+        # The report is rewritten after each corpus: a long sweep keeps what it finished.
+        result = run_corpus(name, args.seeds)
+        previous = RESULTS / "stability.json"
+        kept = json.loads(previous.read_text()) if previous.exists() else []
+        write_report([r for r in kept if r["corpus"] != name] + [result])
 
 
 if __name__ == "__main__":
