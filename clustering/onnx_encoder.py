@@ -166,19 +166,22 @@ class OnnxEncoder:
         return self.dimension
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, **_: Any) -> np.ndarray:
-        """Normalised vectors; texts sorted by length so each batch pads little (as
-        sentence-transformers does)."""
+        """Normalised vectors, one text per forward pass (``batch_size`` only sets how many
+        texts are tokenized at a time). Dynamic quantisation scales activations by the range of
+        the whole input tensor, so in a batch a text's vector would depend on the texts beside
+        it (cosine ~0.99 between two batchings of the same text): one at a time, a text always
+        gets the same vector, as the embedding cache assumes. Alone, a text needs no padding."""
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
+        step = max(1, batch_size) * 8
+        for start in range(0, len(texts), step):
             enc = self.tokenizer(
-                [texts[i] for i in rows],
-                padding=True,
+                list(texts[start : start + step]),
                 truncation=True,
                 max_length=self.max_seq_length,
-                return_tensors="np",
             )
-            feed = {k: np.asarray(enc[k], dtype=np.int64) for k in self.input_names}
-            out[rows] = self.session.run(None, feed)[0]
+            for row in range(len(enc["input_ids"])):
+                feed = {
+                    k: np.asarray(enc[k][row], dtype=np.int64)[None, :] for k in self.input_names
+                }
+                out[start + row] = self.session.run(None, feed)[0][0]
         return out

@@ -175,12 +175,13 @@ def _reduce(vectors: np.ndarray, config: PipelineConfig) -> tuple[np.ndarray, np
         # UMAP would spend minutes on a degenerate neighbour graph.
         n = len(vectors)
         return np.zeros((n, config.n_components), np.float32), np.zeros((n, 2), np.float32)
-    space = UMAPReducer(
+    reducer = UMAPReducer(
         n_components=config.n_components,
         n_neighbors=config.n_neighbors,
         min_dist=config.min_dist,
         random_state=config.random_state,
-    ).fit_transform(vectors)
+    )
+    space = reducer.fit_transform(vectors)
     if config.n_components == 2:
         coords = space
     elif len(vectors) < 16:
@@ -191,6 +192,8 @@ def _reduce(vectors: np.ndarray, config: PipelineConfig) -> tuple[np.ndarray, np
             n_neighbors=config.n_neighbors,
             min_dist=0.1,
             random_state=config.random_state,
+            # The map reuses the clustering space's neighbour graph (issue 13): no second search.
+            precomputed_knn=reducer.knn_,
         ).fit_transform(vectors)
     return space, coords
 

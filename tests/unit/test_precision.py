@@ -159,3 +159,7 @@ def test_int8_keeps_cosine_to_fp32_on_200_real_texts(tmp_path, shared_data):
     cosines = np.sum(reference * int8.embed(texts), axis=1)
     assert cosines.mean() >= 0.99, cosines.mean()
     assert cosines.min() >= 0.95, cosines.min()
+    # A text's int8 vector does not depend on the texts embedded with it (the cache needs it).
+    alone = np.vstack([int8.embed([t]) for t in texts[100:104]])
+    assert np.allclose(int8.embed(texts[100:104]), alone, atol=1e-6)
+    assert np.allclose(int8.embed(texts[:120])[100:104], alone, atol=1e-6)

@@ -1,0 +1,75 @@
+"""Cold start (issue #13): the 2-D map reuses the clustering space's neighbour graph, and UMAP's
+numba code is compiled once per machine into the data folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from clustering.reduce import UMAPReducer
+from tests.conftest import REPO
+
+
+def blobs(n: int = 300, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, 32))
+    points = centres[np.arange(n) % 3] + 0.1 * rng.normal(size=(n, 32))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+N_APPROXIMATE = 4200
+"""UMAP searches neighbours approximately (and keeps the graph) from 4,096 points; below, it
+computes every distance, which costs little and leaves no graph to share."""
+
+
+@pytest.fixture(scope="module")
+def space():
+    reducer = UMAPReducer(n_components=5)
+    reducer.fit_transform(blobs(N_APPROXIMATE))
+    return reducer
+
+
+def test_the_map_reuses_the_neighbour_graph_of_the_clustering_space(space):
+    X = blobs(N_APPROXIMATE)
+    indices, dists, _ = space.knn_
+    assert indices.shape == dists.shape == (len(X), 15)
+    shared = UMAPReducer(n_components=2, min_dist=0.1, precomputed_knn=space.knn_)
+    coords = shared.fit_transform(X)
+    assert coords.shape == (len(X), 2) and np.isfinite(coords).all()
+    assert shared.model_.knn_indices is not None  # UMAP took the graph, searched no neighbours
+    assert np.array_equal(shared.knn_[0], indices)
+    # The three blobs stay apart on the map: each blob's points lie nearer their own centre.
+    centres = np.array([coords[np.arange(len(X)) % 3 == b].mean(0) for b in range(3)])
+    nearest = np.argmin(((coords[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == np.arange(len(X)) % 3).mean() > 0.95
+
+
+def test_a_graph_of_other_points_is_not_used_and_small_sets_have_none(space):
+    other = UMAPReducer(n_components=2, precomputed_knn=space.knn_)
+    assert other.fit_transform(blobs(200, seed=1)).shape == (200, 2)
+    assert other.model_.knn_indices is None  # searched its own neighbours
+    assert other.knn_ is None  # 200 points: every distance computed, no graph kept
+
+
+@pytest.mark.slow  # two fresh processes, the first compiling UMAP's code: ~1 min
+def test_umaps_compiled_code_is_kept_in_the_data_folder(tmp_path):
+    env = {**os.environ, "CORPUSMAP_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    script = (
+        "import time, numpy as np; from clustering.reduce import UMAPReducer; "
+        "from tests.unit.test_reduce_cache import blobs; t = time.perf_counter(); "
+        "UMAPReducer(n_components=5).fit_transform(blobs()); print(time.perf_counter() - t)"
+    )
+    seconds = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        seconds.append(float(done.stdout.split()[-1]))
+    assert any((tmp_path / "numba").rglob("*.nbi"))  # the index of a cached function
+    assert seconds[1] < seconds[0] * 0.7, seconds  # loaded, not compiled again
