@@ -163,3 +163,16 @@ def test_int8_keeps_cosine_to_fp32_on_200_real_texts(tmp_path, shared_data):
     alone = np.vstack([int8.embed([t]) for t in texts[100:104]])
     assert np.allclose(int8.embed(texts[100:104]), alone, atol=1e-6)
     assert np.allclose(int8.embed(texts[:120])[100:104], alone, atol=1e-6)
+
+
+def test_without_onnx_runtime_int8_falls_back_to_fp32_and_says_why(tmp_path, monkeypatch):
+    from clustering import onnx_encoder
+
+    monkeypatch.setattr(
+        onnx_encoder, "onnx_unavailable", lambda model=None: "onnxruntime is not installed"
+    )
+    embedder = SentenceTransformerEmbedder(precision="int8", cache_dir=tmp_path)
+    assert embedder.precision == "fp32"
+    assert "onnxruntime is not installed" in embedder.precision_reason
+    assert embedder.cache_key.endswith("|precision=fp32")
+    assert embedder.embed(["still works"]).shape == (1, 384)
