@@ -52,6 +52,10 @@ class Faithfulness:
         }
 
 
+NEAREST_CHUNK = 16_384
+"""Texts compared with the explanations at a time: 24 MB of 384-d float32 rows."""
+
+
 def explanation_text(label: ClusterLabel) -> str:
     return f"{label.description} {label.inclusion_criterion}".strip() or label.name
 
@@ -89,8 +93,17 @@ def explanation_faithfulness(
             f"explanations embed to {matrix.shape[1]} dimensions, texts have {vectors.shape[1]}: "
             "use the embedder the run used"
         )
-    texts = _normalise(vectors[clustered].astype(np.float32, copy=False))
-    nearest = np.asarray(ids)[np.argmax(texts @ _normalise(matrix).T, axis=1)]
+    # Row by row in chunks, never a second rows x dimension matrix (issue 13: 500k rows); the
+    # texts need no normalising, a row's scale does not change which explanation is nearest.
+    explanations = _normalise(matrix).T
+    rows = np.flatnonzero(clustered)
+    best = np.empty(len(rows), dtype=np.int64)
+    for start in range(0, len(rows), NEAREST_CHUNK):
+        part = rows[start : start + NEAREST_CHUNK]
+        best[start : start + len(part)] = np.argmax(
+            vectors[part].astype(np.float32, copy=False) @ explanations, axis=1
+        )
+    nearest = np.asarray(ids)[best]
     truth = labels[clustered]
     hits = nearest == truth
     per_cluster = {c: float(hits[truth == c].mean()) for c in cluster_ids}
