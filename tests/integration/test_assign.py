@@ -103,7 +103,11 @@ def test_held_back_texts_agree_with_a_run_on_all_texts_and_foreign_texts_form_a_
     assert len(report.new_groups) >= 1
     proposed = groups != -1
     assert proposed[n_held:].mean() >= 0.7  # most Haskell titles are proposed as new groups
-    assert proposed[:n_held].sum() <= 2  # hardly any banking query is
+    # No proposed group mixes the two corpora (unassigned banking queries of an intent the run
+    # left as noise may form a group of their own: that is a proposal too).
+    for g in set(groups[proposed]):
+        members = groups == g
+        assert members[:n_held].sum() == 0 or members[n_held:].sum() == 0, g
     assert "haskell" in " ".join(report.new_groups["name"]).lower()
     assert report.n_unassigned == int(np.sum(labels == -1))
     shares = report.shares.set_index("cluster_id")
@@ -163,6 +167,22 @@ def test_cli_assign_writes_the_rows_and_the_drift_report(banking) -> None:
     assert "fit none" in result.output and "possible new group" in result.output
     assert len(pd.read_csv(drift)) >= 2
     assert len(store.list_runs()) == runs_before  # no --save-as-run: nothing stored
+    result = CliRunner().invoke(
+        main,
+        [
+            "assign",
+            str(fitted),
+            str(home / "new.csv"),
+            "--out",
+            str(out),
+            "--save-as-run",
+            "--db",
+            store.url,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"(run #{fitted} is unchanged)" in result.output
+    assert len(store.list_runs()) == runs_before + 1
     result = CliRunner().invoke(
         main,
         ["assign", str(fitted), str(home / "missing.csv"), "--out", str(out), "--db", store.url],
