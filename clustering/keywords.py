@@ -103,12 +103,15 @@ def class_tfidf(
     if stop_words_only:
         # Degenerate corpus: every word is a stop word. Name it with what it has.
         return _by_frequency(presence, vocabulary, labels, ids, n_keywords)
-    result = _hand_out(candidates(presence, labels, ids, vocabulary), vocabulary, ids, n_keywords)
+    owner: dict[str, int] = {}
+    pairs = candidates(presence, labels, ids, vocabulary)
+    result = _hand_out(pairs, vocabulary, ids, n_keywords, owner)
     empty = [c for c in ids if not result[c]]
     if empty:
-        # Every word of these clusters is boilerplate or another cluster's: their most common
-        # words are still a better name than "Cluster 7" (rare; they may share a word).
-        result.update(_by_frequency(presence, vocabulary, labels, empty, n_keywords))
+        # No over-represented word of these clusters is left (small clusters inside a larger
+        # topic): their most common words that no other cluster took are still a better name
+        # than "Cluster 7". Only if there are none may a name share a word.
+        result.update(_by_frequency(presence, vocabulary, labels, empty, n_keywords, owner))
     return result
 
 
@@ -202,22 +205,26 @@ def spread(
 
 
 def _hand_out(
-    pairs: list[tuple[float, int, int]], vocabulary: np.ndarray, ids: list[int], n_keywords: int
+    pairs: list[tuple[float, int, int]],
+    vocabulary: np.ndarray,
+    ids: list[int],
+    n_keywords: int,
+    owner: dict[str, int],
 ) -> dict[int, tuple[str, ...]]:
-    """Terms by decreasing score over all clusters; the first cluster to take a word owns it."""
-    owner: dict[str, int] = {}
+    """Terms by decreasing score over all clusters; the first cluster to take a word owns it
+    (``owner``: word -> cluster id, filled in)."""
     chosen: list[list[str]] = [[] for _ in ids]
     for _, row, j in sorted(pairs):
         if len(chosen[row]) >= n_keywords:
             continue
         term = str(vocabulary[j])
         words = term.split()
-        if any(owner.get(w, row) != row for w in words):
+        if any(owner.get(w, ids[row]) != ids[row] for w in words):
             continue
         if any(set(term.split()) <= set(c.split()) for c in chosen[row]):
             continue  # "card" after "card fee" adds nothing
         for w in words:
-            owner[w] = row
+            owner[w] = ids[row]
         chosen[row].append(term)
     return {c: tuple(chosen[row]) for row, c in enumerate(ids)}
 
@@ -228,12 +235,20 @@ def _by_frequency(
     labels: np.ndarray,
     ids: list[int],
     n_keywords: int,
+    owner: dict[str, int] | None = None,
 ) -> dict[int, tuple[str, ...]]:
+    """The most common terms of each cluster, preferring words no other cluster owns."""
     result = {}
     for c in ids:
         counts = np.asarray(presence[np.flatnonzero(labels == c)].sum(axis=0)).ravel()
-        top = np.argsort(-counts, kind="stable")
-        result[c] = tuple(str(vocabulary[j]) for j in top[:n_keywords] if counts[j] > 0)
+        top = [j for j in np.argsort(-counts, kind="stable") if counts[j] > 0]
+        terms = [str(vocabulary[j]) for j in top]
+        if owner is not None:
+            free = [t for t in terms if all(owner.get(w, c) == c for w in t.split())]
+            terms = free or terms
+            for w in (w for t in terms[:n_keywords] for w in t.split()):
+                owner.setdefault(w, c)
+        result[c] = tuple(terms[:n_keywords])
     return result
 
 
