@@ -127,10 +127,8 @@ class LLMSession:
         if labeled:
             parts["labeler"] = labeled
         for name, part in parts.items():
-            if not usage:
-                usage = dict(part)
-                if name == "keyphrases":
-                    usage[name] = part
+            if not usage:  # the first part's figures are the totals so far
+                usage = {**part, name: part}
                 continue
             usage[name] = part
             for key in USAGE_TOTALS:

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 KEYPHRASE_BATCH = 16
 """Texts per keyphrase call."""
+CHUNK_BATCHES = 8
+"""LLM calls' worth of texts the embed stage hands over at a time (its progress step)."""
 KEYPHRASE_TAG = "|keyphrases="
 """Between the base encoder's id and the expansion's tag in ``KeyphraseEmbedder.model_id``."""
 COMPLETION_TOKENS_PER_TEXT = 30
@@ -171,6 +173,9 @@ class KeyphraseEmbedder:
         self.llm_model = model
         self.version = version
         self.batch_size = batch_size
+        self.chunk_size = batch_size * CHUNK_BATCHES
+        """``clustering.embed.embed_texts`` hands over whole chunks of this many texts, so every
+        LLM call but a run's last one carries ``batch_size`` texts (the plan counts on it)."""
         self.stats = KeyphraseStats()
 
     @classmethod

@@ -175,7 +175,12 @@ with user_errors("Check the settings"):
         name=name,
         options=options,
         llm={"base_url": endpoint or None, "model": llm_model or None},
-    ).validate(llm_configured=llm_settings is not None if kind == labelers.LLM or options.expand_keyphrases else None)
+    )
+# What needs an LLM (its labels, keyphrases, a call budget) is refused without an endpoint: said
+# here, before Start, which stays disabled (the estimate below still shows what it would cost).
+needs_llm = request.conflicts(llm_configured=llm_settings is not None) if request is not None else []
+for sentence in needs_llm:
+    st.error(f"Cannot start the run: {sentence}", icon=":material/error:")
 if request is not None and kind == labelers.LLM and (mode != "cluster" or options.expand_keyphrases):
     with user_errors("Cannot plan the run"):
         llm_plan = data.mode_plan(resources.database_url(), request, len(store.list_runs(corpus.id)), llm_settings)
@@ -205,7 +210,7 @@ if kind == labelers.KEYWORDS and mode == "cluster":
 elif kind == labelers.KEYWORDS:
     st.caption(f"No LLM: {MODE_TITLES[mode].lower()} runs on embeddings alone and names clusters by their keywords.")
 
-if st.button("Start run", type="primary", icon=":material/play_arrow:", disabled=steering.invalid or request is None):
+if st.button("Start run", type="primary", icon=":material/play_arrow:", disabled=steering.invalid or request is None or bool(needs_llm)):
     with user_errors("Cannot start the run"):
         job = registry.start(store, request, embedder=resources.embedder(request.embedding.model), api_key=api_key)
         st.session_state[keys.JOB_ID] = job.job_id

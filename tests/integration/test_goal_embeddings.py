@@ -219,7 +219,7 @@ def test_keyphrase_expansion_asks_once_per_batch_and_a_second_run_asks_nothing(
     # With an endpoint, the missing text is expanded (one call), and stays in the cache.
     vector = service.run_vectors(store, run, [unseen], llm_settings=settings_for(server))
     assert vector.shape == (1, expanded.shape[1]) and len(server.chat_requests) == 4
-    assert store.get_embeddings(run.embedder, [text_hash(unseen)])
+    assert store.get_embeddings(service.run_embedder(run).cache_key, [text_hash(unseen)])
 
 
 def test_a_budget_that_cannot_expand_every_text_fails_before_any_request(

@@ -12,6 +12,7 @@ import sys
 import time
 
 import clustering.pipeline as pipeline
+import corpusmap.workflow as workflow
 from clustering.embed import embed_texts
 from clustering.types import no_progress
 
@@ -37,7 +38,8 @@ def chunked_embed_texts(texts, embedder, cache=None, *, progress=no_progress, ch
 
 
 if os.environ.get("CORPUSMAP_TEST_EMBED_CHUNK"):
-    pipeline.embed_texts = chunked_embed_texts
+    pipeline.embed_texts = chunked_embed_texts  # type: ignore[assignment]
+    workflow.embed_texts = chunked_embed_texts  # type: ignore[assignment]  # every run's embed
 
 if __name__ == "__main__":
     from corpusmap.cli import main

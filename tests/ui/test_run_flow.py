@@ -68,9 +68,9 @@ def test_llm_without_endpoint_is_a_clear_error(flow) -> None:
     at = open_app("run")
     widget(at.radio, "Name clusters with").set_value("llm")
     at.run()
-    click(at, "Start run")
     assert "Cannot start the run" in at.error[0].value
     assert "OPENAI" in at.error[0].value
+    assert widget(at.button, "Start run").disabled
 
 
 def test_a_run_completes_without_its_page(flow) -> None:
