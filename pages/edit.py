@@ -17,7 +17,9 @@ store = resources.store()
 run = widgets.need_run(store)
 points, table = data.run_frames(run)
 order = table["cluster_id"].tolist()
-titles = {c: explore.cluster_title(c, n) for c, n in zip(table["cluster_id"], table["name"], strict=True)}
+titles = {
+    c: explore.cluster_title(c, n) for c, n in zip(table["cluster_id"], table["name"], strict=True)
+}
 clusters = {c.cluster_id: c for c in store.load_clusters(run.id)}
 
 st.title("Edit")
@@ -62,32 +64,52 @@ with tab_label:
     with st.form(f"rename_{cid}"):
         name = st.text_input("Name", value=current.name)
         description = st.text_area("Description", value=current.description)
-        criterion = st.text_area("Inclusion criterion", value=current.inclusion_criterion, help="A yes/no rule a reader can apply to one text.")
+        criterion = st.text_area(
+            "Inclusion criterion",
+            value=current.inclusion_criterion,
+            help="A yes/no rule a reader can apply to one text.",
+        )
         if st.form_submit_button("Save", type="primary"):
             with user_errors("Cannot save the label"):
-                info = edits.rename_cluster(store, run.id, cid, name=name, description=description, inclusion_criterion=criterion)
+                info = edits.rename_cluster(
+                    store,
+                    run.id,
+                    cid,
+                    name=name,
+                    description=description,
+                    inclusion_criterion=criterion,
+                )
                 done(info.sentence + ".")
 
 with tab_merge:
-    chosen = st.multiselect("Clusters to merge (two or more)", order, format_func=titles.get, key="merge_clusters")
+    chosen = st.multiselect(
+        "Clusters to merge (two or more)", order, format_func=titles.get, key="merge_clusters"
+    )
     if st.button("Merge", disabled=len(chosen) < 2, type="primary"):
         with user_errors("Cannot merge"), st.spinner("Merging…"):
             done(edits.merge_clusters(store, run.id, chosen).sentence + ".")
 
 with tab_split:
     cid = st.selectbox("Cluster to split", order, format_func=titles.get, key="split_cluster")
-    parts = st.number_input("Parts", min_value=2, max_value=20, value=2, help="k-means on the cluster's embeddings.")
+    parts = st.number_input(
+        "Parts", min_value=2, max_value=20, value=2, help="k-means on the cluster's embeddings."
+    )
     if st.button("Split", type="primary"):
         with user_errors("Cannot split"), st.spinner("Splitting…"):
             done(edits.split_cluster(store, run.id, cid, int(parts)).sentence + ".")
 
 with tab_move:
     source = st.selectbox(
-        "Texts from", [*order, OUTLIERS], format_func=lambda c: "outliers" if c == OUTLIERS else titles[c], key="move_source"
+        "Texts from",
+        [*order, OUTLIERS],
+        format_func=lambda c: "outliers" if c == OUTLIERS else titles[c],
+        key="move_source",
     )
     query = st.text_input("Only texts containing", key="move_query")
     members = explore.find_members(points, cluster_ids=[source], query=query, limit=500)
-    editor = pd.DataFrame({"move": False, "text": members["text"].to_numpy()}, index=members["document_id"].to_numpy())
+    editor = pd.DataFrame(
+        {"move": False, "text": members["text"].to_numpy()}, index=members["document_id"].to_numpy()
+    )
     edited = st.data_editor(
         editor,
         hide_index=True,
@@ -97,7 +119,10 @@ with tab_move:
         column_config={"move": st.column_config.CheckboxColumn("select", width="small")},
     )
     selected = [int(d) for d in edited.index[edited["move"]]]
-    st.caption(f"{len(selected)} selected of {len(members):,} shown" + (" (first 500)" if len(members) == 500 else ""))
+    st.caption(
+        f"{len(selected)} selected of {len(members):,} shown"
+        + (" (first 500)" if len(members) == 500 else "")
+    )
     target = st.selectbox(
         "Move to", [c for c in order if c != source], format_func=titles.get, key="move_target"
     )
@@ -120,24 +145,41 @@ with tab_relabel:
     endpoint = model = None
     if kind == labelers.LLM:
         c1, c2 = st.columns(2)
-        endpoint = c1.text_input("Endpoint", value=settings.default_llm_endpoint(), key="relabel_endpoint")
+        endpoint = c1.text_input(
+            "Endpoint", value=settings.default_llm_endpoint(), key="relabel_endpoint"
+        )
         model = c2.text_input("Model", value=settings.default_llm_model(), key="relabel_model")
     which = st.radio(
-        "Clusters", ["stale", "chosen", "all"],
-        format_func={"stale": f"Changed by edits ({len(stale)})", "chosen": "Chosen below", "all": f"All ({len(order)})"}.get,
+        "Clusters",
+        ["stale", "chosen", "all"],
+        format_func={
+            "stale": f"Changed by edits ({len(stale)})",
+            "chosen": "Chosen below",
+            "all": f"All ({len(order)})",
+        }.get,
         horizontal=True,
         key="relabel_which",
     )
-    picked = st.multiselect("Clusters", order, format_func=titles.get, key="relabel_pick", disabled=which != "chosen")
+    picked = st.multiselect(
+        "Clusters", order, format_func=titles.get, key="relabel_pick", disabled=which != "chosen"
+    )
     ids = {"stale": stale, "chosen": picked, "all": order}[which]
     if st.button(f"Relabel {len(ids)} cluster(s)", disabled=not ids, type="primary"):
         with user_errors("Cannot relabel"), st.spinner(f"Relabelling {len(ids)} clusters…"):
             labeler = labelers.build_labeler(
-                kind, store, base_url=endpoint, model=model, api_key=settings.secret(settings.API_KEY_NAME)
+                kind,
+                store,
+                base_url=endpoint,
+                model=model,
+                api_key=settings.secret(settings.API_KEY_NAME),
             )
             labels, _ = edits.relabel(store, run.id, labeler, cluster_ids=ids)
             failed = sum(1 for lab in labels if lab.status == "llm_failed")
-            done(f"Relabelled {len(labels)} clusters" + (f"; the LLM failed on {failed} (keyword labels kept)" if failed else "") + ".")
+            done(
+                f"Relabelled {len(labels)} clusters"
+                + (f"; the LLM failed on {failed} (keyword labels kept)" if failed else "")
+                + "."
+            )
 
 with tab_log:
     log = store.list_edits(run.id)

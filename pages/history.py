@@ -32,8 +32,11 @@ titles = {r.id: widgets.run_title(r) for r in store.list_runs()}
 
 st.subheader("One run", divider="gray")
 chosen = st.selectbox(
-    "Run", run_ids, index=run_ids.index(current.id) if current and current.id in run_ids else 0,
-    format_func=titles.get, key="history_run",
+    "Run",
+    run_ids,
+    index=run_ids.index(current.id) if current and current.id in run_ids else 0,
+    format_func=titles.get,
+    key="history_run",
 )
 run = store.get_run(chosen)
 c1, c2, _ = st.columns([1, 1, 3])
@@ -56,11 +59,20 @@ if pending in run_ids and widgets.confirm(
         st.rerun()
 details = history.run_details(run)
 d1, d2, d3 = st.columns(3)
-for column, title, key in ((d1, "Settings", "config"), (d2, "Timings (s)", "timings (s)"), (d3, "Figures", "metrics")):
+for column, title, key in (
+    (d1, "Settings", "config"),
+    (d2, "Timings (s)", "timings (s)"),
+    (d3, "Figures", "metrics"),
+):
     column.markdown(f"**{title}**")
     column.dataframe(history.details_table(details[key]), hide_index=True)
 with st.expander("Embedder, labeler, LLM usage, versions"):
-    st.dataframe(history.details_table({k: details[k] for k in ("embedder", "labeler", "llm usage", "versions")}), hide_index=True)
+    st.dataframe(
+        history.details_table(
+            {k: details[k] for k in ("embedder", "labeler", "llm usage", "versions")}
+        ),
+        hide_index=True,
+    )
 if run.error:
     st.error(f"This run failed: {run.error}")
 
@@ -79,8 +91,16 @@ else:
             comparison = history.compare_runs(store, a, b)
             m1, m2, m3 = st.columns(3)
             m1.metric("Texts in both", f"{comparison.shared_texts:,}")
-            m2.metric("NMI", f"{comparison.nmi:.3f}", help="Agreement of the two assignments, 0 to 1 (outliers count as a cluster).")
-            m3.metric("ARI", f"{comparison.ari:.3f}", help="Adjusted Rand index: 0 is chance, 1 identical.")
+            m2.metric(
+                "NMI",
+                f"{comparison.nmi:.3f}",
+                help="Agreement of the two assignments, 0 to 1 (outliers count as a cluster).",
+            )
+            m3.metric(
+                "ARI",
+                f"{comparison.ari:.3f}",
+                help="Adjusted Rand index: 0 is chance, 1 identical.",
+            )
             st.dataframe(comparison.summary())
             st.caption("Largest overlaps between their clusters")
             st.dataframe(comparison.overlap, hide_index=True)
