@@ -30,6 +30,17 @@ class EditError(CorpusmapError):
     """An edit that cannot be made; the message says what to choose instead."""
 
 
+def _editable(store: Store, run_id: int) -> RunState:
+    """The run as an edit sees it; a run still being computed is not edited under its feet."""
+    state = load_state(store, run_id)
+    if service.run_state(state.run) == "running":
+        raise EditError(
+            f"run #{run_id} is still running (stage {state.run.stage!r}): edit it once it has "
+            "finished"
+        )
+    return state
+
+
 def _check_clusters(state: RunState, ids: Sequence[int]) -> None:
     missing = [c for c in ids if c == NOISE or c not in state.leaves]
     if missing:
@@ -53,7 +64,7 @@ def rename_cluster(
     inclusion_criterion: str | None = None,
 ) -> EditInfo:
     """The user's own name, description or inclusion criterion for a cluster."""
-    state = load_state(store, run_id)
+    state = _editable(store, run_id)
     _check_clusters(state, [cluster_id])
     old = state.leaves[cluster_id]
     new = {
@@ -100,7 +111,7 @@ def merge_clusters(store: Store, run_id: int, cluster_ids: Sequence[int]) -> Edi
     ids = list(dict.fromkeys(int(c) for c in cluster_ids))
     if len(ids) < 2:
         raise EditError("choose at least two different clusters to merge")
-    state = load_state(store, run_id)
+    state = _editable(store, run_id)
     _check_clusters(state, ids)
     kept = ids[0]
     labels = state.labels.copy()
@@ -130,7 +141,7 @@ def split_cluster(
     get new ids (largest first) and the split cluster's id is retired."""
     if n_parts < 2:
         raise EditError("split into at least two parts")
-    state = load_state(store, run_id)
+    state = _editable(store, run_id)
     _check_clusters(state, [cluster_id])
     members = np.flatnonzero(state.labels == cluster_id)
     if len(members) < n_parts:
@@ -169,7 +180,7 @@ def move_documents(
     store: Store, run_id: int, document_ids: Sequence[int], cluster_id: int
 ) -> EditInfo:
     """Move texts (by document id) to another cluster, or to -1 to mark them outliers."""
-    state = load_state(store, run_id)
+    state = _editable(store, run_id)
     if cluster_id != NOISE:
         _check_clusters(state, [cluster_id])
     chosen = np.isin(state.document_ids, np.asarray(list(document_ids), dtype=np.int64))
@@ -213,7 +224,7 @@ def move_documents(
 
 def move_rows(store: Store, run_id: int, rows: Sequence[int], cluster_id: int) -> EditInfo:
     """``move_documents`` by 0-based input row numbers (as the CLI and exports number them)."""
-    state = load_state(store, run_id)
+    state = _editable(store, run_id)
     by_row = dict(zip(state.positions.tolist(), state.document_ids.tolist(), strict=True))
     missing = [r for r in rows if r not in by_row]
     if missing:
