@@ -132,7 +132,8 @@ class MergedHDBSCANClusterer:
         if found.n_clusters == 0:
             self.granularity_ = Granularity(0, 0, 1.0, 1.0, {})
             return found
-        k, resampled = None, ()
+        k: int | None = None
+        resampled: tuple[int, ...] = ()
         if self.n_resamples:
             curves = resampled_curves(
                 np.asarray(X, dtype=np.float64),

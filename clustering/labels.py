@@ -54,7 +54,9 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def keyword_label(summary: ClusterSummary, status: str = "keywords", error: str = "") -> ClusterLabel:
+def keyword_label(
+    summary: ClusterSummary, status: str = "keywords", error: str = ""
+) -> ClusterLabel:
     return ClusterLabel(
         cluster_id=summary.cluster_id,
         name=keyword_name(summary.keywords, summary.cluster_id),
