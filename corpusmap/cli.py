@@ -6,74 +6,21 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import click
 
-from clustering import ClusteringError, PipelineConfig
+from clustering import PipelineConfig
 from corpusmap import api, service
+from corpusmap.cli_common import StderrProgress, db_option, handle_errors
+from corpusmap.cli_edit import edit
+from corpusmap.cli_lens import assign_command, balance_command, lens_command, over_time_command
 from corpusmap.cli_modes import mode_options, options_from, run_request
-from corpusmap.errors import CorpusmapError
 from corpusmap.export import write_table
 from corpusmap.request import PRECISIONS, build_request
-from storage import StorageError, Store
+from storage import Store
 
 log = logging.getLogger("corpusmap")
-
-EXPECTED_ERRORS: tuple[type[Exception], ...] = (ClusteringError, StorageError, CorpusmapError)
-try:  # the LLM package adds its own errors
-    from llm import LLMError
-
-    EXPECTED_ERRORS = (*EXPECTED_ERRORS, LLMError)
-except ImportError:  # pragma: no cover
-    pass
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
-
-
-def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except EXPECTED_ERRORS as err:
-            _fail(str(err))
-        except KeyboardInterrupt:
-            _fail("interrupted; the run is stored as far as it got (see `corpusmap runs`)")
-
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper
-
-
-db_option = click.option(
-    "--db",
-    "db",
-    default=None,
-    help="SQLAlchemy URL or SQLite file (default: $CORPUSMAP_DATABASE_URL or ~/.corpusmap/corpusmap.db).",
-)
-
-
-class StderrProgress:
-    """One line per stage change or every few seconds, on stderr."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-        self.start = time.perf_counter()
-        self.last_stage = ""
-        self.last_time = 0.0
-
-    def __call__(self, stage: str, fraction: float, message: str) -> None:
-        now = time.perf_counter()
-        if self.quiet or (stage == self.last_stage and now - self.last_time < 2 and fraction < 1):
-            return
-        self.last_stage, self.last_time = stage, now
-        click.echo(f"[{now - self.start:6.1f}s] {stage:<9} {message}", err=True)
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log every stage in detail on stderr.")
@@ -419,12 +366,7 @@ def llm_serve(host: str, port: int, model_path: str | None) -> None:
         process.wait(timeout=10)
 
 
-from corpusmap.cli_edit import edit  # noqa: E402 (it uses the helpers above)
-
 main.add_command(edit)
-
-from corpusmap.cli_lens import assign_command, balance_command, lens_command, over_time_command  # noqa: E402
-
 main.add_command(lens_command)
 main.add_command(balance_command)
 main.add_command(over_time_command)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from corpusmap import edits
-from corpusmap.cli import db_option, handle_errors
+from corpusmap.cli_common import db_option, handle_errors
 from storage import Store
 
 

@@ -8,7 +8,7 @@ import click
 import pandas as pd
 
 from corpusmap import assign, lens
-from corpusmap.cli import db_option, handle_errors
+from corpusmap.cli_common import db_option, handle_errors
 from corpusmap.export import write_table
 from storage import Store
 

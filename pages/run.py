@@ -244,6 +244,8 @@ def progress_panel() -> None:
         hide_index=True,
         column_config={"detail": st.column_config.TextColumn("detail", width="large")},
     )
+    if run is not None:
+        widgets.run_warnings(run)  # long texts cut, other languages: known from the start
     if job.error:
         st.error(f"Run {job.run_id or ''} failed: {job.error}", icon=":material/error:")
     elif job.done and run is not None:
