@@ -200,6 +200,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
         click.echo(
             f"embedded {timings['embed_embedded']:,} texts, {timings.get('embed_cache_hits', 0):,} from the cache"
         )
+    if timings.get("embed_precision"):
+        click.echo(
+            f"precision {timings['embed_precision']}: {timings.get('embed_precision_reason', '')}"
+        )
     usage = summary.get("llm_usage") or {}
     if usage:
         click.echo(

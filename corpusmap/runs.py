@@ -76,6 +76,8 @@ def stage_table(run: RunInfo | None, live_stage: str = "", live_message: str = "
                 f"{int(timings['embed_texts']):,} texts: {int(timings.get('embed_embedded', 0)):,} "
                 f"embedded, {int(timings.get('embed_cache_hits', 0)):,} from the cache"
             )
+            if timings.get("embed_precision"):
+                detail += f"; {timings['embed_precision']}: {timings.get('embed_precision_reason', '')}"
         elif state == "running" and live_stage == stage:
             detail = live_message
         rows.append(

@@ -91,7 +91,9 @@ def run_embedder(run: RunInfo, device: str = "auto") -> Embedder:
 
     request = stored_request(run)
     prefix = resolve_instruction(request.options.instruction, request.goal)
-    base = get_embedder(request.embedding.model, device, prefix, request.embedding.precision)
+    # The precision the run's vectors were computed in (its cache key), not a new choice.
+    precision = run.timings.get("embed_precision") or request.embedding.precision
+    base = get_embedder(request.embedding.model, device, prefix, precision)
     if not request.options.expand_keyphrases:
         return base
     from llm.keyphrases import KeyphraseEmbedder

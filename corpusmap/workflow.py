@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from clustering.embed import embed_texts, uncached_texts
+from clustering.embed import embed_texts, plain_encoder, uncached_texts
 from clustering.faithfulness import explanation_faithfulness
 from clustering.pipeline import measure
 from clustering.sample_assign import BatchMapper
@@ -224,6 +224,7 @@ class _Run:
             vectors, counts = embed_texts(texts, self.encoder, store, progress=self.progress)
             if "embed" not in self.timings:  # a resumed run keeps what its first embed did
                 self.timings.update({f"embed_{k}": v for k, v in counts.items()})
+                self.timings.update(precision_timings(self.encoder))
             self.stage_done("embed", resumed=resumed is not None)
 
             outcome = self._kept(resumed, texts, doc_ids, constraints)
@@ -337,3 +338,16 @@ class _Run:
         if self.request.options.constrained:
             found = constrained_findings(assignment.labels, constraints)
         return ModeOutcome(assignment, coords, coords, (), found)
+
+
+def precision_timings(encoder: Embedder) -> dict[str, str]:
+    """The precision the vectors were computed in and why (issue 13), stored with the run's
+    timings: ``run_embedder`` rebuilds the same encoder, and the app and the CLI show it.
+    Encoders that do not choose a precision (Ray's actors, test doubles) store nothing."""
+    base = plain_encoder(encoder)
+    precision = getattr(base, "precision", None)
+    if not isinstance(precision, str) or not precision:
+        return {}
+    reason = getattr(base, "precision_reason", "")
+    log.info("embedding precision %s: %s", precision, reason)
+    return {"embed_precision": precision, "embed_precision_reason": str(reason)}
