@@ -15,7 +15,9 @@ from clustering.types import NOISE
 SILHOUETTE_SAMPLE = 10_000
 
 
-def clustering_accuracy(truth: Sequence[Any], predicted: Sequence[int] | np.ndarray) -> float:
+def clustering_accuracy(
+    truth: Sequence[Any] | np.ndarray, predicted: Sequence[int] | np.ndarray
+) -> float:
     """Best one-to-one matching of clusters to classes (Hungarian), as a share of texts."""
     truth_ids, t = np.unique(np.asarray(truth, dtype=str), return_inverse=True)
     pred_ids, p = np.unique(np.asarray(predicted), return_inverse=True)
