@@ -177,8 +177,11 @@ def write_report(results: list[dict[str, Any]]) -> None:
                 f"{nmi_cell([s['rules'][rule]['nmi'] for s in seeds])} | "
                 f"{nmi_cell([s['rules'][rule]['nmi_coarse'] for s in seeds])} |"
             )
-        within = [k for s in seeds for k in s["resampled_k"]]
-        lines.append(f"{head} resamples (within-seed) | | {span(within) if within else ''} | | |")
+        for factor in MICRO_FACTORS:
+            tag = "" if factor == 1.0 else f"@{factor}"
+            within = [k for s in seeds for k in s.get(f"resampled_k{tag}", [])]
+            if within:
+                lines.append(f"{head} resamples{tag} (within-seed) | | {span(within)} | | |")
         for grain in ("fine", "coarse"):
             if f"kmeans_{grain}" in seeds[0]:
                 vals = [s[f"kmeans_{grain}"] for s in seeds]
