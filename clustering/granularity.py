@@ -39,16 +39,26 @@ Issue 14 (bench/results/stability.md, bench/stability.py; 5 UMAP seeds per corpu
   their cuts is the run's ``k_spread`` ("62 clusters; 50-63 across 6 resampled fits",
   ``k_spread_sentence``). No UMAP refit: the resamples cost 6 HDBSCAN fits on 80 % of the points
   (1.7-4.9 s on Banking77 on a loaded 2-core machine, where one UMAP fit took minutes).
-- **Seeds** (auto NMI against the fine labels; before = 1x micro size and the full data's cut,
-  after = ``MICRO_SIZE_FACTOR`` and ``K_RULE``): AG News 4k K 3,3,3,3,3 -> 3,3,3,3,3, NMI
-  0.584 -> 0.604 mean (k-means with K=4: 0.615); Banking77 seeds 0-2 K 63,62,62 -> 89,86,86,
-  NMI 0.823 -> 0.832 (k-means K=77: 0.833); Banking77 half 47,48,48 -> 62,65,67, NMI 0.802 ->
-  0.823 (0.835); 20 Newsgroups 3k seeds 0-1 K 20,11 -> 27,24, NMI 0.628 -> 0.634 (k-means K=20,
-  seed 0: 0.642). BERTopic's default HDBSCAN on the same spaces: 0.31, 0.79, 0.78, 0.57.
-- **Two grains, open**: on ``mix_3src`` (3 sources, 101 labels) seed 0 the default cuts at 27
-  (fine NMI 0.726 against 0.775 for k-means with K=101, BERTopic 0.728; coarse NMI 0.489 against
-  0.808 for K=3). ``grains`` sees both peaks (27 and 3, ratio 0.80) and the run's sentence
-  offers the coarse one, but the cut sits between the grains: a variance ratio over the whole
+- **Seeds** (bench/results/stability.md, 5 UMAP seeds; NMI mean over seeds against the fine
+  labels; before = 1x micro size and the full data's cut, after = ``MICRO_SIZE_FACTOR`` and
+  ``K_RULE``; k-means with the true K and BERTopic's default HDBSCAN on the same spaces):
+
+  | corpus | K before | K after | NMI before | after | k-means true K | BERTopic |
+  |---|---|---|---|---|---|---|
+  | Banking77 (77) | 60-63 | 86-94 | 0.823 | 0.832 | 0.833 | 0.797 |
+  | AG News 4k (4) | 3 | 3 | 0.584 | 0.603 | 0.613 | 0.310 |
+  | StackOverflow 4k (20) | 14-20 | 16-17 | 0.708 | 0.699 | 0.706 | 0.674 |
+  | 20 Newsgroups 3k (20) | 3-20 | 11-27 | 0.585 | 0.628 | 0.643 | 0.569 |
+  | mix_3src (101 / 3) | 24-25 | 27-91 | 0.720 | 0.740 | 0.775 | 0.729 |
+
+  The resamples' own range (``k_spread``) brackets the seed range on all five (after: 74-99,
+  3-7, 14-20 at 1x, 11-33, 25-101). 20 Newsgroups' worst seed went from 3 clusters (NMI 0.403)
+  to 11 (0.636).
+- **Two grains, open**: on ``mix_3src`` (3 sources, 101 labels) the default cuts at 27-29 on
+  four seeds and 91 on one (fine NMI 0.726-0.781 against 0.775 for k-means with K=101, BERTopic
+  0.729; coarse NMI 0.489 on seed 0 against 0.808 for K=3). ``grains`` sees the peaks (seed 0: 27
+  and 3, ratio 0.80) and the run's sentence offers the coarse one, but the cut sits between the
+  grains: a variance ratio over the whole
   corpus cannot see the 77 intents inside one source. A per-parent second cut (recluster each
   coarse group) is the next thing to try.
 - **Self-labeling refinement** (measured, left out): on Banking77 seeds 0-2 (auto NMI 0.8237,
