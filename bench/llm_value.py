@@ -362,10 +362,15 @@ def write_report(report: dict[str, Any], stem: str) -> None:
         "",
         "## The classify guard, on and off",
         "",
-        "`llm.classify.label_then_classify` in-process on the same vectors and judge; the guard "
-        "keeps an LLM answer that disagrees with the embedding only where the LLM's accuracy "
-        "(its agreement with the embedding on the 30 texts the embedding is surest of) exceeds "
-        "the embedding's estimated accuracy at that text's margin.",
+        "`llm.classify.label_then_classify` in-process on the same vectors and judge. The guard "
+        "(steps 4-5 of `llm.classify`): the LLM first classifies 15 near-duplicate pairs; the "
+        "square root of the share it puts in one category estimates its accuracy q. From "
+        "q = 0.8 up every answer stands; under it an answer that disagrees with the embedding "
+        "stands only where q beats the embedding's estimated accuracy at that text's margin, "
+        "and the run falls back to the offline categories when the LLM's answers fit them "
+        "better than its own ('answers dropped' counts the former; a fallback shows as the "
+        "no-LLM figure). Guard off: every answer replaces the embedding's, no prototype "
+        "refinement.",
         "",
         "| corpus | p | budget | NMI guard on | NMI guard off | ACC on | ACC off | answers dropped |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
