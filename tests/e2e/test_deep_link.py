@@ -27,6 +27,7 @@ def test_a_deep_link_to_a_fresh_server_opens_the_page_inside_the_frame(app_serve
         "Corpus",
         "Run",
         "Explore",
+        "Context",
         "Edit",
         "Export",
         "History",
