@@ -21,7 +21,8 @@ import numpy as np
 
 from clustering.embed import plain_encoder
 from clustering.errors import ClusteringError
-from clustering.types import NOISE, ClusterLabel, Embedder
+from clustering.labels import KeywordLabeler
+from clustering.types import NOISE, ClusterLabel, ClusterSummary, Embedder
 
 
 class FaithfulnessError(ClusteringError):
@@ -213,3 +214,19 @@ def prefer_faithful(
 def _normalise(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.where(norms > 0, norms, 1.0)
+
+
+def guard_llm_labels(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    named: list[ClusterLabel],
+    summaries: Sequence[ClusterSummary],
+    encoder: Embedder,
+) -> LabelChoice | None:
+    """Labels never worse than the offline ones (issue 18): where an LLM's explanation is less
+    faithful than the cluster's keyword explanation by a margin, the keyword label is shown and
+    the LLM's is kept as an alternative. ``None`` when no label came from an LLM."""
+    if all(lab.labeler in NOT_LLM or lab.status != "ok" for lab in named):
+        return None
+    offline = KeywordLabeler().label(summaries)
+    return prefer_faithful(vectors, labels, named, offline, plain_encoder(encoder))

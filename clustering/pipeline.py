@@ -25,6 +25,7 @@ from clustering.cluster import (
 )
 from clustering.embed import embed_texts
 from clustering.errors import ConfigError
+from clustering.granularity import granularity_metrics
 from clustering.labels import KeywordLabeler
 from clustering.metrics import external_metrics, silhouette, summary_metrics
 from clustering.reduce import PCAReducer, UMAPReducer
@@ -120,6 +121,7 @@ def make_clusterer(
             min_cluster_size=config.min_cluster_size,
             min_samples=config.min_samples,
             cluster_selection_method=config.cluster_selection_method,
+            random_state=config.random_state,
         )
     return HDBSCANClusterer(
         min_cluster_size=config.min_cluster_size,
@@ -199,18 +201,30 @@ def _reduce(vectors: np.ndarray, config: PipelineConfig) -> tuple[np.ndarray, np
 
 
 def cluster_space(space: np.ndarray, config: PipelineConfig) -> Assignment:
+    return fit_clusters(space, config)[0]
+
+
+def fit_clusters(space: np.ndarray, config: PipelineConfig) -> tuple[Assignment, dict[str, Any]]:
+    """The assignment of ``space``, and what the clusterer found out about the granularity for
+    the run's metrics (the automatic K's spread over resampled fits, the grains the data
+    supports, and why this cut: ``clustering.granularity.granularity_metrics``)."""
     if len(space) == 0:
-        return Assignment(np.zeros(0, dtype=np.int64), np.zeros(0))
+        return Assignment(np.zeros(0, dtype=np.int64), np.zeros(0)), {}
     if not np.ptp(space, axis=0).any():
-        return single_cluster(len(space))  # all points equal: one cluster, nothing to search
-    assignment = make_clusterer(config).fit_predict(space)
+        return single_cluster(len(space)), {}  # all points equal: one cluster, nothing to search
+    clusterer = make_clusterer(config)
+    assignment = clusterer.fit_predict(space)
+    facts: dict[str, Any] = {}
+    found = getattr(clusterer, "granularity_", None)  # a merged fit's, when it got that far
+    if found is not None:
+        facts = granularity_metrics(found)
     if assignment.n_clusters == 0 and len(space):
         # Everything came out as noise: one cluster is a clearer answer than none.
         log.warning("HDBSCAN found no cluster in %d texts; keeping them as one cluster", len(space))
         assignment = single_cluster(len(space))
     if config.reassign_outliers:
         assignment = reassign_outliers(space, assignment)
-    return assignment
+    return assignment, facts
 
 
 def label_clusters(
@@ -271,7 +285,10 @@ def run_pipeline(
 
     start = time.perf_counter()
     progress("cluster", 0.0, "clustering")
-    assignment = large.cluster(space) if large else cluster_space(space, config)
+    if large:
+        assignment, facts = large.cluster(space), large.facts_
+    else:
+        assignment, facts = fit_clusters(space, config)
     clock.time("cluster", start, n_clusters=assignment.n_clusters)
     on_stage("cluster", {"assignment": assignment, "coords": coords, "space": space})
 
@@ -290,7 +307,7 @@ def run_pipeline(
     on_stage("label", {"labels": labels})
 
     start = time.perf_counter()
-    metrics = measure(space, assignment.labels, truth)
+    metrics = {**measure(space, assignment.labels, truth), **facts}
     clock.time("metrics", start)
     on_stage("metrics", {"metrics": metrics})
     progress("metrics", 1.0, "done")

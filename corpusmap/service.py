@@ -25,7 +25,7 @@ from clustering.embed import (
     SentenceTransformerEmbedder,
     embed_texts,
 )
-from clustering.faithfulness import explanation_faithfulness
+from clustering.faithfulness import explanation_faithfulness, guard_llm_labels
 from clustering.labels import KeywordLabeler
 from clustering.summarize import summarize_clusters
 from clustering.types import (
@@ -356,6 +356,9 @@ def relabel(
     wanted = set(cluster_ids) if cluster_ids is not None else None
     todo = [s for s in summaries if wanted is None or s.cluster_id in wanted]
     labels = list(labeler.label(todo))
+    choice = guard_llm_labels(vectors, assignment.labels, labels, todo, embedder)
+    if choice is not None:  # never worse than the keyword label (issue 18)
+        labels = list(choice.labels)
     all_labels = {lab.cluster_id: lab for lab in _current_labels(store, run_id)}
     all_labels.update({lab.cluster_id: lab for lab in labels})
     faith = explanation_faithfulness(

@@ -28,8 +28,8 @@ from clustering.labels import KeywordLabeler
 from clustering.novelty import find_novel_clusters
 from clustering.pipeline import (
     PipelineConfig,
-    cluster_space,
     describe_clusterer,
+    fit_clusters,
     reduce_vectors,
 )
 from clustering.sample_assign import BatchMapper, sampled_stages
@@ -189,10 +189,13 @@ def _cluster(
     large = sampled_stages(list(texts), config, mapper=batch_mapper)
     space, coords = large.reduce(vectors) if large else reduce_vectors(vectors, config)
     on_reduced()
-    assignment = large.cluster(space) if large else cluster_space(space, config)
     metrics: dict[str, Any] = {"algorithm": describe_clusterer(config)}
     if large:
-        metrics["sampled"] = large.detail
+        assignment = large.cluster(space)
+        metrics.update(large.facts_, sampled=large.detail)
+    else:
+        assignment, facts = fit_clusters(space, config)
+        metrics.update(facts)
     return ModeOutcome(assignment, space, coords, (), metrics)
 
 

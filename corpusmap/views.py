@@ -95,11 +95,14 @@ def rule_table(store: Store, run_id: int) -> pd.DataFrame:
 
 
 def outcome_lines(info: Any) -> list[str]:
-    """What a mode run found, one plain sentence each (the CLI prints them, the app shows them):
-    LLM use against the plan, fallbacks, constraints held, novel clusters, hierarchy, rules."""
+    """What a run found, one plain sentence each (the CLI prints them, the app shows them): how
+    firm the automatic number of clusters is and which grain it picked, LLM use against the
+    plan, fallbacks, constraints held, novel clusters, hierarchy, rules, labels kept."""
     metrics, usage = info.metrics, info.llm_usage or {}
     mode = info.mode or "cluster"
-    lines = []
+    lines = [metrics["granularity"]] if metrics.get("granularity") else []
+    if (metrics.get("label_choice") or {}).get("sentence"):
+        lines.append(metrics["label_choice"]["sentence"])
     if mode != "cluster" or usage.get("plan"):
         plan = usage.get("plan", {})
         lines.append(

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from clustering.embed import embed_texts, plain_encoder, uncached_texts
-from clustering.faithfulness import explanation_faithfulness
+from clustering.faithfulness import explanation_faithfulness, guard_llm_labels
 from clustering.pipeline import measure
 from clustering.sample_assign import BatchMapper
 from clustering.summarize import summarize_clusters
@@ -262,11 +262,21 @@ class _Run:
             self.stage_done("summarize")
 
             self.progress("label", 0.0, f"naming {len(summaries)} clusters")
-            labels = name_clusters(summaries, outcome, self.session.labeler, options)
+            named = name_clusters(summaries, outcome, self.session.labeler, options)
+            choice = guard_llm_labels(
+                vectors, outcome.assignment.labels, named, summaries, self.encoder
+            )
+            labels = list(choice.labels) if choice is not None else named
             faith = explanation_faithfulness(
                 vectors, outcome.assignment.labels, labels, self.encoder
             )
-            store.save_clusters(run_id, summaries, labels, faithfulness=faith.per_cluster)
+            store.save_clusters(
+                run_id,
+                summaries,
+                labels,
+                faithfulness=faith.per_cluster,
+                alternatives=choice.alternatives if choice is not None else None,
+            )
             self.stage_done("label")
 
             self.progress("metrics", 0.0, "measuring, rules and hierarchy")
@@ -275,6 +285,8 @@ class _Run:
                 **outcome.metrics,
                 "faithfulness": faith.overall,
             }
+            if choice is not None:
+                metrics["label_choice"] = {**choice.to_dict(), "sentence": choice.summary()}
             store.save_metrics(run_id, {k: v for k, v in metrics.items() if v is not None})
             add_structure(
                 store,

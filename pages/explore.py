@@ -207,6 +207,12 @@ with left:
     widgets.labelled_text("Description", cluster.description or "No description.")
     if cluster.inclusion_criterion:
         widgets.labelled_text("Inclusion criterion", cluster.inclusion_criterion)
+    alternative = cluster.extra.get("llm_alternative")
+    if alternative:
+        widgets.labelled_text(
+            "The LLM's label, set aside: its explanation was less faithful than the keywords'",
+            f"{alternative.get('name', '')}: {alternative.get('description', '')}",
+        )
     rule = explore.rule_text(run, cluster_id)
     if rule:
         widgets.labelled_text("Keyword rule", rule)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select, update
 
@@ -34,11 +35,15 @@ class ClusterStore(StoreBase):
         *,
         level: int = 0,
         faithfulness: dict[int, float] | None = None,
+        alternatives: dict[int, ClusterLabel] | None = None,
     ) -> None:
         """Replace the run's clusters of one level with these summaries and labels; a cluster
-        saved again keeps its ``edited`` and ``stale`` marks (a hierarchy added after edits)."""
+        saved again keeps its ``edited`` and ``stale`` marks (a hierarchy added after edits).
+        ``alternatives`` are LLM labels set aside for a more faithful keyword label (issue 18),
+        kept in ``extra["llm_alternative"]``."""
         by_id = {lab.cluster_id: lab for lab in labels}
         faithfulness = faithfulness or {}
+        alternatives = alternatives or {}
         with self._tx() as session:
             marks = {
                 row.cluster_id: (row.edited, row.stale)
@@ -71,7 +76,7 @@ class ClusterStore(StoreBase):
                         label_error=lab.error if lab else "",
                         labeler=lab.labeler if lab else "",
                         faithfulness=faithfulness.get(s.cluster_id),
-                        extra=_json({"neighbours": list(s.neighbours)}),
+                        extra=_json(_extra(s, alternatives.get(s.cluster_id))),
                         edited=marks.get(s.cluster_id, (False, False))[0],
                         stale=marks.get(s.cluster_id, (False, False))[1],
                     )
@@ -140,3 +145,14 @@ class ClusterStore(StoreBase):
                 query = query.where(ClusterRow.level == level)
             rows = session.scalars(query.order_by(ClusterRow.level, ClusterRow.cluster_id)).all()
             return [_cluster_info(r) for r in rows]
+
+
+def _extra(summary: ClusterSummary, alternative: ClusterLabel | None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"neighbours": list(summary.neighbours)}
+    if alternative is not None:
+        extra["llm_alternative"] = {
+            "name": alternative.name,
+            "description": alternative.description,
+            "inclusion_criterion": alternative.inclusion_criterion,
+        }
+    return extra

@@ -226,8 +226,10 @@ def test_kill_during_labeling_then_rerun_keeps_clusters_and_cached_llm_answers(t
     # The answered cluster came from the call cache: two new requests for three clusters.
     assert len(new_requests) == 2
     assert summary["llm_usage"]["cache_hits"] == 1
+    # Every cluster got its LLM answer: shown, or kept as the alternative of a more faithful
+    # keyword label (the scripted answers all describe card payments).
     labels = query(db, "SELECT label_status FROM clusters")
-    assert sorted(labels) == [("ok",), ("ok",), ("ok",)]
+    assert len(labels) == 3 and {s for (s,) in labels} <= {"ok", "keywords_kept"}
     assert query(
         db, f"SELECT count(*) FROM llm_calls WHERE cache_key = '{answered}' AND status = 'ok'"
     ) == [(1,)]

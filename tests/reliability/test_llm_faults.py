@@ -117,7 +117,11 @@ def test_every_fault_falls_back_per_cluster_and_the_cli_says_why(tmp_path):
         "pizza": Reply.slow(5),  # time-out, every attempt
         "guitar": [
             Reply.http_error(429, "slow down", retry_after="1"),
-            Reply.label(name="Guitar care"),
+            Reply.label(
+                name="Guitar care",
+                description="Players ask how to tune, restring and look after their guitar.",
+                inclusion_criterion="The text asks how to care for or tune a guitar.",
+            ),
         ],
         "passport": Reply.http_error(500, "internal error"),
         "football": Reply.text('{"name": "Football", "description": '),  # malformed JSON
@@ -171,7 +175,11 @@ def test_429_with_retry_after_is_waited_for(tmp_path, retry_after):
     faults = {
         "volcano": [
             Reply.http_error(429, "rate limited", retry_after=retry_after),
-            Reply.label(name="Volcanic eruptions"),
+            Reply.label(
+                name="Volcanic eruptions",
+                description="Reports of volcanoes erupting, ash clouds and lava flows.",
+                inclusion_criterion="The text is about a volcano or an eruption.",
+            ),
         ]
     }
     with ScriptedOpenAIServer(default=FaultByTopic(faults)) as server:
