@@ -64,7 +64,10 @@ MAP_SAMPLE_MIN_PER_CLUSTER = 20
 """Every cluster keeps at least this many points on the drawn map, however small."""
 
 VOTE_NEIGHBOURS = 15
-"""Sample points that vote on where a point outside the sample belongs."""
+"""Neighbours that vote on where a point belongs, counted in the full corpus (the rule that
+attaches noise in a full fit); among sample points the vote takes this many scaled by the
+sample's share, at least ``MIN_VOTERS``: a third of the texts holds a third of the neighbours."""
+MIN_VOTERS = 5
 
 T = TypeVar("T")
 
@@ -383,7 +386,8 @@ class SampledStages:
             return fitted, result.labels, result.probabilities
         result, self.facts_ = fit_clusters(space, sized)
         labels, probabilities = result.labels, result.probabilities
-        neighbours = NearestNeighbors(n_neighbors=min(VOTE_NEIGHBOURS, n)).fit(space)
+        voters = max(MIN_VOTERS, round(VOTE_NEIGHBOURS * n / self.n_distinct))
+        neighbours = NearestNeighbors(n_neighbors=min(voters, n)).fit(space)
         found = {int(c): int(c) for c in np.unique(labels[labels != NOISE])}
         fitted = FittedClusterer("vote", "cpu", (neighbours, labels), found)
         if config.reassign_outliers and (labels == NOISE).any() and (labels != NOISE).any():
@@ -397,9 +401,11 @@ class SampledStages:
 
     def _min_cluster_size(self, n_sample: int) -> int:
         """The smallest cluster in the sample: the size a full fit would use (asked, or the
-        default for every distinct text) scaled by the sample's share. Measured on 3,000
-        Banking77 texts fitted on 1,000: 56 clusters and NMI 0.772 against 63 and 0.824 for the
-        full fit; the sample's own default (9 instead of 5) gave 39 and 0.756."""
+        default micro-cluster size for every distinct text) scaled by the sample's share.
+        Measured on 3,000 Banking77 texts fitted on 1,000 (seed 42): 88 clusters, NMI 0.776 and
+        2.7% outliers against 94, 0.830 and 0.8% for the full fit; with the sample's own
+        default size (and 15 voters) 39 clusters and NMI 0.756 before the micro-cluster change,
+        and 8% outliers after it."""
         if self.config.min_cluster_size:
             full = self.config.min_cluster_size
         elif self.config.merge_clusters:
