@@ -111,7 +111,7 @@ def test_calibrate_measures_rates_and_cosines():
     def noisy(texts):
         return exact(texts) + rng.normal(scale=0.5, size=(len(texts), 8))
 
-    measured = calibrate({"fp32": exact, "int8": noisy}, ["a", "b", "c"])
+    measured = calibrate({"fp32": exact, "int8": noisy}, [["a", "b"], ["c"]])
     assert measured.cosines["fp32"] == pytest.approx(1.0)
     assert measured.cosines["int8"] < 0.99
     assert set(measured.rates) == {"fp32", "int8"} and all(r > 0 for r in measured.rates.values())
