@@ -10,7 +10,6 @@ import hashlib
 import logging
 import os
 import string
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,9 @@ from clustering.precision import (
     choose_precision,
     cpu_candidates,
     read_cpu_info,
+    unit_rows,
 )
+from clustering.progress import ProgressMeter
 from clustering.types import Embedder, EmbeddingCache, ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -402,7 +403,7 @@ class SentenceTransformerEmbedder:
         limit = self.max_seq_length * CHARS_PER_TOKEN_BOUND
         batch = [self.prefix + t[:limit] for t in texts]
         vectors = _encode_function(self.encoder, self.batch_size or self.default_batch_size)(batch)
-        return _normalise(vectors)
+        return unit_rows(vectors)
 
 
 def _encode_function(encoder: Any, batch_size: int = CPU_BATCH_SIZE) -> Any:
@@ -416,14 +417,6 @@ def _encode_function(encoder: Any, batch_size: int = CPU_BATCH_SIZE) -> Any:
         )
 
     return encode
-
-
-def _normalise(vectors: Any) -> np.ndarray:
-    """float32 rows of unit length: bf16/fp16 vectors are normalised in their own precision,
-    which leaves norms up to ~1.002 (and cosines above 1) unless redone in float32."""
-    v = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return v / np.maximum(norms, np.float32(1e-12))
 
 
 def embed_texts(
@@ -466,7 +459,7 @@ def embed_texts(
         len(missing),
         key,
     )
-    meter = _ProgressMeter(len(missing), progress)
+    meter = ProgressMeter("embed", len(missing), progress)
     step = MIN_PROGRESS_STEP
     for start in range(0, len(missing), chunk_size):
         chunk = missing[start : start + chunk_size]
@@ -486,40 +479,6 @@ def embed_texts(
         return np.zeros((0, 0), dtype=np.float32), _counts(0, 0, 0, 0)
     matrix = np.vstack([found[h] for h in hashes]).astype(np.float32, copy=False)
     return matrix, _counts(len(texts), len(distinct), len(distinct) - len(missing), len(missing))
-
-
-class _ProgressMeter:
-    """Texts done of a total, the rate since the start, and the time left, as progress lines."""
-
-    def __init__(self, total: int, progress: ProgressCallback) -> None:
-        self.total = total
-        self.progress = progress
-        self.done = 0
-        self.start = time.perf_counter()
-
-    @property
-    def rate(self) -> float:
-        return self.done / max(time.perf_counter() - self.start, 1e-9)
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        rate = self.rate
-        left = (self.total - self.done) / rate if rate > 0 else 0.0
-        self.progress(
-            "embed",
-            self.done / self.total,
-            f"embedded {self.done:,} of {self.total:,} texts, {rate:,.1f} texts/s, "
-            f"{_duration(left)} left",
-        )
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def uncached_texts(
