@@ -1,0 +1,106 @@
+"""Edits in a real browser (issue 15): split a cluster on the Edit page, then the figures and the
+keyword rules the app stores for each cluster equal a fresh computation on the new assignment,
+the edit log says what happened in a sentence, and Undo restores the exact previous state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from selenium.webdriver.common.by import By
+
+from clustering.metrics import external_metrics
+from clustering.rules import explain_clusters
+from storage import Store
+from tests.e2e.test_browser import (
+    click_button,
+    go_to,
+    screenshot,
+    settle,
+    start_run_and_wait,
+    upload,
+    wait_for,
+    wait_idle,
+    wait_text,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a real run and two edits; CI runs it
+
+
+@pytest.fixture(scope="module")
+def intents_file(tmp_path_factory: pytest.TempPathFactory, banking_rows: list[dict]) -> Path:
+    labels = sorted({r["label"] for r in banking_rows})[:6]
+    rows = [{"text": r["text"], "label": r["label"]} for r in banking_rows if r["label"] in labels]
+    path = tmp_path_factory.mktemp("e2e_edit") / "intents.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def state(store: Store, run_id: int) -> dict:
+    """Everything an edit changes and undo must restore."""
+    assignments = store.load_assignments(run_id)
+    return {
+        "assignments": assignments[["document_id", "cluster_id", "probability"]].to_dict("list"),
+        "clusters": sorted(
+            (c.cluster_id, c.name, c.size, c.parent_id) for c in store.load_clusters(run_id)
+        ),
+        "rules": store.get_run(run_id).rules,
+        "metrics": store.get_run(run_id).metrics,
+    }
+
+
+def test_split_then_undo_in_the_browser(app_server, browser, intents_file: Path) -> None:
+    driver = browser
+    driver.get(app_server["url"])
+    wait_idle(driver, 120)
+    upload(driver, intents_file)
+    click_button(driver, "Store and use this corpus")
+    wait_text(driver, "is stored and selected")
+    wait_idle(driver)
+    go_to(driver, "Run")
+    start_run_and_wait(driver)
+
+    store = Store.open(f"sqlite:///{app_server['home'] / 'app.db'}")
+    run_id = max(r.id for r in store.list_runs())
+    before = state(store, run_id)
+    assert before["metrics"].get("nmi") is not None  # the form pre-filled the "label" column
+
+    go_to(driver, "Edit")
+    tab = wait_for(
+        driver, lambda d: d.find_element(By.XPATH, "//*[@role='tab'][normalize-space(.)='Split']")
+    )
+    tab.click()
+    settle(driver)
+    click_button(driver, "Split")
+    wait_text(driver, "Split #", 300)
+    settle(driver)
+    screenshot(driver, "11_edit_split")
+
+    after = state(store, run_id)
+    assignments = store.load_assignments(run_id)
+    labels = assignments["cluster_id"].to_numpy(np.int64)
+    assert len(after["clusters"]) == len(before["clusters"]) + 1
+    # The stored figures and rules are those of the new assignment, not the old one.
+    fresh = external_metrics(
+        [
+            store.load_corpus(store.get_run(run_id).corpus_id).frame["label"].iloc[p]
+            for p in assignments["position"]
+        ],
+        labels,
+    )
+    for key in ("nmi", "ari", "acc"):
+        assert after["metrics"][key] == pytest.approx(fresh[key], abs=1e-9)
+    rules = explain_clusters(assignments["text"].tolist(), labels)
+    assert {int(c): r.to_dict()["rule"] for c, r in rules.items()} == {
+        int(c): r["rule"] for c, r in after["rules"].items()
+    }
+    clustered = assignments.loc[assignments["cluster_id"] >= 0, "probability"]
+    assert ((clustered > 0) & (clustered <= 1)).all()  # recomputed, never set to 1.0 for all
+
+    click_button(driver, "Undo")
+    wait_text(driver, "Undid: Split #", 120)
+    settle(driver)
+    screenshot(driver, "12_edit_undo")
+    assert state(store, run_id) == before
