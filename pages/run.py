@@ -231,7 +231,8 @@ def progress_panel() -> None:
     else:
         title = STAGE_TITLES.get(job.stage, job.stage)
         label = f"Run {job.run_id or '…'} · {title} · {job.message} · {job.elapsed:.0f} s"
-    st.progress(finished_fraction(run) if not job.done or job.error else 1.0, text=label)
+    bar = finished_fraction(run, job.stage, job.fraction)  # moves within a long stage too
+    st.progress(bar if not job.done or job.error else 1.0, text=label)
     if not job.done and not registry.reduce_compiled and job.stage in ("queued", "starting", "embed", "reduce"):
         st.caption(
             "The first run in a fresh server process spends about 30 s compiling UMAP's code "
