@@ -14,7 +14,9 @@ st.set_page_config(page_title="corpusmap", page_icon=":material/scatter_plot:", 
 navigation = st.navigation(
     {
         "Data": [
-            st.Page(widgets.PAGES["corpus"], title="Corpus", icon=":material/upload_file:", default=True),
+            st.Page(
+                widgets.PAGES["corpus"], title="Corpus", icon=":material/upload_file:", default=True
+            ),
             st.Page(widgets.PAGES["run"], title="Run", icon=":material/play_arrow:"),
         ],
         "Results": [

@@ -104,7 +104,7 @@ class UMAPReducer:
         return out
 
 
-def make_umap(**params: object) -> object:
+def make_umap(**params: Any) -> Any:
     enable_numba_cache()
     import umap
 

@@ -22,6 +22,7 @@ from storage import Store
 
 log = logging.getLogger("corpusmap")
 
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log every stage in detail on stderr.")
 @click.version_option(package_name="corpusmap")

@@ -12,7 +12,19 @@ from clustering.ingest import FORMATS, read_corpus_bytes
 from clustering.types import Corpus
 from storage import CorpusInfo, Store
 
-UPLOAD_TYPES = ("csv", "tsv", "tab", "jsonl", "ndjson", "json", "txt", "parquet", "pq", "xlsx", "gz")
+UPLOAD_TYPES = (
+    "csv",
+    "tsv",
+    "tab",
+    "jsonl",
+    "ndjson",
+    "json",
+    "txt",
+    "parquet",
+    "pq",
+    "xlsx",
+    "gz",
+)
 """Extensions the upload box accepts (``.gz`` of any text format)."""
 PREVIEW_ROWS = 20
 
@@ -76,8 +88,19 @@ def corpora_table(store: Store) -> pd.DataFrame:
     for run in store.list_runs():
         runs_per_corpus[run.corpus_id] = runs_per_corpus.get(run.corpus_id, 0) + 1
     rows = [_corpus_row(c, runs_per_corpus.get(c.id, 0)) for c in store.list_corpora()]
-    columns = ["id", "name", "texts", "rows", "empty", "duplicates", "text column", "format",
-               "encoding", "runs", "added"]
+    columns = [
+        "id",
+        "name",
+        "texts",
+        "rows",
+        "empty",
+        "duplicates",
+        "text column",
+        "format",
+        "encoding",
+        "runs",
+        "added",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -45,7 +45,9 @@ class LLMEstimate:
         return self.clusters * self.completion_tokens_per_call
 
 
-def estimate_clusters(n_texts: int, n_clusters: int | None, min_cluster_size: int | None) -> tuple[int, int, int]:
+def estimate_clusters(
+    n_texts: int, n_clusters: int | None, min_cluster_size: int | None
+) -> tuple[int, int, int]:
     """(typical, low, high) number of clusters."""
     if n_texts <= 0:
         return 0, 0, 0

@@ -40,7 +40,9 @@ def render_report(store: Store, run_id: int, context_column: str | None = None) 
     points = explore.map_points(store, run_id)
     titles = {c: explore.cluster_title(c, clusters[c].name) for c in order}
     figure = figures.cluster_map(points, order, titles)
-    map_html = pio.to_html(figure, include_plotlyjs=True, full_html=False, config={"responsive": True})
+    map_html = pio.to_html(
+        figure, include_plotlyjs=True, full_html=False, config={"responsive": True}
+    )
     colours = figures.cluster_colours(order)
     metrics = run.metrics
     n_outliers = int((points["cluster_id"] == -1).sum())

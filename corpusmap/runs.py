@@ -77,7 +77,9 @@ def stage_table(run: RunInfo | None, live_stage: str = "", live_message: str = "
                 f"embedded, {int(timings.get('embed_cache_hits', 0)):,} from the cache"
             )
             if timings.get("embed_precision"):
-                detail += f"; {timings['embed_precision']}: {timings.get('embed_precision_reason', '')}"
+                detail += (
+                    f"; {timings['embed_precision']}: {timings.get('embed_precision_reason', '')}"
+                )
         elif state == "running" and live_stage == stage:
             detail = live_message
         rows.append(

@@ -47,8 +47,16 @@ if uploaded is not None:
         cols = st.columns(6)
         cols[0].metric("Rows", f"{facts['rows']:,}")
         cols[1].metric("Texts to cluster", f"{facts['texts']:,}")
-        cols[2].metric("Empty rows", f"{facts['empty rows (not clustered)']:,}", help="Rows with no text: kept in exports, not clustered.")
-        cols[3].metric("Duplicate texts", f"{facts['duplicate texts']:,}", help="Texts that appear earlier in the file: clustered like the rest, embedded once.")
+        cols[2].metric(
+            "Empty rows",
+            f"{facts['empty rows (not clustered)']:,}",
+            help="Rows with no text: kept in exports, not clustered.",
+        )
+        cols[3].metric(
+            "Duplicate texts",
+            f"{facts['duplicate texts']:,}",
+            help="Texts that appear earlier in the file: clustered like the rest, embedded once.",
+        )
         cols[4].metric("Encoding", str(facts["encoding"]))
         cols[5].metric("Format", str(facts["format"]))
         for warning in corpus.warnings:

@@ -21,7 +21,9 @@ st.caption(
     "cluster_label, cluster_description and cluster_probability. CSV and XLSX neutralise cells "
     "that start with =, +, - or @ so a spreadsheet never runs them."
 )
-for col, fmt in zip(st.columns(len(downloads.CORPUS_FORMATS)), downloads.CORPUS_FORMATS, strict=True):
+for col, fmt in zip(
+    st.columns(len(downloads.CORPUS_FORMATS)), downloads.CORPUS_FORMATS, strict=True
+):
     col.download_button(
         f"{fmt.upper()}",
         data=lambda fmt=fmt: downloads.labeled_corpus_bytes(store, run.id, fmt),
@@ -33,7 +35,9 @@ for col, fmt in zip(st.columns(len(downloads.CORPUS_FORMATS)), downloads.CORPUS_
     )
 
 st.subheader("Cluster table", divider="gray")
-st.caption("One row per cluster: id, name, size, share, keywords, description, inclusion criterion, faithfulness, and when the run has them its parent and keyword rule with precision and recall.")
+st.caption(
+    "One row per cluster: id, name, size, share, keywords, description, inclusion criterion, faithfulness, and when the run has them its parent and keyword rule with precision and recall."
+)
 for col, fmt in zip(st.columns(4), downloads.TABLE_FORMATS, strict=False):
     col.download_button(
         f"{fmt.upper()}",
@@ -62,7 +66,9 @@ by_parent = right.toggle(
 for col, fmt in zip(st.columns(4), downloads.TABLE_FORMATS, strict=False):
     col.download_button(
         f"{fmt.upper()}",
-        data=lambda fmt=fmt: downloads.balanced_sample_bytes(store, run.id, int(n_sample), fmt, by_parent=by_parent),
+        data=lambda fmt=fmt: downloads.balanced_sample_bytes(
+            store, run.id, int(n_sample), fmt, by_parent=by_parent
+        ),
         file_name=f"{stem}_sample{int(n_sample)}.{fmt}",
         mime=downloads.MIME[fmt],
         icon=":material/balance:",

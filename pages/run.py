@@ -49,12 +49,22 @@ left, right = st.columns(2)
 with left:
     count = st.radio(
         "Number of clusters",
-        ["Automatic (HDBSCAN)" if mode == "cluster" else "Automatic", "Fixed K (k-means)" if mode == "cluster" else "Fixed K"],
+        [
+            "Automatic (HDBSCAN)" if mode == "cluster" else "Automatic",
+            "Fixed K (k-means)" if mode == "cluster" else "Fixed K",
+        ],
         horizontal=True,
         help="Automatic finds dense groups and leaves outliers; fixed K puts every text in one of K.",
     )
     fixed = count.startswith("Fixed")
-    k = st.number_input("K", min_value=2, max_value=1000, value=20, disabled=not fixed, help="How many clusters to make.")
+    k = st.number_input(
+        "K",
+        min_value=2,
+        max_value=1000,
+        value=20,
+        disabled=not fixed,
+        help="How many clusters to make.",
+    )
     min_size = st.number_input(
         "Minimum cluster size (0 = automatic)",
         min_value=0,
@@ -83,17 +93,27 @@ with left:
             height=100,
             help="Classify into these instead of labels the LLM proposes.",
         )
-        categories = tuple(dict.fromkeys(c.strip() for c in typed_categories.splitlines() if c.strip()))
+        categories = tuple(
+            dict.fromkeys(c.strip() for c in typed_categories.splitlines() if c.strip())
+        )
 with right:
     model = st.text_input(
         "Embedding model",
         value=DEFAULT_EMBEDDING_MODEL,
         help="The bundled all-MiniLM-L6-v2 works offline; a local sentence-transformers folder also works.",
     )
-    seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=42, help="Same seed, same data, same clusters.")
+    seed = st.number_input(
+        "Seed",
+        min_value=0,
+        max_value=2**31 - 1,
+        value=42,
+        help="Same seed, same data, same clusters.",
+    )
     truth_options = ["(none)", *[c for c in corpus.columns if c != corpus.text_column]]
     kept = st.session_state.get(keys.TRUTH_COLUMN)
-    truth_default = kept if kept in truth_options else ("label" if "label" in truth_options else "(none)")
+    truth_default = (
+        kept if kept in truth_options else ("label" if "label" in truth_options else "(none)")
+    )
     truth = st.selectbox(
         "Ground-truth column (optional)",
         truth_options,
@@ -104,7 +124,9 @@ with right:
     name = st.text_input("Run name (optional)")
 
 if mode == "cluster":
-    steering = mode_form.steering_controls(corpus, data.corpus_texts(resources.database_url(), corpus.id))
+    steering = mode_form.steering_controls(
+        corpus, data.corpus_texts(resources.database_url(), corpus.id)
+    )
 else:
     steering = mode_form.Steering()
 structure = mode_form.structure_controls()
@@ -114,7 +136,10 @@ st.subheader("LLM", divider="gray")
 kind = st.radio(
     "Name clusters with",
     [labelers.KEYWORDS, labelers.LLM],
-    format_func={labelers.KEYWORDS: "Keywords (offline, instant)", labelers.LLM: "An LLM (OpenAI-compatible endpoint)"}.get,
+    format_func={
+        labelers.KEYWORDS: "Keywords (offline, instant)",
+        labelers.LLM: "An LLM (OpenAI-compatible endpoint)",
+    }.get,
     horizontal=True,
 )
 endpoint = llm_model = None
@@ -130,8 +155,11 @@ if kind == labelers.LLM:
     llm_model = c2.text_input("Model", value=settings.default_llm_model())
     st.caption(
         "API key: "
-        + ("found (OPENAI_API_KEY in the environment or Streamlit secrets); it is never stored."
-           if api_key else "none found (set OPENAI_API_KEY or add it to .streamlit/secrets.toml; a local server needs none).")
+        + (
+            "found (OPENAI_API_KEY in the environment or Streamlit secrets); it is never stored."
+            if api_key
+            else "none found (set OPENAI_API_KEY or add it to .streamlit/secrets.toml; a local server needs none)."
+        )
     )
     budget = st.number_input(
         "LLM call budget (empty = planned)",
@@ -178,14 +206,29 @@ with user_errors("Check the settings"):
     )
 # What needs an LLM (its labels, keyphrases, a call budget) is refused without an endpoint: said
 # here, before Start, which stays disabled (the estimate below still shows what it would cost).
-needs_llm = request.conflicts(llm_configured=llm_settings is not None) if request is not None else []
+needs_llm = (
+    request.conflicts(llm_configured=llm_settings is not None) if request is not None else []
+)
 for sentence in needs_llm:
     st.error(f"Cannot start the run: {sentence}", icon=":material/error:")
-if request is not None and kind == labelers.LLM and (mode != "cluster" or options.expand_keyphrases):
+if (
+    request is not None
+    and kind == labelers.LLM
+    and (mode != "cluster" or options.expand_keyphrases)
+):
     with user_errors("Cannot plan the run"):
-        llm_plan = data.mode_plan(resources.database_url(), request, len(store.list_runs(corpus.id)), llm_settings)
-        names = f"{MODE_TITLES[mode]} names its clusters itself" if mode != "cluster" else "naming clusters comes on top"
-        st.info(f"{views.plan_text(llm_plan)}. {names}; cached calls cost nothing.", icon=":material/calculate:")
+        llm_plan = data.mode_plan(
+            resources.database_url(), request, len(store.list_runs(corpus.id)), llm_settings
+        )
+        names = (
+            f"{MODE_TITLES[mode]} names its clusters itself"
+            if mode != "cluster"
+            else "naming clusters comes on top"
+        )
+        st.info(
+            f"{views.plan_text(llm_plan)}. {names}; cached calls cost nothing.",
+            icon=":material/calculate:",
+        )
 if request is not None and kind == labelers.LLM and mode == "cluster":
     estimate = estimate_llm(
         data.corpus_sample(resources.database_url(), corpus.id),
@@ -195,7 +238,9 @@ if request is not None and kind == labelers.LLM and mode == "cluster":
         model=llm_model,
     )
     n_calls = (
-        f"{estimate.calls}" if fixed else f"about {estimate.calls} ({estimate.clusters_low}–{estimate.clusters_high})"
+        f"{estimate.calls}"
+        if fixed
+        else f"about {estimate.calls} ({estimate.clusters_low}–{estimate.clusters_high})"
     )
     cost = "unknown price" if estimate.cost_usd is None else f"about ${estimate.cost_usd:.3f}"
     st.info(
@@ -204,15 +249,28 @@ if request is not None and kind == labelers.LLM and mode == "cluster":
         icon=":material/calculate:",
     )
     if structure.hierarchy and structure.n_parents is None and budget != 0:
-        st.caption(f"The number of parents: up to {plan.pair_calls(options)} more calls of pairwise questions.")
+        st.caption(
+            f"The number of parents: up to {plan.pair_calls(options)} more calls of pairwise questions."
+        )
 if kind == labelers.KEYWORDS and mode == "cluster":
-    st.caption("No LLM calls: clusters are named by their top keywords. You can relabel with an LLM later.")
+    st.caption(
+        "No LLM calls: clusters are named by their top keywords. You can relabel with an LLM later."
+    )
 elif kind == labelers.KEYWORDS:
-    st.caption(f"No LLM: {MODE_TITLES[mode].lower()} runs on embeddings alone and names clusters by their keywords.")
+    st.caption(
+        f"No LLM: {MODE_TITLES[mode].lower()} runs on embeddings alone and names clusters by their keywords."
+    )
 
-if st.button("Start run", type="primary", icon=":material/play_arrow:", disabled=steering.invalid or request is None or bool(needs_llm)):
+if st.button(
+    "Start run",
+    type="primary",
+    icon=":material/play_arrow:",
+    disabled=steering.invalid or request is None or bool(needs_llm),
+):
     with user_errors("Cannot start the run"):
-        job = registry.start(store, request, embedder=resources.embedder(request.embedding.model), api_key=api_key)
+        job = registry.start(
+            store, request, embedder=resources.embedder(request.embedding.model), api_key=api_key
+        )
         st.session_state[keys.JOB_ID] = job.job_id
 
 job = registry.get(st.session_state.get(keys.JOB_ID))
@@ -233,7 +291,11 @@ def progress_panel() -> None:
         label = f"Run {job.run_id or '…'} · {title} · {job.message} · {job.elapsed:.0f} s"
     bar = finished_fraction(run, job.stage, job.fraction)  # moves within a long stage too
     st.progress(bar if not job.done or job.error else 1.0, text=label)
-    if not job.done and not registry.reduce_compiled and job.stage in ("queued", "starting", "embed", "reduce"):
+    if (
+        not job.done
+        and not registry.reduce_compiled
+        and job.stage in ("queued", "starting", "embed", "reduce")
+    ):
         st.caption(
             "The first run in a fresh server process spends about 30 s compiling UMAP's code "
             "(numba) in the reduce stage; later runs skip it."
@@ -260,7 +322,9 @@ def progress_panel() -> None:
         )
         for line in views.outcome_lines(run):
             st.text(line)
-        st.page_link(widgets.PAGES["explore"], label="Explore the clusters", icon=":material/scatter_plot:")
+        st.page_link(
+            widgets.PAGES["explore"], label="Explore the clusters", icon=":material/scatter_plot:"
+        )
     if live and job.done:
         st.rerun()  # stop polling, refresh the sidebar's run list
 
@@ -272,8 +336,12 @@ running = [r for r in store.list_runs() if r.status == "running"]
 if others or running:
     st.subheader("Other runs", divider="gray")
     for other in others:
-        st.caption(f"Run {other.run_id or '(queued)'} on corpus #{other.corpus_id}: {other.stage}, {other.elapsed:.0f} s")
+        st.caption(
+            f"Run {other.run_id or '(queued)'} on corpus #{other.corpus_id}: {other.stage}, {other.elapsed:.0f} s"
+        )
     known = {j.run_id for j in registry.active()}
     for run in running:
         if run.id not in known:
-            st.caption(f"Run {run.id} says `running` but no worker has it: the server stopped during it (stage {run.stage}).")
+            st.caption(
+                f"Run {run.id} says `running` but no worker has it: the server stopped during it (stage {run.stage})."
+            )

@@ -85,7 +85,9 @@ class RunRegistry:
         with self._lock:
             job = RunJob(next(self._ids), request.corpus_id)
             if not self.reduce_compiled:
-                job.message = "waiting for the warm-up (model load, UMAP compilation; once per server)"
+                job.message = (
+                    "waiting for the warm-up (model load, UMAP compilation; once per server)"
+                )
             self._jobs[job.job_id] = job
         thread = threading.Thread(
             target=self._work,

@@ -185,4 +185,3 @@ def shortened(texts: list[str], limit: int = 400) -> list[str]:
         short = " ".join(text.split())
         result.append(short if len(short) <= limit else short[: limit - 1] + "…")
     return result
-

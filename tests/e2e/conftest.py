@@ -54,12 +54,19 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     streamlit = Path(sys.executable).with_name("streamlit")
     command = [
-        str(streamlit), "run", "app.py",
-        "--server.headless", "true",
-        "--server.address", "127.0.0.1",
-        "--server.port", str(port),
-        "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
+        str(streamlit),
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
     ]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -74,7 +81,9 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             except OSError:
                 pass
             if process.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"streamlit did not start; see {log_path}:\n{log_path.read_text()[-3000:]}"
+                )
             time.sleep(0.5)
         yield {"url": url, "home": home, "log": log_path}
     finally:
@@ -108,7 +117,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     )
     service = Service(CHROMEDRIVER, log_output=str(ARTIFACTS / "e2e" / "chromedriver.log"))
     driver = webdriver.Chrome(service=service, options=options)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
     driver.downloads = downloads  # type: ignore[attr-defined]
     try:
         yield driver

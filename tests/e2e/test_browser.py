@@ -23,7 +23,7 @@ RUN_TIMEOUT = 1200
 N_TEXTS = 600
 MARKUP_TEXTS = [
     "<script>window.__pwned = 1</script> my card has not arrived",
-    "<b>bold</b> card not arrived <img src=x onerror=\"window.__pwned=2\">",
+    '<b>bold</b> card not arrived <img src=x onerror="window.__pwned=2">',
     "**not bold** my card has not arrived [a link](http://example.com)",
     "# not a heading: my card has not arrived",
 ]
@@ -37,19 +37,31 @@ def wait_idle(driver: WebDriver, timeout: float = 60) -> None:
     """Streamlit's own signal that the script finished (its e2e suite waits on the same)."""
     wait_for(
         driver,
-        lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stApp"][data-test-script-state="notRunning"]'),
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, '[data-testid="stApp"][data-test-script-state="notRunning"]'
+        ),
         timeout,
         "the script did not finish",
     )
 
 
 def wait_text(driver: WebDriver, text: str, timeout: float = 60) -> None:
-    wait_for(driver, lambda d: text in d.find_element(By.TAG_NAME, "body").text, timeout, f"no {text!r} on the page")
+    wait_for(
+        driver,
+        lambda d: text in d.find_element(By.TAG_NAME, "body").text,
+        timeout,
+        f"no {text!r} on the page",
+    )
 
 
 def click_button(driver: WebDriver, label: str) -> None:
     xpath = f"//button[normalize-space(.)={json.dumps(label)}] | //button[.//p[normalize-space(.)={json.dumps(label)}]]"
-    button = wait_for(driver, lambda d: next((b for b in d.find_elements(By.XPATH, xpath) if b.is_displayed()), None), 30, f"no button {label!r}")
+    button = wait_for(
+        driver,
+        lambda d: next((b for b in d.find_elements(By.XPATH, xpath) if b.is_displayed()), None),
+        30,
+        f"no button {label!r}",
+    )
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
     button.click()
 
@@ -58,14 +70,24 @@ def go_to(driver: WebDriver, title: str) -> None:
     links = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')
     link = next(a for a in links if a.text.strip().endswith(title))
     link.click()
-    wait_for(driver, lambda d: d.find_elements(By.XPATH, f"//h1[normalize-space(.)={json.dumps(title)}]"), 60, f"page {title} did not open")
+    wait_for(
+        driver,
+        lambda d: d.find_elements(By.XPATH, f"//h1[normalize-space(.)={json.dumps(title)}]"),
+        60,
+        f"page {title} did not open",
+    )
     settle(driver)
 
 
 def settle(driver: WebDriver, timeout: float = 60) -> None:
     """The script finished and every element is drawn (no skeleton placeholders left)."""
     wait_idle(driver, timeout)
-    wait_for(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-testid="stSkeleton"]'), timeout, "the page did not finish drawing")
+    wait_for(
+        driver,
+        lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-testid="stSkeleton"]'),
+        timeout,
+        "the page did not finish drawing",
+    )
 
 
 def screenshot(driver: WebDriver, name: str) -> None:
@@ -75,7 +97,12 @@ def screenshot(driver: WebDriver, name: str) -> None:
 
 
 def upload(driver: WebDriver, path: Path) -> None:
-    field = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, '[data-testid="stFileUploader"] input[type="file"]'))
+    field = wait_for(
+        driver,
+        lambda d: d.find_element(
+            By.CSS_SELECTOR, '[data-testid="stFileUploader"] input[type="file"]'
+        ),
+    )
     field.send_keys(str(path))
     wait_text(driver, "Texts to cluster", 120)
     wait_idle(driver)
@@ -93,7 +120,9 @@ def start_run_and_wait(driver: WebDriver) -> float:
 @pytest.fixture(scope="module")
 def banking_file(tmp_path_factory: pytest.TempPathFactory, banking_rows: list[dict]) -> Path:
     labels = sorted({r["label"] for r in banking_rows})[:15]
-    rows = [{"text": r["text"], "label": r["label"]} for r in banking_rows if r["label"] in labels][:N_TEXTS]
+    rows = [{"text": r["text"], "label": r["label"]} for r in banking_rows if r["label"] in labels][
+        :N_TEXTS
+    ]
     path = tmp_path_factory.mktemp("e2e_data") / "banking77_slice.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -103,7 +132,9 @@ def banking_file(tmp_path_factory: pytest.TempPathFactory, banking_rows: list[di
 def markup_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Every text carries every kind of markup, so whichever cluster the page shows has them all.
     topics = ["card", "transfer", "refund", "account"]
-    rows = [{"text": f"{' '.join(MARKUP_TEXTS)} about my {topics[i % 4]} (case {i})"} for i in range(32)]
+    rows = [
+        {"text": f"{' '.join(MARKUP_TEXTS)} about my {topics[i % 4]} (case {i})"} for i in range(32)
+    ]
     path = tmp_path_factory.mktemp("e2e_markup") / "markup.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
@@ -130,12 +161,37 @@ def test_upload_run_explore_export_in_the_browser(app_server, browser, banking_f
     screenshot(driver, "3_run_done")
 
     go_to(driver, "Explore")
-    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"] .main-svg'), 60, "no map")
-    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '.js-plotly-plot .gl-container canvas, .js-plotly-plot canvas'), 30, "no WebGL points")
+    wait_for(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"] .main-svg'),
+        60,
+        "no map",
+    )
+    wait_for(
+        driver,
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, ".js-plotly-plot .gl-container canvas, .js-plotly-plot canvas"
+        ),
+        30,
+        "no WebGL points",
+    )
     screenshot(driver, "4_explore_map")
-    tab = wait_for(driver, lambda d: d.find_element(By.XPATH, "//*[@role='tab'][normalize-space(.)='Clusters']"), 30, "no Clusters tab")
+    tab = wait_for(
+        driver,
+        lambda d: d.find_element(By.XPATH, "//*[@role='tab'][normalize-space(.)='Clusters']"),
+        30,
+        "no Clusters tab",
+    )
     tab.click()
-    wait_for(driver, lambda d: any(e.is_displayed() for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')), 30, "no cluster table")
+    wait_for(
+        driver,
+        lambda d: any(
+            e.is_displayed()
+            for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')
+        ),
+        30,
+        "no cluster table",
+    )
     screenshot(driver, "5_explore_clusters")
 
     go_to(driver, "Export")
@@ -151,14 +207,29 @@ def test_upload_run_explore_export_in_the_browser(app_server, browser, banking_f
     upload_to_export = time.time() - started
     frame = pd.read_csv(csv_path)
     assert len(frame) == N_TEXTS
-    assert {"text", "label", "cluster_id", "cluster_label", "cluster_description", "cluster_probability"} <= set(frame.columns)
+    assert {
+        "text",
+        "label",
+        "cluster_id",
+        "cluster_label",
+        "cluster_description",
+        "cluster_probability",
+    } <= set(frame.columns)
     assert frame["cluster_id"].nunique() > 3
     screenshot(driver, "6_export")
 
-    for page, name in (("Edit", "7_edit"), ("History", "8_history"), ("Evaluation", "9_evaluation")):
+    for page, name in (
+        ("Edit", "7_edit"),
+        ("History", "8_history"),
+        ("Evaluation", "9_evaluation"),
+    ):
         go_to(driver, page)
         screenshot(driver, name)
-    timings = {"texts": N_TEXTS, "run_s": round(run_seconds, 1), "upload_to_export_s": round(upload_to_export, 1)}
+    timings = {
+        "texts": N_TEXTS,
+        "run_s": round(run_seconds, 1),
+        "upload_to_export_s": round(upload_to_export, 1),
+    }
     (ARTIFACTS / "e2e").mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "e2e" / "timings.json").write_text(json.dumps(timings, indent=1))
     print("e2e timings", timings)

@@ -18,7 +18,18 @@ def cli_run(tmp_path_factory, banking_slice_path, embedder):
     out = folder / "out.parquet"
     result = CliRunner().invoke(
         main,
-        ["run", str(banking_slice_path), "--out", str(out), "--db", str(db), "--label-column", "label", "--json", "-q"],
+        [
+            "run",
+            str(banking_slice_path),
+            "--out",
+            str(out),
+            "--db",
+            str(db),
+            "--label-column",
+            "label",
+            "--json",
+            "-q",
+        ],
     )
     return result, db, out
 
@@ -28,7 +39,9 @@ def test_run_writes_every_row_once_in_order_and_prints_metrics(cli_run, banking_
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["metrics"]["nmi"] > 0.6
-    assert {"nmi", "ari", "acc", "n_clusters", "noise_share", "faithfulness"} <= set(summary["metrics"])
+    assert {"nmi", "ari", "acc", "n_clusters", "noise_share", "faithfulness"} <= set(
+        summary["metrics"]
+    )
     frame = pd.read_parquet(out)
     original = pd.read_json(banking_slice_path, lines=True)
     assert frame["text"].tolist() == original["text"].tolist()
@@ -49,7 +62,12 @@ def test_runs_show_and_export(cli_run, tmp_path):
     assert exported.exit_code == 0, exported.output
     pd.testing.assert_frame_equal(pd.read_parquet(again), pd.read_parquet(out))
     clusters = tmp_path / "clusters.csv"
-    assert runner.invoke(main, ["export", str(run_id), "--clusters", "--out", str(clusters), "--db", str(db)]).exit_code == 0
+    assert (
+        runner.invoke(
+            main, ["export", str(run_id), "--clusters", "--out", str(clusters), "--db", str(db)]
+        ).exit_code
+        == 0
+    )
     assert len(pd.read_csv(clusters)) == json.loads(result.stdout)["metrics"]["n_clusters"]
 
 
@@ -57,7 +75,18 @@ def test_rerun_with_other_min_cluster_size_embeds_nothing(cli_run, banking_slice
     _, db, _ = cli_run
     result = CliRunner().invoke(
         main,
-        ["run", str(banking_slice_path), "--out", str(tmp_path / "o.csv"), "--db", str(db), "--min-cluster-size", "30", "--json", "-q"],
+        [
+            "run",
+            str(banking_slice_path),
+            "--out",
+            str(tmp_path / "o.csv"),
+            "--db",
+            str(db),
+            "--min-cluster-size",
+            "30",
+            "--json",
+            "-q",
+        ],
     )
     assert result.exit_code == 0, result.output
     timings = json.loads(result.stdout)["timings"]
@@ -73,7 +102,14 @@ def test_rerun_with_other_min_cluster_size_embeds_nothing(cli_run, banking_slice
     ],
 )
 def test_bad_input_exits_2_with_one_line(banking_slice_path, tmp_path, args, message):
-    base = ["run", str(banking_slice_path), "--out", str(tmp_path / "o.csv"), "--db", str(tmp_path / "e.db")]
+    base = [
+        "run",
+        str(banking_slice_path),
+        "--out",
+        str(tmp_path / "o.csv"),
+        "--db",
+        str(tmp_path / "e.db"),
+    ]
     result = CliRunner().invoke(main, base + args)
     assert result.exit_code == 2
     assert message in result.stderr and "Traceback" not in result.output
@@ -81,7 +117,17 @@ def test_bad_input_exits_2_with_one_line(banking_slice_path, tmp_path, args, mes
 
 
 def test_missing_input_file(tmp_path):
-    result = CliRunner().invoke(main, ["run", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o.csv"), "--db", str(tmp_path / "e.db")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(tmp_path / "none.csv"),
+            "--out",
+            str(tmp_path / "o.csv"),
+            "--db",
+            str(tmp_path / "e.db"),
+        ],
+    )
     assert result.exit_code == 2 and "no such file" in result.stderr
 
 

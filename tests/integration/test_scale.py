@@ -217,9 +217,11 @@ def test_cli_run_with_a_sample_size(banking_slice_path, tmp_path):
 
 def test_a_few_distinct_texts_in_many_rows():
     texts = [f"text number {i % 7}" for i in range(400)]
-    vectors = np.random.default_rng(0).normal(size=(7, 16)).astype(np.float32)[
-        [i % 7 for i in range(400)]
-    ]
+    vectors = (
+        np.random.default_rng(0)
+        .normal(size=(7, 16))
+        .astype(np.float32)[[i % 7 for i in range(400)]]
+    )
     stages = sampled_stages(texts, PipelineConfig(sample_size=100))
     assert stages is not None and stages.n_distinct == 7
     space, coords = stages.reduce(vectors)

@@ -30,9 +30,19 @@ def test_pages_only_talk_to_corpusmap_and_ui() -> None:
 
 def test_every_page_first_makes_sure_it_runs_in_the_frame() -> None:
     for page in PAGES:
-        body = [n for n in ast.parse(page.read_text()).body if not isinstance(n, ast.Import | ast.ImportFrom)]
-        first = body[1] if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else body[0]
-        assert ast.unparse(first) == "frame.require(__file__)", f"{page.name} starts with {ast.unparse(first)!r}"
+        body = [
+            n
+            for n in ast.parse(page.read_text()).body
+            if not isinstance(n, ast.Import | ast.ImportFrom)
+        ]
+        first = (
+            body[1]
+            if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+            else body[0]
+        )
+        assert ast.unparse(first) == "frame.require(__file__)", (
+            f"{page.name} starts with {ast.unparse(first)!r}"
+        )
 
 
 def test_no_classes_or_caches_in_pages() -> None:

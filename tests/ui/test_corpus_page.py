@@ -61,10 +61,12 @@ def test_text_column_can_be_changed(app_db) -> None:
         ("header.csv", b"text,label\n", "no data rows"),
         ("empty.csv", b"", "empty"),
         ("bad.parquet", b"this is not parquet at all", "parquet"),
-        ("blank.csv", b"text,n\n\" \",1\n\"  \",2\n", "no column holds text"),
+        ("blank.csv", b'text,n\n" ",1\n"  ",2\n', "no column holds text"),
     ],
 )
-def test_bad_files_show_an_error_not_a_traceback(app_db, name: str, data: bytes, message: str) -> None:
+def test_bad_files_show_an_error_not_a_traceback(
+    app_db, name: str, data: bytes, message: str
+) -> None:
     at = upload(open_app("corpus"), name, data)
     assert at.error, "expected an error message"
     assert message in at.error[0].value.lower()
@@ -77,7 +79,10 @@ def test_upload_limit_is_stated(app_db) -> None:
 
 
 def test_delete_asks_for_confirmation(app_db, rows) -> None:
-    at = click(upload(open_app("corpus"), "q.jsonl", corpus_bytes(rows, "jsonl")), "Store and use this corpus")
+    at = click(
+        upload(open_app("corpus"), "q.jsonl", corpus_bytes(rows, "jsonl")),
+        "Store and use this corpus",
+    )
     click(at, "Delete…")
     assert "cannot be undone" in at.warning[0].value
     click(at, "Cancel")

@@ -141,7 +141,17 @@ def test_export_offers_every_format_with_cluster_columns(flow) -> None:
     assert_clean(at)
     labels = [b.label for b in at.get("download_button")]
     # labeled corpus, cluster table, balanced sample, report
-    assert labels == ["CSV", "JSONL", "PARQUET", "XLSX", "CSV", "XLSX", "CSV", "XLSX", "HTML report"]
+    assert labels == [
+        "CSV",
+        "JSONL",
+        "PARQUET",
+        "XLSX",
+        "CSV",
+        "XLSX",
+        "CSV",
+        "XLSX",
+        "HTML report",
+    ]
     store, run_id, n = flow["store"], flow["run_id"], len(flow["rows"])
     readers = {
         "csv": lambda b: pd.read_csv(io.BytesIO(b)),
@@ -152,7 +162,14 @@ def test_export_offers_every_format_with_cluster_columns(flow) -> None:
     for fmt in downloads.CORPUS_FORMATS:
         frame = readers[fmt](downloads.labeled_corpus_bytes(store, run_id, fmt))
         assert len(frame) == n, fmt
-        assert {"text", "label", "cluster_id", "cluster_label", "cluster_description", "cluster_probability"} <= set(frame.columns)
+        assert {
+            "text",
+            "label",
+            "cluster_id",
+            "cluster_label",
+            "cluster_description",
+            "cluster_probability",
+        } <= set(frame.columns)
     clusters = pd.read_csv(io.BytesIO(downloads.cluster_table_bytes(store, run_id, "csv")))
     assert len(clusters) == store.get_run(run_id).metrics["n_clusters"]
     # Runs from the app get keyword rules: each beside its cluster's explanation.
@@ -256,7 +273,10 @@ def test_edit_merge_split_move_outliers_and_relabel(flow) -> None:
     from corpusmap import edits
 
     edits.move_documents(store, run_id, chosen[:1], -1)  # the page's action, also tested below
-    assert int(store.load_assignments(run_id).set_index("document_id").loc[chosen[0], "cluster_id"]) == -1
+    assert (
+        int(store.load_assignments(run_id).set_index("document_id").loc[chosen[0], "cluster_id"])
+        == -1
+    )
 
     kinds = [e.kind for e in store.list_edits(run_id)]
     assert {"merge", "split", "mark_outliers"} <= set(kinds)

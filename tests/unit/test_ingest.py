@@ -90,7 +90,9 @@ def test_utf16_without_bom():
 
 
 def test_text_column_detected_by_length_when_no_usual_name():
-    f = pd.DataFrame({"code": ["A1", "B2"], "remarks": ["a long free-text remark", "another long one here"]})
+    f = pd.DataFrame(
+        {"code": ["A1", "B2"], "remarks": ["a long free-text remark", "another long one here"]}
+    )
     assert choose_text_column(f) == "remarks"
 
 

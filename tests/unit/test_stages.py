@@ -38,15 +38,27 @@ def test_class_tfidf_finds_each_clusters_own_words():
 
 def test_class_tfidf_survives_stop_words_only_and_no_clusters():
     only_stop_words = class_tfidf(["the and of", "is it"], np.array([0, 0]))
-    assert only_stop_words[0] and set(" ".join(only_stop_words[0]).split()) <= {"the", "and", "of", "is", "it"}
+    assert only_stop_words[0] and set(" ".join(only_stop_words[0]).split()) <= {
+        "the",
+        "and",
+        "of",
+        "is",
+        "it",
+    }
     assert class_tfidf(["a"], np.array([NOISE])) == {}
 
 
 def test_keyword_name_and_fallback():
     assert keyword_name(("card", "payment"), 3) == "Card · Payment"
     assert keyword_name((), 3) == "Cluster 3"
-    assert keyword_name(("card", "arrived", "card arrived", "new", "new card"), 0) == "Card arrived · New card"
-    assert keyword_name(("pin", "change pin", "card pin", "unblock"), 0) == "Change pin · Card pin · Unblock"
+    assert (
+        keyword_name(("card", "arrived", "card arrived", "new", "new card"), 0)
+        == "Card arrived · New card"
+    )
+    assert (
+        keyword_name(("pin", "change pin", "card pin", "unblock"), 0)
+        == "Change pin · Card pin · Unblock"
+    )
 
 
 def test_summaries_sizes_shares_neighbours_and_deduplicated_representatives():
@@ -73,7 +85,9 @@ def test_keyword_labeler_labels_every_cluster_offline():
     summaries = summarize_clusters(TEXTS, vectors, Assignment(LABELS, np.ones(7)))
     labels = KeywordLabeler().label(summaries)
     assert [lab.cluster_id for lab in labels] == [0, 1]
-    assert all(lab.status == "keywords" and lab.name and lab.description.endswith(".") for lab in labels)
+    assert all(
+        lab.status == "keywords" and lab.name and lab.description.endswith(".") for lab in labels
+    )
     assert "pin" in labels[1].name.lower()
 
 
