@@ -114,7 +114,7 @@ def explanation_faithfulness(
 KEYWORDS_KEPT = "keywords_kept"
 """``ClusterLabel.status`` of a cluster shown with its keyword label because the LLM's
 explanation was less faithful (``prefer_faithful``)."""
-NOT_LLM = ("keywords", "seed")
+NOT_LLM = ("keywords", "seed", "user")
 """``ClusterLabel.labeler`` values of labels no LLM wrote: ``prefer_faithful`` keeps them."""
 FAITHFULNESS_MARGIN = 0.10
 """How much less faithful than the keyword explanation an LLM explanation may be, per cluster,

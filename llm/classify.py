@@ -202,7 +202,7 @@ def find_categories(
 ) -> list[Candidate]:
     if config.categories:
         groups = [(name, f"The text is about {name}.") for name in config.categories]
-        return embed_candidates(groups, embedder)
+        return embed_candidates(groups, embedder, source="user")  # the user's own: never replaced
     if asker is not None and parts["propose_calls"]:
         from llm.goal import GoalConfig
 
@@ -480,8 +480,8 @@ def label_then_classify(
             name=categories[j].name,
             description=categories[j].description,
             inclusion_criterion=categories[j].description,
-            status="ok" if categories[j].source == "llm" else "keywords",
-            labeler="classify-llm" if categories[j].source == "llm" else "keywords",
+            status="ok" if categories[j].source in ("llm", "user") else "keywords",
+            labeler={"llm": "classify-llm", "user": "user"}.get(categories[j].source, "keywords"),
         )
         for cid, j in sorted(mapping.items())
     )

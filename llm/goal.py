@@ -196,7 +196,10 @@ def keyword_candidates(
 
 
 def embed_candidates(
-    groups: Sequence[tuple[str, str]], embedder: Embedder, existing: Sequence[Candidate] = ()
+    groups: Sequence[tuple[str, str]],
+    embedder: Embedder,
+    existing: Sequence[Candidate] = (),
+    source: str = "llm",
 ) -> list[Candidate]:
     """Candidates from (name, description) pairs, dropping near-duplicates of each other and
     of ``existing``."""
@@ -209,7 +212,7 @@ def embed_candidates(
         if pool and max(float(v @ p) for p in pool) > DUPLICATE_SIMILARITY:
             continue
         pool.append(v)
-        kept.append(Candidate(name, description, v, source="llm"))
+        kept.append(Candidate(name, description, v, source=source))
     return kept
 
 
