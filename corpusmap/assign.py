@@ -33,7 +33,7 @@ from clustering.ingest import read_corpus_bytes
 from clustering.keywords import class_tfidf
 from clustering.pipeline import measure
 from clustering.summarize import summarize_clusters
-from clustering.types import NOISE, Assignment, ClusterLabel, Corpus
+from clustering.types import NOISE, Assignment, Corpus
 from corpusmap import service
 from corpusmap.errors import CorpusmapError
 from storage import Store
@@ -420,19 +420,7 @@ def save_as_run(store: Store, placement: Placement, *, name: str = "") -> int:
         assignment = Assignment(labels, probabilities)
         store.save_assignment(run_id, doc_ids[positions[order]], assignment, coords)
         summaries = summarize_clusters(all_texts, vectors, assignment, goal=old.goal or None)
-        old_labels = {
-            c.cluster_id: ClusterLabel(
-                cluster_id=c.cluster_id,
-                name=c.name,
-                description=c.description,
-                inclusion_criterion=c.inclusion_criterion,
-                evidence=tuple(c.evidence),
-                status=c.label_status,
-                error=c.label_error,
-                labeler=c.labeler,
-            )
-            for c in store.load_clusters(old.id)
-        }
+        old_labels = {c.cluster_id: c.label() for c in store.load_clusters(old.id)}
         store.save_clusters(
             run_id,
             summaries,
