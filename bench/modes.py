@@ -237,7 +237,7 @@ def run_corpus(name: str, quick: bool, workdir: Path) -> dict[str, Any]:
 
 def timed_hierarchy(store: Any, run_id: int) -> dict[str, Any]:
     """Parents added to a stored run offline (what ``hierarchy=True`` adds to the run), timed."""
-    from corpusmap.modes import add_hierarchy
+    from corpusmap.structure import add_hierarchy
 
     start = time.perf_counter()
     hierarchy = add_hierarchy(store, run_id, llm_budget=0)
@@ -267,7 +267,8 @@ def has_keyphrases() -> bool:
 def plans(texts: list[str], k_true: int, goal: str) -> list[dict[str, Any]]:
     """What the LLM modes would plan on these texts with the default budget, per 1,000 texts."""
     from clustering.pipeline import PipelineConfig
-    from corpusmap.modes import ModeOptions, plan_llm
+    from corpusmap.modes import ModeOptions
+    from corpusmap.plan import plan_llm
 
     config = PipelineConfig(goal=goal, n_clusters=k_true)
     wanted: list[tuple[str, Any]] = [
