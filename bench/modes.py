@@ -413,7 +413,7 @@ def write_report(report: dict[str, Any], stem: str = "modes") -> None:
         f"{m['date']}; {m['platform']}, {m['cpus']} CPUs (shared; load average at the start "
         f"{', '.join(map(str, m['load_average']))}); Python {m['python']}; {versions}.",
         "Produced by `python -m bench.modes`; every run goes through `corpusmap.api.run`",
-        "on one SQLite file per corpus, all-MiniLM-L6-v2 vectors (the precision `auto` chose: int8 on this machine) embedded once and read from",
+        "on one SQLite file per corpus, all-MiniLM-L6-v2 vectors (in the precision `auto` chose for the machine) embedded once and read from",
         "the database's cache by every run. NMI / ARI / ACC are the run's metrics against `label`",
         "(outliers count as one cluster; seeded runs are scored on every row, seeds included). s:",
         "the whole `api.run` call; stages: its embed / reduce / cluster / label seconds (the",
