@@ -30,12 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from clustering.constraints import (
-    Constraints,
-    constraint_report,
-    remap_pairs,
-    seeds_from_values,
-)
+from clustering.constraints import Constraints, constraint_report
 from clustering.faithfulness import explanation_faithfulness
 from clustering.hierarchy import Hierarchy, KChoice, summarize_parents
 from clustering.labels import KeywordLabeler
@@ -45,6 +40,9 @@ from clustering.rules import explain_clusters
 from clustering.summarize import N_REPRESENTATIVES, summarize_clusters
 from clustering.types import NOISE, Assignment, ClusterLabel, ClusterSummary
 from corpusmap import service
+from corpusmap.errors import CorpusmapError
+from corpusmap.request import stored_request
+from corpusmap.strategies import build_constraints
 from storage import ClusterInfo, EditInfo, RunInfo, Store
 
 log = logging.getLogger(__name__)
@@ -52,6 +50,8 @@ log = logging.getLogger(__name__)
 MIN_PROBABILITY = 1e-3
 """Floor of a recomputed membership: a member never reads as 0, which means outlier."""
 KEYWORDS = "keywords"
+LEGACY_COUNTS = ("seed_labels", "must_link", "cannot_link")
+"""Stored as counts by runs made before requests: their seeds and pairs cannot be rebuilt."""
 
 
 # --- the run as an edit sees it -------------------------------------------------------------------------
@@ -127,15 +127,6 @@ def membership(vectors: np.ndarray, labels: np.ndarray, cluster_id: int) -> np.n
     norm = np.linalg.norm(centre)
     centre = centre / norm if norm > 0 else centre
     return np.clip(members @ centre, MIN_PROBABILITY, 1.0).astype(np.float64)
-
-
-def _config(run: RunInfo) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(pipeline settings, mode options) of a stored run, in either stored layout."""
-    config: dict[str, Any] = dict(run.config or {})
-    nested = config.get("pipeline")
-    pipeline: dict[str, Any] = nested if isinstance(nested, dict) else config
-    options = config.get("options") or config.get("mode_options") or {}
-    return pipeline, options if isinstance(options, dict) else {}
 
 
 def _label_of(c: ClusterInfo) -> dict[str, Any]:
@@ -243,8 +234,7 @@ def commit(
     probabilities[labels == NOISE] = 0.0
     touched = moved | (probabilities != state.probabilities)
 
-    pipeline, options = _config(run)
-    n_reps = int(pipeline.get("n_representatives") or N_REPRESENTATIVES)
+    n_reps = stored_request(run).pipeline.n_representatives or N_REPRESENTATIVES
     goal = run.goal or None
     summaries = summarize_clusters(
         state.texts, vectors, Assignment(labels, probabilities), goal=goal, n_representatives=n_reps
@@ -420,26 +410,14 @@ def _constraints(
 
 
 def _stored_constraints(store: Store, state: RunState) -> Constraints | None:
-    _, options = _config(state.run)
-    typed, must, cannot = (options.get(k) for k in ("seed_labels", "must_link", "cannot_link"))
-    if any(isinstance(v, int) and v > 0 for v in (typed, must, cannot)):
+    """The seeds and pairs of the run's stored request, as the run itself built them
+    (``strategies.build_constraints``); ``None`` when they cannot be rebuilt: a run stored
+    before requests kept only their counts, or the seed column is gone."""
+    legacy = (state.run.config or {}).get("mode_options") or {}
+    if any(isinstance(legacy.get(k), int) and legacy[k] > 0 for k in LEGACY_COUNTS):
         return None  # only their count was stored
-    column = options.get("seed_label_column")
     corpus = store.load_corpus(state.run.corpus_id)
-    n = len(state.positions)
-    values: list[Any] = [None] * n
-    if column:
-        if column not in corpus.frame.columns:
-            return None
-        values = list(corpus.frame[column].iloc[state.positions])
-    where = {int(row): i for i, row in enumerate(state.positions)}
-    for row, label in typed if isinstance(typed, list) else []:
-        if int(row) in where:
-            values[where[int(row)]] = label
-    seeds, classes = seeds_from_values(values)
-
-    def pairs(given: Any) -> np.ndarray:
-        array = np.asarray(given if isinstance(given, list) else [], dtype=np.int64).reshape(-1, 2)
-        return remap_pairs(array, where, corpus.n_rows)
-
-    return Constraints(seeds, classes, pairs(must), pairs(cannot))
+    try:
+        return build_constraints(corpus, state.positions, stored_request(state.run).options)
+    except CorpusmapError:
+        return None

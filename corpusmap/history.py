@@ -12,6 +12,7 @@ from sklearn import metrics as skm
 
 from clustering.types import NOISE
 from corpusmap import service
+from corpusmap.request import stored_request
 from storage import RunInfo, Store
 
 SUMMARY_METRICS = ("n_clusters", "noise_share", "silhouette", "faithfulness", "nmi", "ari", "acc")
@@ -27,7 +28,7 @@ def runs_table(store: Store) -> pd.DataFrame:
 
 def _run_row(run: RunInfo, corpus_name: str) -> dict[str, object]:
     seconds = sum(v for k, v in run.timings.items() if not k.startswith("embed_"))
-    pipeline = _pipeline(run.config)
+    pipeline = stored_request(run).pipeline
     row: dict[str, object] = {
         "run": run.id,
         "name": run.name,
@@ -39,20 +40,14 @@ def _run_row(run: RunInfo, corpus_name: str) -> dict[str, object]:
         "labeler": run.labeler,
         "goal": run.goal,
         # Text, never a mix of numbers and "auto": Arrow cannot hold a mixed column (issue 15).
-        "K": str(pipeline.get("n_clusters") or "auto"),
-        "min size": str(pipeline.get("min_cluster_size") or "auto"),
+        "K": str(pipeline.n_clusters or "auto"),
+        "min size": str(pipeline.min_cluster_size or "auto"),
         "seed": run.seed,
     }
     for key in SUMMARY_METRICS:
         value = run.metrics.get(key)
         row[key] = round(value, 3) if isinstance(value, float) else value
     return row
-
-
-def _pipeline(config: dict[str, Any]) -> dict[str, Any]:
-    """The pipeline settings of a stored config (requests nest them under ``pipeline``)."""
-    nested = config.get("pipeline")
-    return nested if isinstance(nested, dict) else config
 
 
 def readable(value: Any, prefix: str = "") -> list[tuple[str, str]]:

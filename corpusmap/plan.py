@@ -17,9 +17,8 @@ from corpusmap.request import RunRequest
 from corpusmap.strategies import goal_embedder
 from storage import Store
 
-PAIRS_SHARE = 0.25
-"""Share of the call budget the hierarchy's pairwise checks may spend (at most ``MAX_PAIR_CALLS``)."""
 MAX_PAIR_CALLS = 6
+"""Most "same group?" calls the hierarchy's pairwise checks make, within the run's budget."""
 
 
 def keyphrase_budget_left(budget: int | None, keyphrase_calls: int) -> int | None:

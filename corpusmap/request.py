@@ -342,6 +342,7 @@ def stored_request(run: Any) -> RunRequest:
 
 _MODE_SCALARS = (
     "mode",
+    "seed_label_column",
     "llm_budget",
     "hierarchy",
     "n_parents",

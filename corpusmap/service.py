@@ -189,10 +189,6 @@ def long_text_warnings(texts: Sequence[str], embedder: Embedder) -> list[str]:
     ]
 
 
-def _storable_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if v is not None}
-
-
 # --- reading runs back ------------------------------------------------------------------------
 
 

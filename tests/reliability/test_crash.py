@@ -33,6 +33,16 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def scripted_llm_env(tmp_path: Path, server: ScriptedOpenAIServer) -> dict[str, str]:
+    """``base_env`` pointed at the scripted server, patient enough for its slow replies."""
+    return base_env(
+        tmp_path,
+        OPENAI_BASE_URL=server.base_url,
+        CORPUSMAP_LLM_MODEL="scripted",
+        CORPUSMAP_LLM_TIMEOUT="300",
+    )
+
+
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     handle = log.open("wb")  # output to a file, never a pipe that could fill up
     return subprocess.Popen(
@@ -178,12 +188,7 @@ def test_kill_during_labeling_then_rerun_keeps_clusters_and_cached_llm_answers(t
     ]
     responder = SlowAfterFirst()
     with ScriptedOpenAIServer(default=responder) as server:
-        env = base_env(
-            tmp_path,
-            OPENAI_BASE_URL=server.base_url,
-            CORPUSMAP_LLM_MODEL="scripted",
-            CORPUSMAP_LLM_TIMEOUT="300",
-        )
+        env = scripted_llm_env(tmp_path, server)
         first = start(args, env, tmp_path / "first.log")
         wait_for(
             lambda: (

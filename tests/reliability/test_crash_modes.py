@@ -19,6 +19,7 @@ from tests.reliability.test_crash import (
     kill9,
     no_duplicates,
     query,
+    scripted_llm_env,
     start,
     wait_for,
 )
@@ -85,12 +86,7 @@ def test_a_goal_driven_mode_killed_while_asking_resumes_from_the_call_cache(tmp_
     )
     responder = HangAfter(GoalOracle(dict(ROWS)), quick=1)
     with ScriptedOpenAIServer(default=responder) as server:
-        env = base_env(
-            tmp_path,
-            OPENAI_BASE_URL=server.base_url,
-            CORPUSMAP_LLM_MODEL="scripted",
-            CORPUSMAP_LLM_TIMEOUT="300",
-        )
+        env = scripted_llm_env(tmp_path, server)
         first = start(args, env, tmp_path / "first.log")
         wait_for(
             lambda: (
