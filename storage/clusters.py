@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from clustering.types import ClusterLabel, ClusterSummary
+from storage.access import guarded
 from storage.models import (
     ClusterRow,
 )
@@ -27,6 +28,7 @@ class ClusterStore(StoreBase):
 
     # --- clusters --------------------------------------------------------------------------
 
+    @guarded("edit")
     def save_clusters(
         self,
         run_id: int,
@@ -82,6 +84,7 @@ class ClusterStore(StoreBase):
                     )
                 )
 
+    @guarded("edit")
     def save_labels(
         self,
         run_id: int,
@@ -111,6 +114,7 @@ class ClusterStore(StoreBase):
                     )
                 )
 
+    @guarded("edit")
     def save_faithfulness(self, run_id: int, per_cluster: dict[int, float], level: int = 0) -> None:
         with self._tx() as session:
             for cluster_id, value in per_cluster.items():
@@ -124,6 +128,7 @@ class ClusterStore(StoreBase):
                     .values(faithfulness=float(value))
                 )
 
+    @guarded("edit")
     def mark_stale(self, run_id: int, cluster_ids: Sequence[int], level: int = 0) -> None:
         """Flag clusters whose members changed after their label was written."""
         with self._tx() as session:
@@ -138,6 +143,7 @@ class ClusterStore(StoreBase):
                     .values(stale=True)
                 )
 
+    @guarded("read")
     def load_clusters(self, run_id: int, level: int | None = 0) -> list[ClusterInfo]:
         with self._tx() as session:
             query = select(ClusterRow).where(ClusterRow.run_id == run_id)

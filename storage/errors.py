@@ -7,3 +7,11 @@ class StorageError(Exception):
 
 class NotFoundError(StorageError):
     """A corpus, run or cluster id that the database does not hold."""
+
+
+class ForbiddenError(StorageError):
+    """The signed-in user's role in the workspace does not allow the action."""
+
+
+class QuotaError(StorageError):
+    """The workspace's storage quota or daily LLM call budget would be exceeded."""

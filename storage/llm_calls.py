@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from storage.access import guarded, workspace_wide
 from storage.models import (
     LLMCallRow,
 )
@@ -19,17 +20,20 @@ class LLMCallStore(StoreBase):
 
     # --- LLM calls -------------------------------------------------------------------------
 
+    @workspace_wide("read")
     def find_llm_call(self, cache_key: str) -> LLMCallRecord | None:
         """The latest successful call with this key, for answering an identical call."""
         with self._tx() as session:
-            row = session.scalars(
-                select(LLMCallRow)
-                .where(LLMCallRow.cache_key == cache_key, LLMCallRow.status == "ok")
-                .order_by(LLMCallRow.id.desc())
-                .limit(1)
-            ).first()
+            query = select(LLMCallRow).where(
+                LLMCallRow.cache_key == cache_key, LLMCallRow.status == "ok"
+            )
+            if self.access is not None:
+                # A reply is reused only within the workspace whose texts it was about.
+                query = query.where(LLMCallRow.workspace_id == self.access.workspace_id)
+            row = session.scalars(query.order_by(LLMCallRow.id.desc()).limit(1)).first()
             return _llm_record(row) if row else None
 
+    @guarded("edit")
     def add_llm_call(
         self,
         *,
@@ -47,6 +51,7 @@ class LLMCallStore(StoreBase):
     ) -> int:
         with self._tx() as session:
             row = LLMCallRow(
+                workspace_id=self.workspace_id,
                 cache_key=cache_key,
                 run_id=run_id,
                 model=model,
@@ -63,9 +68,12 @@ class LLMCallStore(StoreBase):
             session.flush()
             return row.id
 
+    @guarded("read")
     def list_llm_calls(self, run_id: int | None = None) -> list[LLMCallRecord]:
         with self._tx() as session:
             query = select(LLMCallRow).order_by(LLMCallRow.id)
             if run_id is not None:
                 query = query.where(LLMCallRow.run_id == run_id)
+            elif self.access is not None:
+                query = query.where(LLMCallRow.workspace_id == self.access.workspace_id)
             return [_llm_record(r) for r in session.scalars(query).all()]

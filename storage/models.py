@@ -26,10 +26,96 @@ class Base(DeclarativeBase):
     pass
 
 
+class WorkspaceRow(Base):
+    """A team's space: every corpus (and through it every run, edit and export) and every LLM
+    call belongs to one. Single-user mode keeps everything in the first one (id 1)."""
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    storage_quota_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Texts and cells the workspace may store, in MB (None: no limit)."""
+    llm_calls_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """LLM calls the workspace's runs may send per UTC day (None: no limit)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class UserRow(Base):
+    """A person who signs in: a built-in account (argon2id hash) or an OpenID Connect one."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(320), unique=True)
+    """The built-in account's name, or the OpenID Connect e-mail (else subject)."""
+    display_name: Mapped[str] = mapped_column(String(300), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    """argon2id hash; None for accounts that sign in through an identity provider."""
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class MembershipRow(Base):
+    __tablename__ = "memberships"
+
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(20))
+    """viewer, editor or admin (``storage.access.ROLES``)."""
+
+
+class AuthSessionRow(Base):
+    """A built-in sign-in: only the SHA-256 of its random token is stored."""
+
+    __tablename__ = "auth_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SignInAttemptRow(Base):
+    """A failed built-in sign-in, per account and per client, for throttling."""
+
+    __tablename__ = "sign_in_attempts"
+    __table_args__ = (Index("ix_sign_in_attempts_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(400))
+    """``user:<name>`` or ``client:<address>``."""
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuditRow(Base):
+    """Who uploaded, ran, edited, exported or deleted what, and when."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_workspace_at", "workspace_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    workspace_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """No foreign key: the trail outlives what it names."""
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(40))
+    """upload, run, edit, export, delete, member, sign-in..."""
+    object_kind: Mapped[str] = mapped_column(String(20), default="")
+    object_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
 class CorpusRow(Base):
     __tablename__ = "corpora"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(Integer, index=True, default=1, server_default="1")
     name: Mapped[str] = mapped_column(String(500))
     format: Mapped[str] = mapped_column(String(20))
     encoding: Mapped[str] = mapped_column(String(40))
@@ -150,6 +236,8 @@ class LLMCallRow(Base):
     __tablename__ = "llm_calls"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(Integer, index=True, default=1, server_default="1")
+    """The workspace whose run sent it: its cache answers only that workspace."""
     cache_key: Mapped[str] = mapped_column(String(64), index=True)
     run_id: Mapped[int | None] = mapped_column(
         ForeignKey("runs.id", ondelete="SET NULL"), nullable=True, index=True

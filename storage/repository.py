@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, delete, func, insert, select, update
 
 from clustering.embed import text_hash
 from clustering.types import Assignment, Corpus
 from storage import migrate
+from storage.access import guarded, unscoped, workspace_wide
 from storage.clusters import ClusterStore
+from storage.embeddings import EmbeddingStore
 from storage.engine import database_url, make_engine, redact
 from storage.errors import NotFoundError, StorageError
 from storage.llm_calls import LLMCallStore
@@ -55,13 +56,20 @@ from storage.run_state import (
     RunStateStore,
     _load_structure,
 )
+from storage.team import TeamStore, check_storage_quota
+from storage.users import UserStore
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ClusterInfo", "CorpusInfo", "EditInfo", "LLMCallRecord", "RunInfo", "Store"]
 
 
-class Store(ClusterStore, RunStateStore, LLMCallStore):
+def _corpus_chars(corpus: Corpus, records: list[dict[str, Any]]) -> int:
+    """What a corpus adds to its workspace's storage, counted as ``storage.team`` counts it."""
+    return sum(len(t) for t in corpus.texts) + sum(len(_json(r)) for r in records)
+
+
+class Store(ClusterStore, RunStateStore, LLMCallStore, EmbeddingStore, TeamStore, UserStore):
     """All of corpusmap's persistent state, behind one SQLAlchemy engine."""
 
     @classmethod
@@ -81,6 +89,14 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
 
     # --- corpora -------------------------------------------------------------------------
 
+    def _corpora(self) -> Select[Any]:
+        """The corpora the caller may see: its workspace's, or all in single-user mode."""
+        query = select(CorpusRow)
+        if self.access is not None:
+            query = query.where(CorpusRow.workspace_id == self.access.workspace_id)
+        return query
+
+    @workspace_wide("edit")
     def add_corpus(self, corpus: Corpus, *, reuse: bool = True) -> CorpusInfo:
         """Store a corpus and its rows; with ``reuse`` an identical stored corpus is returned."""
         content_hash = corpus_content_hash(corpus)
@@ -92,12 +108,17 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
                 # Looked up inside the write transaction: two processes storing the same file at
                 # once queue on the write lock and the second finds the first's corpus.
                 existing = session.scalars(
-                    select(CorpusRow).where(CorpusRow.content_hash == content_hash).limit(1)
+                    self._corpora()
+                    .where(CorpusRow.content_hash == content_hash)
+                    .order_by(CorpusRow.id)
+                    .limit(1)
                 ).first()
                 if existing is not None:
                     log.info("corpus %r is already stored as #%d", corpus.name, existing.id)
                     return _corpus_info(existing)
+            check_storage_quota(session, self.workspace_id, _corpus_chars(corpus, records))
             row = CorpusRow(
+                workspace_id=self.workspace_id,
                 name=corpus.name,
                 format=corpus.format,
                 encoding=corpus.encoding,
@@ -123,20 +144,24 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
             ]
             for chunk in _chunks(docs, INSERT_CHUNK):
                 session.execute(insert(DocumentRow), list(chunk))
+            self._audit(session, "upload", "corpus", row.id, name=corpus.name, rows=corpus.n_rows)
             return _corpus_info(row)
 
+    @workspace_wide("read")
     def find_corpus(self, content_hash: str) -> CorpusInfo | None:
         with self._tx() as session:
             row = session.scalars(
-                select(CorpusRow).where(CorpusRow.content_hash == content_hash).limit(1)
+                self._corpora().where(CorpusRow.content_hash == content_hash).limit(1)
             ).first()
             return _corpus_info(row) if row else None
 
+    @workspace_wide("read")
     def list_corpora(self) -> list[CorpusInfo]:
         with self._tx() as session:
-            rows = session.scalars(select(CorpusRow).order_by(CorpusRow.id.desc())).all()
+            rows = session.scalars(self._corpora().order_by(CorpusRow.id.desc())).all()
             return [_corpus_info(r) for r in rows]
 
+    @guarded("read")
     def get_corpus(self, corpus_id: int) -> CorpusInfo:
         with self._tx() as session:
             row = session.get(CorpusRow, corpus_id)
@@ -144,6 +169,7 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
                 raise NotFoundError(f"no corpus #{corpus_id}; `corpusmap corpora` lists them")
             return _corpus_info(row)
 
+    @guarded("read")
     def load_corpus(self, corpus_id: int) -> Corpus:
         info = self.get_corpus(corpus_id)
         with self._tx() as session:
@@ -163,6 +189,7 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
             warnings=tuple(info.warnings),
         )
 
+    @guarded("read")
     def document_ids(self, corpus_id: int) -> np.ndarray:
         """Document ids of a corpus in input order."""
         with self._tx() as session:
@@ -173,6 +200,7 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
             ).all()
         return np.asarray(ids, dtype=np.int64)
 
+    @guarded("admin")
     def delete_corpus(self, corpus_id: int) -> None:
         self.get_corpus(corpus_id)
         with self._tx() as session:
@@ -189,53 +217,11 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
             session.execute(delete(RunRow).where(RunRow.corpus_id == corpus_id))
             session.execute(delete(DocumentRow).where(DocumentRow.corpus_id == corpus_id))
             session.execute(delete(CorpusRow).where(CorpusRow.id == corpus_id))
-
-    # --- embedding cache -----------------------------------------------------------------
-
-    def get_embeddings(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        with self._tx() as session:
-            for chunk in _chunks(list(hashes), IN_CHUNK):
-                rows = session.execute(
-                    select(EmbeddingRow.text_hash, EmbeddingRow.vector).where(
-                        EmbeddingRow.model_id == model_id, EmbeddingRow.text_hash.in_(chunk)
-                    )
-                ).all()
-                for h, blob in rows:
-                    found[h] = np.frombuffer(blob, dtype="<f4")
-        return found
-
-    def put_embeddings(self, model_id: str, items: dict[str, np.ndarray]) -> None:
-        rows = [
-            {
-                "model_id": model_id,
-                "text_hash": h,
-                "dim": int(v.shape[0]),
-                "vector": np.asarray(v, dtype="<f4").tobytes(),
-            }
-            for h, v in items.items()
-        ]
-        with self._tx() as session:
-            for chunk in _chunks(rows, INSERT_CHUNK):
-                session.execute(self._insert_ignoring_duplicates(EmbeddingRow), list(chunk))
-
-    def _insert_ignoring_duplicates(self, model: type) -> Any:
-        # Two processes may embed the same text at once; the second write is a no-op.
-        if self.dialect == "postgresql":
-            return postgresql.insert(model).on_conflict_do_nothing()
-        if self.dialect == "sqlite":
-            return sqlite.insert(model).on_conflict_do_nothing()
-        return insert(model).prefix_with("IGNORE")
-
-    def count_embeddings(self, model_id: str | None = None) -> int:
-        with self._tx() as session:
-            query = select(func.count()).select_from(EmbeddingRow)
-            if model_id is not None:
-                query = query.where(EmbeddingRow.model_id == model_id)
-            return int(session.scalar(query) or 0)
+            self._audit(session, "delete", "corpus", corpus_id)
 
     # --- runs ------------------------------------------------------------------------------
 
+    @guarded("edit")
     def create_run(
         self,
         corpus_id: int,
@@ -271,8 +257,10 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
             )
             session.add(row)
             session.flush()
+            self._audit(session, "run", "run", row.id, corpus=corpus_id, mode=mode)
             return row.id
 
+    @guarded("read")
     def get_run(self, run_id: int) -> RunInfo:
         with self._tx() as session:
             row = session.get(RunRow, run_id)
@@ -280,11 +268,16 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
                 raise NotFoundError(f"no run #{run_id}; `corpusmap runs` lists them")
             return _run_info(row, _load_structure(session, [row.id])[row.id])
 
+    @guarded("read")
     def list_runs(self, corpus_id: int | None = None) -> list[RunInfo]:
         with self._tx() as session:
             query = select(RunRow).order_by(RunRow.id.desc())
             if corpus_id is not None:
                 query = query.where(RunRow.corpus_id == corpus_id)
+            elif self.access is not None:
+                query = query.where(
+                    RunRow.corpus_id.in_(self._corpora().with_only_columns(CorpusRow.id))
+                )
             rows = session.scalars(query).all()
             structure = _load_structure(session, [r.id for r in rows])
             return [_run_info(r, structure[r.id]) for r in rows]
@@ -295,12 +288,15 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
             if _rowcount(result) == 0:
                 raise NotFoundError(f"no run #{run_id}")
 
+    @guarded("edit")
     def save_stage(self, run_id: int, stage: str, timings: dict[str, float]) -> None:
         self._update_run(run_id, stage=stage, timings=_json(timings), heartbeat_at=utcnow())
 
+    @guarded("edit")
     def save_run_warnings(self, run_id: int, warnings: Sequence[str]) -> None:
         self._update_run(run_id, warnings=_json(list(warnings)))
 
+    @guarded("edit")
     def unfinished_runs(
         self,
         corpus_id: int,
@@ -330,12 +326,15 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
             ).all()
             return [_run_info(r) for r in rows]
 
+    @workspace_wide("edit")
     def claim_run(self, run: RunInfo, owner: str) -> bool:
         """Take over an unfinished run; False if another process changed it first.
 
         A compare-and-set on (status, owner, stage): of two processes resuming the same run at
         once, exactly one wins.
         """
+        if self.access is not None:
+            self._check_access("run", run.id, "edit")
         with self._tx() as session:
             result = session.execute(
                 update(RunRow)
@@ -355,21 +354,29 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
             )
             return _rowcount(result) == 1
 
+    @guarded("edit")
     def save_llm_usage(self, run_id: int, usage: dict[str, Any]) -> None:
         self._update_run(run_id, llm_usage=_json(usage))
 
+    @guarded("edit")
     def update_run_config(self, run_id: int, config: dict[str, Any]) -> None:
         self._update_run(run_id, config=_json(config))
 
+    @guarded("edit")
     def finish_run(self, run_id: int) -> None:
         self._update_run(run_id, status="completed", stage="done", finished_at=utcnow(), error="")
 
+    @guarded("edit")
     def fail_run(self, run_id: int, error: str) -> None:
         self._update_run(run_id, status="failed", error=error[:10_000], finished_at=utcnow())
 
+    @guarded("edit")
     def rename_run(self, run_id: int, name: str) -> None:
         self._update_run(run_id, name=name)
+        with self._tx() as session:
+            self._audit(session, "edit", "run", run_id, kind="rename_run", name=name)
 
+    @guarded("admin")
     def delete_run(self, run_id: int) -> None:
         self.get_run(run_id)
         with self._tx() as session:
@@ -382,9 +389,11 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
                 update(LLMCallRow).where(LLMCallRow.run_id == run_id).values(run_id=None)
             )
             session.execute(delete(RunRow).where(RunRow.id == run_id))
+            self._audit(session, "delete", "run", run_id)
 
     # --- assignments -----------------------------------------------------------------------
 
+    @guarded("edit")
     def save_assignment(
         self,
         run_id: int,
@@ -413,11 +422,13 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
             for chunk in _chunks(rows, INSERT_CHUNK):
                 session.execute(insert(AssignmentRow), list(chunk))
 
+    @guarded("read")
     def count_assignments(self, run_id: int) -> int:
         with self._tx() as session:
             query = select(func.count()).select_from(AssignmentRow)
             return int(session.scalar(query.where(AssignmentRow.run_id == run_id)) or 0)
 
+    @guarded("read")
     def load_assignments(self, run_id: int) -> pd.DataFrame:
         """Columns document_id, position, text, cluster_id, probability, x, y, in input order."""
         with self._tx() as session:
@@ -438,6 +449,7 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
         columns = ["document_id", "position", "text", "cluster_id", "probability", "x", "y"]
         return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
+    @guarded("edit")
     def move_documents(
         self, run_id: int, document_ids: Sequence[int], cluster_id: int, probability: float = 1.0
     ) -> int:
@@ -455,6 +467,7 @@ class Store(ClusterStore, RunStateStore, LLMCallStore):
 
     # --- housekeeping ----------------------------------------------------------------------
 
+    @unscoped
     def table_counts(self) -> dict[str, int]:
         """Rows per table: what tests compare before and after a failing operation."""
         counts = {}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Integer, cast, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from storage.access import guarded
 from storage.errors import NotFoundError
 from storage.models import (
     AssignmentRow,
@@ -222,6 +223,7 @@ class RunStateStore(StoreBase):
 
         def load_clusters(self, run_id: int, level: int | None = 0) -> list[ClusterInfo]: ...
 
+    @guarded("edit")
     def save_metrics(self, run_id: int, metrics: dict[str, Any]) -> None:
         """The run's figures; rules, hierarchy, constraints or novelty passed here go to their
         own tables (``STRUCTURE_KEYS``), replacing what the run had of that kind."""
@@ -243,25 +245,30 @@ class RunStateStore(StoreBase):
             if "novelty" in structure:
                 _write_novelty(session, run_id, structure["novelty"])
 
+    @guarded("edit")
     def save_rules(self, run_id: int, rules: dict[int, dict[str, Any]], level: int = 0) -> None:
         """Replace the run's keyword rules of one level (``ClusterRule.to_dict()`` per cluster)."""
         with self._tx() as session:
             _write_rules(session, run_id, rules, level)
 
+    @guarded("edit")
     def save_hierarchy_info(self, run_id: int, hierarchy: dict[str, Any] | None) -> None:
         """How the run's parents were chosen (``Hierarchy.to_dict()`` and ``parent_id_base``)."""
         with self._tx() as session:
             _write_hierarchy(session, run_id, hierarchy)
 
+    @guarded("edit")
     def save_constraint_results(self, run_id: int, report: dict[str, Any] | None) -> None:
         with self._tx() as session:
             _write_constraints(session, run_id, report)
 
+    @guarded("edit")
     def save_novelty(self, run_id: int, novelty: dict[str, Any] | None) -> None:
         """``Novelty.to_dict()``: known clusters with their seed class, novel ones, purity."""
         with self._tx() as session:
             _write_novelty(session, run_id, novelty)
 
+    @guarded("edit")
     def edit_cluster(
         self,
         run_id: int,
@@ -294,15 +301,19 @@ class RunStateStore(StoreBase):
                     payload=_json({"cluster_id": cluster_id, **values}),
                 )
             )
+            self._audit(session, "edit", "run", run_id, kind="edit_label", cluster=cluster_id)
 
+    @guarded("edit")
     def add_edit(self, run_id: int, kind: str, payload: dict[str, Any], sentence: str = "") -> int:
         """Log a change that undo does not cover (a relabel made outside ``corpusmap.edits``)."""
         with self._tx() as session:
             row = EditRow(run_id=run_id, kind=kind, payload=_json(payload), sentence=sentence)
             session.add(row)
+            self._audit(session, "edit", "run", run_id, kind=kind, sentence=sentence)
             session.flush()
             return row.id
 
+    @guarded("read")
     def list_edits(self, run_id: int) -> list[EditInfo]:
         """The run's edit log, oldest first (undone edits included, marked)."""
         with self._tx() as session:
@@ -311,6 +322,7 @@ class RunStateStore(StoreBase):
             ).all()
             return [_edit_info(r) for r in rows]
 
+    @guarded("read")
     def edit_version(self, run_id: int) -> str:
         """Changes with every edit, undo and redo (for display caches)."""
         with self._tx() as session:
@@ -325,6 +337,7 @@ class RunStateStore(StoreBase):
 
     # --- run state: what an edit changes, undo and redo ----------------------------------
 
+    @guarded("read")
     def read_state(self, run_id: int, document_ids: Sequence[int]) -> dict[str, Any]:
         """What an edit may change, as plain JSON-able data: the assignments of
         ``document_ids``, every cluster (all levels), the rules, metrics, hierarchy, constraint
@@ -348,6 +361,7 @@ class RunStateStore(StoreBase):
             "novelty": run.novelty,
         }
 
+    @guarded("edit")
     def record_edit(
         self,
         run_id: int,
@@ -392,9 +406,11 @@ class RunStateStore(StoreBase):
                 after=pack_state(after),
             )
             session.add(row)
+            self._audit(session, "edit", "run", run_id, kind=kind, sentence=sentence)
             session.flush()
             return _edit_info(row)
 
+    @guarded("edit")
     def undo_edit(self, run_id: int) -> EditInfo | None:
         """Put back the state before the latest edit still in force; ``None`` if there is none.
         An edit logged without its state is returned unapplied (``undoable`` False)."""
@@ -409,8 +425,10 @@ class RunStateStore(StoreBase):
                 return None if row is None else _edit_info(row)
             _write_state(session, run_id, unpack_state(row.before))
             row.undone = True
+            self._audit(session, "edit", "run", run_id, kind="undo", sentence=row.sentence)
             return _edit_info(row)
 
+    @guarded("edit")
     def redo_edit(self, run_id: int) -> EditInfo | None:
         """Apply again the oldest undone edit after the latest one in force; ``None`` if none."""
         with self._tx() as session:
@@ -427,4 +445,5 @@ class RunStateStore(StoreBase):
                 return None
             _write_state(session, run_id, unpack_state(row.after))
             row.undone = False
+            self._audit(session, "edit", "run", run_id, kind="redo", sentence=row.sentence)
             return _edit_info(row)

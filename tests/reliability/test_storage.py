@@ -139,7 +139,7 @@ def test_a_database_made_with_the_first_schema_opens_at_head_with_its_data(store
     try:
         with store.engine.connect() as connection:
             version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0003"
+        assert version == "0004"
         assert store.load_corpus(corpus_id).texts == ["an old text"]
         run = store.get_run(run_id)
         assert (run.name, run.status, run.metrics) == ("old run", "completed", {"n_clusters": 1})
