@@ -89,6 +89,8 @@ def execute(
         plan = _plan(request, session, encoder, store, texts)
         if on_plan is not None:
             on_plan(plan)
+        # The workspace's storage quota and daily LLM calls, before anything is stored.
+        store.check_run_limits(int(plan.get("calls", 0)))
         run, resumed = _open_run(store, request, encoder, session, resume)
         session.bind(run.id)
         if on_created is not None:

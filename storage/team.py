@@ -381,7 +381,10 @@ class TeamStore(StoreBase):
     def record_audit(
         self, action: str, object_kind: str = "", object_id: int | None = None, **detail: Any
     ) -> None:
-        """One line of the trail for what the store does not see itself (an export, a sign-in)."""
+        """One line of the trail for what the store does not see itself (an export, a sign-in).
+        A run or corpus it names must be one the caller may read."""
+        if self.access is not None and object_kind in ("run", "corpus") and object_id is not None:
+            self._check_access(object_kind, int(object_id), "read")
         with self._tx() as session:
             self._audit(session, action, object_kind, object_id, **detail)
 
