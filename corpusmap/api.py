@@ -5,10 +5,15 @@ result = corpusmap.run("tickets.csv", goal="what the customer wants fixed")
 result.clusters()          # one row per cluster
 result.frame()             # every input row with cluster_id, cluster_label, ...
 result.export("tickets_labeled.xlsx")
+
+In team mode (``CORPUSMAP_TEAM=1``) give the user to act as: ``corpusmap.run(..., user="ana",
+workspace="support")`` (or ``CORPUSMAP_USER`` / ``CORPUSMAP_WORKSPACE``); their role in the
+workspace decides what they may do, and other workspaces' corpora and runs are "not found".
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +25,9 @@ from clustering import read_corpus
 from clustering.types import Labeler, ProgressCallback, no_progress
 from corpusmap import edits, llm_session, service, workflow
 from corpusmap.errors import CorpusmapError
-from corpusmap.export import write_table
+from corpusmap.export import export_format, write_table
 from corpusmap.request import RunRequest, build_request
+from corpusmap.team import TeamSettings, scoped_store
 from storage import CorpusInfo, RunInfo, Store
 
 
@@ -83,7 +89,9 @@ class RunHandle:
         return service.cluster_table(self.store, self.run_id)
 
     def export(self, path: str | Path) -> Path:
-        return write_table(self.frame(), path)
+        frame = self.frame()
+        self.store.record_audit("export", "run", self.run_id, format=export_format(path))
+        return write_table(frame, path)
 
     def summary(self) -> dict[str, Any]:
         info = self.info
@@ -127,6 +135,27 @@ class RunHandle:
         return assign.place_file(self.store, self.run_id, source, **options).frame
 
 
+def open_store(
+    db: str | None = None,
+    *,
+    user: str | None = None,
+    workspace: str | None = None,
+    store: Store | None = None,
+) -> Store:
+    """The store at ``db`` (or ``store``) acting as ``user`` in ``workspace`` when team mode is
+    on (``CORPUSMAP_USER`` / ``CORPUSMAP_WORKSPACE`` when not given; refused if no user is
+    named); the plain store in single-user mode (refused if one is). A store that already acts
+    for someone is kept as it is unless a user or workspace is named."""
+    if store is not None and store.access is not None and not (user or workspace):
+        return store
+    return scoped_store(
+        store or Store.open(db),
+        TeamSettings.load(),
+        user or os.environ.get("CORPUSMAP_USER") or None,
+        workspace or os.environ.get("CORPUSMAP_WORKSPACE") or None,
+    )
+
+
 def make_labeler(
     kind: str | Labeler | None,
     store: Store | None = None,
@@ -146,6 +175,8 @@ def run(
     *,
     db: str | None = None,
     store: Store | None = None,
+    user: str | None = None,
+    workspace: str | None = None,
     api_key: str | None = None,
     labeler: str | Labeler = "keywords",
     llm_overrides: dict[str, Any] | None = None,
@@ -160,6 +191,7 @@ def run(
     ``label_column``, ``ray``...). ``labeler`` is ``"keywords"``, ``"llm"`` or a Labeler object;
     ``llm_overrides`` (``base_url``, ``model``, ``timeout_s``, ``max_in_flight``) and ``api_key``
     reach the LLM (the key is never stored). Every setting is checked before anything is stored.
+    In team mode ``user`` (and ``workspace``) name who runs it (``open_store``).
     """
     overrides = dict(llm_overrides or {})
     api_key = api_key or overrides.pop("api_key", None)
@@ -177,7 +209,7 @@ def run(
         raise CorpusmapError("api.run reads a corpus file: give its path (source)")
     configured = llm_session.llm_settings_from({**request.llm.overrides(), "api_key": api_key})
     request.validate(llm_configured=configured is not None)
-    store = store or Store.open(db)
+    store = open_store(db, user=user, workspace=workspace, store=store)
     corpus = read_corpus(request.source, text_column=request.text_column, sheet=request.sheet)
     check_corpus(request, corpus)  # fail before storing anything
     info = store.add_corpus(corpus)
@@ -204,8 +236,14 @@ def check_corpus(request: RunRequest, corpus: Any) -> None:
             raise CorpusmapError(f"no {what} {column!r}; the corpus has: {', '.join(columns)}")
 
 
-def open_run(run_id: int, db: str | None = None) -> RunHandle:
-    """A stored run, by id."""
-    store = Store.open(db)
+def open_run(
+    run_id: int,
+    db: str | None = None,
+    *,
+    user: str | None = None,
+    workspace: str | None = None,
+) -> RunHandle:
+    """A stored run, by id (in team mode, as ``user`` in ``workspace``: ``open_store``)."""
+    store = open_store(db, user=user, workspace=workspace)
     info = store.get_run(run_id)
     return RunHandle(store, run_id, store.get_corpus(info.corpus_id))

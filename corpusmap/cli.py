@@ -12,13 +12,19 @@ import click
 
 from clustering import PipelineConfig
 from corpusmap import api, service
-from corpusmap.cli_common import StderrProgress, db_option, handle_errors
+from corpusmap.cli_common import (
+    StderrProgress,
+    acting_options,
+    db_option,
+    handle_errors,
+    open_store,
+)
 from corpusmap.cli_edit import edit
 from corpusmap.cli_lens import assign_command, balance_command, lens_command, over_time_command
 from corpusmap.cli_modes import mode_options, options_from, run_request
+from corpusmap.cli_team import TEAM_COMMANDS
 from corpusmap.export import write_table
 from corpusmap.request import PRECISIONS, build_request
-from storage import Store
 
 log = logging.getLogger("corpusmap")
 
@@ -26,8 +32,12 @@ log = logging.getLogger("corpusmap")
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log every stage in detail on stderr.")
 @click.version_option(package_name="corpusmap")
+@acting_options
 def main(verbose: bool) -> None:
-    """corpusmap: cluster a corpus of texts and name the clusters."""
+    """corpusmap: cluster a corpus of texts and name the clusters.
+
+    In team mode (CORPUSMAP_TEAM=1) every command acts as the user --user names, in their
+    workspace; the server's operator manages accounts with `users` and `workspaces`."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -221,7 +231,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @handle_errors
 def runs(corpus_id: int | None, db: str | None) -> None:
     """List stored runs, newest first."""
-    store = Store.open(db)
+    store = open_store(db)
     corpora = {c.id: c for c in store.list_corpora()}
     rows = store.list_runs(corpus_id)
     if not rows:
@@ -248,7 +258,7 @@ def _pct(value: float | None) -> str:
 @handle_errors
 def corpora(db: str | None) -> None:
     """List stored corpora."""
-    store = Store.open(db)
+    store = open_store(db)
     items = store.list_corpora()
     if not items:
         click.echo("no corpora yet")
@@ -269,7 +279,7 @@ def show(run_id: int, as_json: bool, db: str | None) -> None:
     """Print the cluster table of a run."""
     from corpusmap import service
 
-    store = Store.open(db)
+    store = open_store(db)
     run_info = store.get_run(run_id)
     table = service.cluster_table(store, run_id)
     if as_json:
@@ -301,12 +311,17 @@ def show(run_id: int, as_json: bool, db: str | None) -> None:
 def export(run_id: int, out: str, clusters_only: bool, db: str | None) -> None:
     """Re-export a stored run without recomputing anything."""
     from corpusmap import service
+    from corpusmap.export import export_format
 
-    store = Store.open(db)
+    store = open_store(db)
     frame = (
         service.cluster_table(store, run_id)
         if clusters_only
         else service.labeled_frame(store, run_id)
+    )
+    # Recorded before the file is written: no export leaves without its line in the trail.
+    store.record_audit(
+        "export", "run", run_id, format=export_format(out), rows=len(frame), clusters=clusters_only
     )
     write_table(frame, out)
     click.echo(f"wrote {out} ({len(frame):,} rows)")
@@ -331,7 +346,7 @@ def relabel(
     """Name the clusters of a stored run again, without re-clustering."""
     from corpusmap import service
 
-    store = Store.open(db)
+    store = open_store(db)
     chosen = api.make_labeler(labeler, store, {"base_url": llm_base_url, "model": llm_model})
     labels = service.relabel(store, run_id, chosen, cluster_ids=list(cluster_ids) or None)
     failed = sum(1 for lab in labels if lab.status == "llm_failed")
@@ -376,6 +391,8 @@ main.add_command(lens_command)
 main.add_command(balance_command)
 main.add_command(over_time_command)
 main.add_command(assign_command)
+for command in TEAM_COMMANDS:
+    main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

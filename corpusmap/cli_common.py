@@ -1,9 +1,12 @@
 """What every ``corpusmap`` command shares: errors turned into one line and status 2, the
-``--db`` option, and progress lines on stderr. The commands live in ``corpusmap.cli`` and the
-modules it registers (``cli_edit``, ``cli_lens``), which all import from here."""
+``--db`` option, the global ``--user`` / ``--workspace`` options and the one place a command
+opens its store with them (``open_store``), and progress lines on stderr. The commands live in
+``corpusmap.cli`` and the modules it registers (``cli_edit``, ``cli_lens``, ``cli_team``), which
+all import from here."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -13,7 +16,8 @@ import click
 
 from clustering import ClusteringError
 from corpusmap.errors import CorpusmapError
-from storage import StorageError
+from corpusmap.team import TeamSettings, scoped_store
+from storage import StorageError, Store
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (ClusteringError, StorageError, CorpusmapError)
 try:  # the LLM package adds its own errors
@@ -49,6 +53,55 @@ db_option = click.option(
     default=None,
     help="SQLAlchemy URL or SQLite file (default: $CORPUSMAP_DATABASE_URL or ~/.corpusmap/corpusmap.db).",
 )
+
+
+USER_ENV = "CORPUSMAP_USER"
+WORKSPACE_ENV = "CORPUSMAP_WORKSPACE"
+_USER_KEY = "corpusmap.user"
+_WORKSPACE_KEY = "corpusmap.workspace"
+
+
+def acting_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--user`` and ``--workspace`` for the ``corpusmap`` group: kept in the click context's
+    ``meta`` (shared by every subcommand) for ``open_store``, and not passed to the group."""
+
+    def remember(key: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+        def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+            ctx.meta[key] = value or None
+
+        return callback
+
+    func = click.option(
+        "--workspace",
+        envvar=WORKSPACE_ENV,
+        default=None,
+        expose_value=False,
+        callback=remember(_WORKSPACE_KEY),
+        help=f"Team mode: the workspace to act in, if the user belongs to several (${WORKSPACE_ENV}).",
+    )(func)
+    return click.option(
+        "--user",
+        envvar=USER_ENV,
+        default=None,
+        expose_value=False,
+        callback=remember(_USER_KEY),
+        help=f"Team mode: act as this user, with their role in the workspace (${USER_ENV}).",
+    )(func)
+
+
+def open_store(db: str | None) -> Store:
+    """The store a command works on: in team mode acting as the ``--user`` named (refused if
+    none is), in single-user mode the plain store (refused if a user is named).
+
+    Every command that reads or changes corpora and runs opens its store here, so none can
+    forget the user. The operator's commands (``users``, ``workspaces``) use ``Store.open``."""
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    user = meta[_USER_KEY] if _USER_KEY in meta else os.environ.get(USER_ENV) or None
+    workspace = (
+        meta[_WORKSPACE_KEY] if _WORKSPACE_KEY in meta else os.environ.get(WORKSPACE_ENV) or None
+    )
+    return scoped_store(Store.open(db), TeamSettings.load(), user, workspace)
 
 
 class StderrProgress:

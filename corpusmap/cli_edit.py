@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from corpusmap import edits
-from corpusmap.cli_common import db_option, handle_errors
+from corpusmap.cli_common import db_option, handle_errors, open_store
 from storage import Store
 
 
@@ -22,7 +22,7 @@ def edit(ctx: click.Context, run_id: int, db: str | None) -> None:
 
 
 def _store(ctx: click.Context, db: str | None) -> tuple[Store, int]:
-    return Store.open(db or ctx.obj["db"]), ctx.obj["run_id"]
+    return open_store(db or ctx.obj["db"]), ctx.obj["run_id"]
 
 
 @edit.command()

@@ -8,9 +8,8 @@ import click
 import pandas as pd
 
 from corpusmap import assign, lens
-from corpusmap.cli_common import db_option, handle_errors
+from corpusmap.cli_common import db_option, handle_errors, open_store
 from corpusmap.export import write_table
-from storage import Store
 
 SHOWN_ROWS = 40
 """Rows printed to the terminal; ``--out`` writes them all."""
@@ -56,7 +55,7 @@ def lens_command(
     """How COLUMN is distributed in each cluster of RUN against the whole corpus: over- and
     under-represented groups (Fisher / chi-square, Benjamini-Hochberg q-values) or, for
     numbers and dates, a Mann-Whitney test per cluster with its effect size."""
-    table = lens.lens_table(Store.open(db), run_id, column, kind=kind, level=level)
+    table = lens.lens_table(open_store(db), run_id, column, kind=kind, level=level)
     n = int(table["significant"].sum())
     click.echo(
         f"{column!r} read as {table.attrs['kind']}: {n} significant row(s) at FDR 5%", err=True
@@ -73,7 +72,7 @@ def lens_command(
 def balance_command(run_id: int, column: str, out: str | None, db: str | None) -> None:
     """Each cluster's (and parent's) balance on COLUMN: the smallest ratio of a group's share
     in the cluster to its share in the corpus; least balanced first."""
-    _emit(lens.balance_report(Store.open(db), run_id, column), out, "balance")
+    _emit(lens.balance_report(open_store(db), run_id, column), out, "balance")
 
 
 @click.command("over-time")
@@ -108,7 +107,7 @@ def over_time_command(
 ) -> None:
     """Each cluster's share per period of the date COLUMN, and the clusters whose share rose or
     fell most between the first and last periods (tested, with FDR q-values)."""
-    view = lens.time_view(Store.open(db), run_id, column, period=period, level=level)
+    view = lens.time_view(open_store(db), run_id, column, period=period, level=level)
     first, last = view.changes["first_period"].iloc[0], view.changes["last_period"].iloc[0]
     click.echo(f"by {view.period}: {first:%Y-%m-%d} against {last:%Y-%m-%d}", err=True)
     if shares_out:
@@ -153,7 +152,7 @@ def assign_command(
     """Place the texts of INPUT into the clusters of RUN without refitting it: nearest
     cluster centroid of the run's embeddings, -1 where a text fits none. Prints a drift report;
     RUN itself is not changed."""
-    store = Store.open(db)
+    store = open_store(db)
     options = {} if threshold is None else {"threshold": threshold}
     placement = assign.place_file(store, run_id, input_path, text_column=text_column, **options)
     write_table(placement.frame, out)

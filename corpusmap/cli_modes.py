@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from corpusmap import modes, views
+from corpusmap.cli_common import open_store
 from corpusmap.export import write_table
 from corpusmap.request import RunRequest
 from llm.keyphrases import KEYPHRASE_BATCH
@@ -183,7 +184,7 @@ def run_request(request: RunRequest, db: str | None, progress: Any, args: dict[s
     balanced sample ``--sample-out`` asks for; returns the ``api.RunHandle``."""
     from corpusmap import api
 
-    result = api.run(request=request, db=db, progress=progress, on_plan=echo_plan)
+    result = api.run(request=request, store=open_store(db), progress=progress, on_plan=echo_plan)
     echo_outcome(result)
     if args["sample_out"]:
         sample = views.balanced_sample_frame(result.store, result.run_id, args["sample_n"])
