@@ -100,7 +100,17 @@ def constrained_space(
         )
         method = "umap"
     if method == "lda":
-        return lda_space(X, constraints.seeds), method
+        try:
+            return lda_space(X, constraints.seeds), method
+        except np.linalg.LinAlgError as err:
+            # A handful of seeds can leave the shrunk covariance singular: whitening needs no
+            # inverse and keeps every direction.
+            log.info(
+                "LDA failed on %d seeds (%s): using within-class whitening",
+                constraints.n_seeds,
+                err,
+            )
+            method = "whiten"
     if method == "whiten":
         return whitened_space(X, constraints.seeds), method
     if method == "supervised_umap":
