@@ -90,7 +90,8 @@ class RunHandle:
 
     def export(self, path: str | Path) -> Path:
         frame = self.frame()
-        self.store.record_audit("export", "run", self.run_id, format=export_format(path))
+        what = "labeled corpus"  # the keys the app's downloads record too
+        self.store.record_audit("export", "run", self.run_id, format=export_format(path), what=what)
         return write_table(frame, path)
 
     def summary(self) -> dict[str, Any]:

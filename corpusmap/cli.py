@@ -320,9 +320,8 @@ def export(run_id: int, out: str, clusters_only: bool, db: str | None) -> None:
         else service.labeled_frame(store, run_id)
     )
     # Recorded before the file is written: no export leaves without its line in the trail.
-    store.record_audit(
-        "export", "run", run_id, format=export_format(out), rows=len(frame), clusters=clusters_only
-    )
+    what = "cluster table" if clusters_only else "labeled corpus"
+    store.record_audit("export", "run", run_id, format=export_format(out), what=what)
     write_table(frame, out)
     click.echo(f"wrote {out} ({len(frame):,} rows)")
 

@@ -283,7 +283,7 @@ def test_a_viewer_reads_and_exports_but_cannot_run_edit_or_delete(team, team_mod
     trail = ok(cli(db, "workspaces", "audit", "Default", "--format", "jsonl")).stdout
     exports = [e for e in map(json.loads, trail.splitlines()) if e["action"] == "export"]
     assert exports and exports[0]["actor"] == "vic" and exports[0]["object_id"] == int(run_id)
-    assert exports[0]["detail"]["format"] == "csv"
+    assert exports[0]["detail"] == {"format": "csv", "what": "labeled corpus"}
 
 
 def test_another_workspaces_ids_are_not_found(team, team_mode):
@@ -357,5 +357,5 @@ def test_the_python_api_acts_as_the_named_user(team, team_mode):
     assert (events[0].action, events[0].actor, events[0].detail) == (
         "export",
         "vic",
-        {"format": "jsonl"},
+        {"format": "jsonl", "what": "labeled corpus"},
     )
