@@ -359,3 +359,39 @@ def test_the_python_api_acts_as_the_named_user(team, team_mode):
         "vic",
         {"format": "jsonl", "what": "labeled corpus"},
     )
+
+
+def store_openings() -> list[str]:
+    """Where a CLI module calls ``Store.open``, as ``module:function``."""
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "corpusmap"
+    found = []
+    for path in sorted(package.glob("cli*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for func in ast.walk(tree):
+            if not isinstance(func, ast.FunctionDef):
+                continue
+            for node in ast.walk(func):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr == "open"
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "Store"
+                ):
+                    found.append(f"{path.stem}:{func.name}")
+    return found
+
+
+def test_only_the_operators_commands_open_a_store_past_the_user():
+    """Every other command opens its store through cli_common.open_store, which acts as the
+    --user named: a new command that calls Store.open itself fails here."""
+    openings = store_openings()
+    assert "cli_common:open_store" in openings
+    others = [
+        o
+        for o in openings
+        if o != "cli_common:open_store"
+        and not o.startswith(("cli_team:users_", "cli_team:workspaces_"))
+    ]
+    assert not others, f"open the store with cli_common.open_store: {others}"
