@@ -4,7 +4,7 @@ The application layer: wires ``clustering`` (pure stages), ``llm`` (labels) and 
 (persistence) into services that the CLI, the Python API and the Streamlit app share.
 """
 
-from corpusmap.api import RunHandle, open_run, run
+from corpusmap.api import RunHandle, open_run, open_store, run
 from corpusmap.errors import CorpusmapError
 
-__all__ = ["CorpusmapError", "RunHandle", "open_run", "run"]
+__all__ = ["CorpusmapError", "RunHandle", "open_run", "open_store", "run"]
