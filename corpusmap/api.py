@@ -136,6 +136,10 @@ class RunHandle:
         return assign.place_file(self.store, self.run_id, source, **options).frame
 
 
+USER_ENV = "CORPUSMAP_USER"
+WORKSPACE_ENV = "CORPUSMAP_WORKSPACE"
+
+
 def open_store(
     db: str | None = None,
     *,
@@ -152,8 +156,8 @@ def open_store(
     return scoped_store(
         store or Store.open(db),
         TeamSettings.load(),
-        user or os.environ.get("CORPUSMAP_USER") or None,
-        workspace or os.environ.get("CORPUSMAP_WORKSPACE") or None,
+        user or os.environ.get(USER_ENV) or None,
+        workspace or os.environ.get(WORKSPACE_ENV) or None,
     )
 
 

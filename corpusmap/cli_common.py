@@ -6,7 +6,6 @@ all import from here."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -15,8 +14,9 @@ from typing import Any
 import click
 
 from clustering import ClusteringError
+from corpusmap import api
+from corpusmap.api import USER_ENV, WORKSPACE_ENV
 from corpusmap.errors import CorpusmapError
-from corpusmap.team import TeamSettings, scoped_store
 from storage import StorageError, Store
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (ClusteringError, StorageError, CorpusmapError)
@@ -55,8 +55,6 @@ db_option = click.option(
 )
 
 
-USER_ENV = "CORPUSMAP_USER"
-WORKSPACE_ENV = "CORPUSMAP_WORKSPACE"
 _USER_KEY = "corpusmap.user"
 _WORKSPACE_KEY = "corpusmap.workspace"
 
@@ -90,18 +88,14 @@ def acting_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def open_store(db: str | None) -> Store:
-    """The store a command works on: in team mode acting as the ``--user`` named (refused if
-    none is), in single-user mode the plain store (refused if a user is named).
+    """The store a command works on (``api.open_store``): in team mode acting as the ``--user``
+    named (refused if none is), in single-user mode the plain store (refused if one is named).
 
     Every command that reads or changes corpora and runs opens its store here, so none can
     forget the user. The operator's commands (``users``, ``workspaces``) use ``Store.open``."""
     ctx = click.get_current_context(silent=True)
     meta = ctx.meta if ctx is not None else {}
-    user = meta[_USER_KEY] if _USER_KEY in meta else os.environ.get(USER_ENV) or None
-    workspace = (
-        meta[_WORKSPACE_KEY] if _WORKSPACE_KEY in meta else os.environ.get(WORKSPACE_ENV) or None
-    )
-    return scoped_store(Store.open(db), TeamSettings.load(), user, workspace)
+    return api.open_store(db, user=meta.get(_USER_KEY), workspace=meta.get(_WORKSPACE_KEY))
 
 
 class StderrProgress:
