@@ -390,3 +390,11 @@ def test_only_the_operators_commands_open_a_store_past_the_user():
     assert "cli_team:users_add" in openings  # the scan sees them
     others = [o for o in openings if not o.startswith(("cli_team:users_", "cli_team:workspaces_"))]
     assert not others, f"open the store with cli_common.open_store: {others}"
+
+
+def test_a_disabled_user_acts_no_more(team, team_mode, tmp_path):
+    db = copy_db(team["db"], tmp_path / "copy.db")
+    ok(cli(db, "runs", user="vic"))
+    ok(cli(db, "users", "disable", "vic"))
+    refused(cli(db, "runs", user="vic"), "'vic' is not an enabled member of any workspace")
+    refused(cli(db, "runs", user="nobody"), "'nobody' is not an enabled member")
