@@ -6,6 +6,8 @@ workflow (``corpusmap.workflow``) plugs in.
   the seeds (``clustering.constraints``), and novel clusters marked (``clustering.novelty``).
 - ``propose``: propose → assign → select (``llm.goal``), embeddings only without an LLM.
 - ``classify``: label-then-classify (``llm.classify``), nearest category without an LLM.
+
+Vectors expanded with LLM keyphrases first pass the keyphrase guard (``guard_keyphrases``).
 """
 
 from __future__ import annotations
@@ -110,6 +112,38 @@ def compute_mode(
 ) -> ModeOutcome:
     """The mode's clustering of embedded texts (no storage). ``on_reduced()`` runs once the
     UMAP layouts are done (the workflow saves the stage)."""
+    vectors, guarded = guard_keyphrases(texts, vectors, embedder, config)
+    outcome = _compute_mode(
+        texts, vectors, embedder, options, config, constraints, asker, batch_mapper, on_reduced
+    )
+    if not guarded:
+        return outcome
+    return replace(outcome, metrics={**outcome.metrics, "keyphrase_guard": guarded})
+
+
+def guard_keyphrases(
+    texts: Sequence[str], vectors: np.ndarray, embedder: Embedder, config: PipelineConfig
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Vectors expanded with LLM keyphrases, the expansion undone where the guard drops it
+    (``llm.keyphrases.guard_expansion``, issue 18), and what it did; other vectors as they are."""
+    from llm.keyphrases import KeyphraseEmbedder
+
+    if not isinstance(embedder, KeyphraseEmbedder):
+        return vectors, {}
+    return embedder.guard(texts, vectors, config.n_clusters, config.random_state)
+
+
+def _compute_mode(
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    embedder: Embedder,
+    options: ModeOptions,
+    config: PipelineConfig,
+    constraints: Constraints,
+    asker: Any | None,
+    batch_mapper: BatchMapper | None,
+    on_reduced: Callable[[], None],
+) -> ModeOutcome:
     if options.mode == "cluster" and not options.constrained:
         return _cluster(texts, vectors, config, batch_mapper, on_reduced)
     _, coords = reduce_vectors(vectors, replace(config, n_components=2))
