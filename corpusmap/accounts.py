@@ -163,10 +163,17 @@ def sign_out(store: Store, token: str) -> None:
         _audit_sign_in(store, user.username, user.id, "builtin", action="sign-out")
 
 
+def identity_name(username: str) -> str:
+    """How an identity-provider user is stored: trimmed, an e-mail in lower case."""
+    name = username.strip()
+    return name.lower() if "@" in name else name
+
+
 def identity_user(store: Store, username: str, display_name: str = "") -> UserInfo:
     """The user an identity provider (OpenID Connect) signed in: created without a password on
-    their first sign-in; a disabled one is refused."""
-    name = username.strip()
+    their first sign-in; a disabled one is refused. An e-mail is matched in lower case (the
+    operator's ``users add Eve@X.org --oidc`` and a provider's ``eve@x.org`` are one user)."""
+    name = identity_name(username)
     if not name:
         raise SignInError("the identity provider named no user (no e-mail and no subject)")
     user = store.get_user(name)

@@ -79,6 +79,8 @@ def users_add(
         raise CorpusmapError("--oidc accounts have no password: leave --password-stdin out")
     password_hash = None if oidc else accounts.hash_password(_read_password(password_stdin))
     store = Store.open(db)
+    if oidc:
+        name = accounts.identity_name(name)  # the provider's e-mail, however it is typed here
     user = store.add_user(name, display_name=display_name, password_hash=password_hash)
     way = "through the identity provider" if oidc else "with their password"
     click.echo(f"added {user.username} (signs in {way})")

@@ -209,3 +209,23 @@ def test_the_password_and_tokens_are_never_stored_or_logged(store, tmp_path, cap
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     assert "signed in" in logged and "failed sign-in" in logged  # the capture sees accounts
     assert PASSWORD not in logged and token not in logged
+
+
+def test_an_identity_provider_e_mail_is_one_user_whatever_its_case(tmp_path: Path) -> None:
+    """The operator adds ``Eve@Example.org --oidc``; the provider later sends ``eve@example.org``:
+    the same user (with the operator's workspace), not a second one with none."""
+    from click.testing import CliRunner
+
+    from corpusmap.cli import main
+
+    db = str(tmp_path / "team.db")
+    result = CliRunner().invoke(main, ["users", "add", "Eve@Example.org", "--oidc", "--db", db])
+    assert result.exit_code == 0, result.output
+    store = Store.open(db)
+    store.create_workspace("W")
+    store.set_member("eve@example.org", "editor", workspace="W")
+    user = accounts.identity_user(store, "eve@EXAMPLE.org ")
+    assert user.username == "eve@example.org"
+    assert [u.username for u in store.list_users()] == ["eve@example.org"]
+    assert [a.workspace for a in store.workspaces_of(user.username)] == ["W"]
+    store.close()
