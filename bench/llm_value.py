@@ -39,14 +39,13 @@ import numpy as np
 
 from bench.data import LabelledCorpus, load_corpus
 from bench.judge import SimulatedJudge
+from bench.llm_value_report import MODES, RESULTS, write_report
 from bench.modes import GOALS, machine, write_csv
 
-RESULTS = Path(__file__).parent / "results"
 RANDOM_STATE = 42
 DEFAULT_CORPORA = ("banking77_test", "ag_news_test")
 FULL = {"n": 1000, "p": (1.0, 0.9, 0.75, 0.6, 0.5), "budgets": (0, 50, 200, 1000)}
 QUICK = {"n": 400, "p": (1.0, 0.9, 0.75, 0.6, 0.5), "budgets": (0, 10, 30)}
-MODES = ("classify", "propose", "keyphrases")
 JUDGE_SEED = 0
 
 log = logging.getLogger(__name__)
@@ -146,6 +145,39 @@ def classify_guard_off(
         row[f"nmi_{key}"] = scores["nmi"]
         row[f"acc_{key}"] = scores["acc"]
         row[f"dropped_{key}"] = result.stats.get("guard_dropped", 0)
+        row[f"fallback_{key}"] = result.stats.get("guard") == "offline"
+        row[f"llm_accuracy_{key}"] = result.stats.get("guard_llm_accuracy")
+    return row
+
+
+def keyphrases_guard_off(
+    texts: list[str],
+    gold: list[str],
+    vectors: np.ndarray,
+    embedder: Any,
+    config: Any,
+    judge: SimulatedJudge,
+) -> dict[str, Any]:
+    """Keyphrase expansion in-process, every text expanded by ``judge``, clustered by the cluster
+    mode's stages (reduce, fit) with the guard (``llm.keyphrases.guard_expansion``) on and off,
+    and without expansion."""
+    from clustering.metrics import external_metrics
+    from clustering.pipeline import fit_clusters, reduce_vectors
+    from llm.keyphrases import KeyphraseEmbedder, keyphrase_asker
+    from llm.settings import LLMSettings
+
+    asker = keyphrase_asker(LLMSettings(**judge.overrides(model=f"{judge.model}-guard")))
+    expander = KeyphraseEmbedder(embedder, asker, config.goal)
+    try:
+        expanded = expander.embed(texts)
+    finally:
+        asker.close()
+    guarded, stats = expander.guard(texts, expanded, config.n_clusters, config.random_state)
+    row: dict[str, Any] = {"guard": stats}
+    for key, space_of in (("none", vectors), ("on", guarded), ("off", expanded)):
+        space, _ = reduce_vectors(space_of, config)
+        assignment, _ = fit_clusters(space, config)
+        row[f"nmi_{key}"] = external_metrics(gold, assignment.labels)["nmi"]
     return row
 
 
@@ -215,33 +247,50 @@ def run_corpus(name: str, grid: dict[str, Any], workdir: Path) -> dict[str, Any]
     needed = keyphrase_calls_needed(len(corpus.texts))
     runs: list[dict[str, Any]] = []
     guard: list[dict[str, Any]] = []
+    keyphrase_guard: list[dict[str, Any]] = []
     labels: list[dict[str, Any]] = []
     for p in grid["p"]:
         with SimulatedJudge(
             corpus.texts, corpus.labels, vectors, p, random_state=JUDGE_SEED, embed=embedder.embed
         ) as judge:
             for mode in MODES:
+                last: dict[str, Any] | None = None
                 for budget in grid["budgets"]:
                     if budget == 0:
                         continue
                     if mode == "keyphrases" and budget < needed:
                         runs.append({"p": p, "mode": mode, "budget": budget, "skipped": needed})
                         continue
-                    row = {"p": p, **run_one(store, path, mode, budget, config, judge)}
-                    row["gain_nmi"] = round(row["nmi"] - baselines[mode]["nmi"], 4)
+                    if last is not None and last["calls"] < last["budget"]:
+                        # The mode spent less than the smaller budget allowed: a larger one runs
+                        # the same calls to the same seeded judge, so the same run.
+                        row = {**last, "budget": budget, "same_as": last["budget"]}
+                    else:
+                        row = {"p": p, **run_one(store, path, mode, budget, config, judge)}
+                        row["gain_nmi"] = round(row["nmi"] - baselines[mode]["nmi"], 4)
+                        last = row
                     runs.append(row)
                     print(
                         f"  p={p} {mode} budget {budget}: NMI {row['nmi']:.3f} "
                         f"({row['gain_nmi']:+.3f}) ACC {row['acc']:.3f} calls {row['calls']}",
                         flush=True,
                     )
-            for budget in grid["budgets"]:
-                if budget:
-                    row = classify_guard_off(
-                        corpus.texts, corpus.labels, vectors, embedder, k, goal, budget, judge
-                    )
-                    guard.append({"p": p, **row})
-                    print(f"  p={p} classify guard on/off: {row}", flush=True)
+            spent = max(r["calls"] for r in runs if r.get("mode") == "classify" and r.get("p") == p)
+            covered = 0
+            for budget in (b for b in grid["budgets"] if b):
+                if covered >= spent:
+                    break  # the smaller budget already classified every text
+                covered = budget
+                row = classify_guard_off(
+                    corpus.texts, corpus.labels, vectors, embedder, k, goal, budget, judge
+                )
+                guard.append({"p": p, **row})
+                print(f"  p={p} classify guard on/off: {row}", flush=True)
+            row = keyphrases_guard_off(
+                corpus.texts, corpus.labels, vectors, embedder, config, judge
+            )
+            keyphrase_guard.append({"p": p, **row})
+            print(f"  p={p} keyphrase guard on/off: {row}", flush=True)
             label_row = {
                 "p": p,
                 **labeler_value(store, cluster_run, vectors, embedder, goal, judge),
@@ -257,6 +306,7 @@ def run_corpus(name: str, grid: dict[str, Any], workdir: Path) -> dict[str, Any]
         "baselines": baselines,
         "runs": runs,
         "guard": guard,
+        "keyphrase_guard": keyphrase_guard,
         "labels": labels,
     }
 
@@ -264,214 +314,6 @@ def run_corpus(name: str, grid: dict[str, Any], workdir: Path) -> dict[str, Any]
 def _latest_run(store: Any, mode: str) -> int:
     runs = [r for r in store.list_runs() if (r.mode or "cluster") == mode]
     return max(r.id for r in runs)
-
-
-# --- the report ---------------------------------------------------------------------------
-
-
-def fmt(value: Any, spec: str = ".3f") -> str:
-    return "–" if value is None else format(value, spec)
-
-
-PUBLISHED = [
-    # (method, paper, corpus, LLM calls the method spends, reported gain, our comparable mode).
-    # Only what we are sure of is stated; the rest reads "unknown here" (no paper text was
-    # reachable to check tables against).
-    (
-        "ClusterLLM: triplet queries (fine-tune the embedder) + pairwise queries (granularity)",
-        "Zhang, Wang & Shang 2023, ClusterLLM (EMNLP)",
-        "Banking77, CLINC and 12 more",
-        "1,024 triplet queries per dataset, plus pairwise granularity queries; about $0.6 "
-        "per dataset on average (the paper's abstract)",
-        "unknown here (consistent gains over the Instructor / E5 embedders it fine-tunes)",
-        "classify",
-    ),
-    (
-        "Clustering as classification: label generation, merge, then classification",
-        "Huang & He 2024, Text Clustering as Classification with LLMs",
-        "Banking77, CLINC and others",
-        "one classification call per text (3,080 for the Banking77 test set) plus the "
-        "label-generation batches",
-        "unknown here ('comparable or superior' to embedding-based clustering)",
-        "classify",
-    ),
-    (
-        "GoalEx: propose / assign / select",
-        "Wang et al. 2023, Goal-Driven Explainable Clustering via Language Descriptions",
-        "its own goal-driven corpora (not Banking77 or CLINC)",
-        "one assignment call per (text, description) pair",
-        "unknown here",
-        "propose",
-    ),
-    (
-        "k-LLMmeans: k-means whose centroids are LLM summaries",
-        "Diaz-Rodriguez 2025, k-LLMmeans",
-        "Banking77, CLINC and others",
-        "one summary call per cluster per LLM iteration (77 per iteration on Banking77; "
-        "iterations unknown here)",
-        "unknown here",
-        "classify",
-    ),
-]
-
-
-def write_report(report: dict[str, Any], stem: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    chart = write_chart(report, RESULTS / f"{stem}.png")
-    m = report["machine"]
-    grid = report["grid"]
-    lines = [
-        "# What the LLM modes are worth (issue 18)",
-        "",
-        f"{m['date']}; {m['platform']}, {m['cpus']} CPUs (shared). Produced by "
-        f"`python -m bench.llm_value{' --quick' if report['quick'] else ''}`: a seeded "
-        f"subsample of {grid['n']:,} texts per corpus, K given (its number of classes), judges "
-        f"of accuracy p ∈ {{{', '.join(map(str, grid['p']))}}} (`bench.judge.SimulatedJudge`: "
-        "each text perceived as its gold class with probability p, else as the class whose "
-        "centroid is nearest; answers from the gold labels of the texts in the prompt only), "
-        f"call budgets {{{', '.join(map(str, grid['budgets']))}}}. Every run through "
-        "`corpusmap.api.run`; NMI / ARI / ACC against the gold labels; calls and tokens "
-        "as the judge counted them (4 characters a token); gain: NMI minus the budget-0 run of "
-        "the same mode (no LLM).",
-        "",
-        "## Quality by mode, p and budget",
-        "",
-        "| corpus | mode | p | budget | calls | tokens | NMI | ARI | ACC | gain NMI |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c in report["corpora"]:
-        for mode, base in c["baselines"].items():
-            lines.append(
-                f"| {c['dataset']} | {mode} | – | 0 | 0 | 0 | {fmt(base['nmi'])} | "
-                f"{fmt(base['ari'])} | {fmt(base['acc'])} | – |"
-            )
-        for r in c["runs"]:
-            if "skipped" in r:
-                lines.append(
-                    f"| {c['dataset']} | {r['mode']} | {r['p']} | {r['budget']} | – | – | "
-                    f"needs {r['skipped']} calls | | | |"
-                )
-                continue
-            lines.append(
-                f"| {c['dataset']} | {r['mode']} | {r['p']} | {r['budget']} | {r['calls']} | "
-                f"{r['tokens']:,} | {fmt(r['nmi'])} | {fmt(r['ari'])} | {fmt(r['acc'])} | "
-                f"{r['gain_nmi']:+.3f} |"
-            )
-    lines += [
-        "",
-        "## The classify guard, on and off",
-        "",
-        "`llm.classify.label_then_classify` in-process on the same vectors and judge. The guard "
-        "(steps 4-5 of `llm.classify`): the LLM first classifies 15 near-duplicate pairs; the "
-        "square root of the share it puts in one category estimates its accuracy q. From "
-        "q = 0.8 up every answer stands; under it an answer that disagrees with the embedding "
-        "stands only where q beats the embedding's estimated accuracy at that text's margin, "
-        "and the run falls back to the offline categories when the LLM's answers fit them "
-        "better than its own ('answers dropped' counts the former; a fallback shows as the "
-        "no-LLM figure). Guard off: every answer replaces the embedding's, no prototype "
-        "refinement.",
-        "",
-        "| corpus | p | budget | NMI guard on | NMI guard off | ACC on | ACC off | answers dropped |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c in report["corpora"]:
-        for g in c["guard"]:
-            lines.append(
-                f"| {c['dataset']} | {g['p']} | {g['budget']} | {fmt(g['nmi_on'])} | "
-                f"{fmt(g['nmi_off'])} | {fmt(g['acc_on'])} | {fmt(g['acc_off'])} | "
-                f"{g['dropped_on']} |"
-            )
-    lines += [
-        "",
-        "## Labels: LLM explanations against keyword ones",
-        "",
-        "The LLM labeler (`llm.labeler.LLMLabeler`, one call per cluster) on the clusters of the "
-        "K-given cluster run; explanation faithfulness (`clustering.faithfulness`) of the LLM's "
-        "labels, of the keyword labels, and of what `prefer_faithful` shows (the keyword label "
-        "where the LLM's is less faithful by more than 0.10).",
-        "",
-        "| corpus | p | clusters | calls | faithfulness LLM | keywords | shown | kept keyword label |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c in report["corpora"]:
-        for r in c["labels"]:
-            lines.append(
-                f"| {c['dataset']} | {r['p']} | {r['clusters']} | {r['calls']} | "
-                f"{fmt(r['faithfulness_llm'])} | {fmt(r['faithfulness_keywords'])} | "
-                f"{fmt(r['faithfulness_shown'])} | {r['kept_keywords']} |"
-            )
-    lines += ["", "## Gain against calls", ""]
-    lines.append(f"![gain against calls]({chart.name})" if chart else "(matplotlib not installed)")
-    lines += published_section(report)
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
-
-
-def published_section(report: dict[str, Any]) -> list[str]:
-    lines = [
-        "",
-        "## Beside the published methods",
-        "",
-        "Query counts are what each paper's method spends by design; reported gains are not "
-        "restated here where we could not check them (no paper text is reachable from this "
-        "machine), so they read 'unknown here'. Ours: the same mode at p = 0.9 and the "
-        "nearest budget of this grid, Banking77.",
-        "",
-        "| method | paper | corpus | LLM queries | reported gain | ours (mode, p=0.9): "
-        "calls → gain NMI |",
-        "|---|---|---|---|---|---|",
-    ]
-    bank = next((c for c in report["corpora"] if c["dataset"].startswith("banking77")), None)
-    for method, paper, corpus, queries, gain, mode in PUBLISHED:
-        ours = "–"
-        if bank:
-            rows = [r for r in bank["runs"] if r.get("mode") == mode and r.get("p") == 0.9] or [
-                r for r in bank["runs"] if r.get("mode") == mode and "gain_nmi" in r
-            ]
-            ours = "; ".join(
-                f"{r['calls']} → {r['gain_nmi']:+.3f} (p={r['p']})" for r in rows if "gain_nmi" in r
-            )
-        lines.append(f"| {method} | {paper} | {corpus} | {queries} | {gain} | {ours or '–'} |")
-    return lines
-
-
-def write_chart(report: dict[str, Any], path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    panels = [(c, mode) for c in report["corpora"] for mode in MODES]
-    fig, axes = plt.subplots(
-        len(report["corpora"]), len(MODES), figsize=(4 * len(MODES), 3.2 * len(report["corpora"]))
-    )
-    axes = np.atleast_2d(axes)
-    for (c, mode), ax in zip(panels, axes.flat, strict=True):
-        for p in report["grid"]["p"]:
-            rows = [
-                r
-                for r in c["runs"]
-                if r.get("mode") == mode and r.get("p") == p and "gain_nmi" in r
-            ]
-            if rows:
-                ax.plot(
-                    [0] + [r["calls"] for r in rows],
-                    [0.0] + [r["gain_nmi"] for r in rows],
-                    marker="o",
-                    label=f"p={p}",
-                )
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.axhline(-0.01, color="red", lw=0.6, ls="--")
-        ax.set_title(f"{c['dataset']}: {mode}", fontsize=9)
-        ax.set_xlabel("judge calls")
-        ax.set_ylabel("NMI gain over no LLM")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def main(argv: list[str] | None = None) -> None:
