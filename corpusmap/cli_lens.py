@@ -4,20 +4,30 @@ errors exit with status 2 and one line that says what to do."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import pandas as pd
 
 from corpusmap import assign, lens
 from corpusmap.cli_common import db_option, handle_errors, open_store
 from corpusmap.export import write_table
+from storage import Store
 
 SHOWN_ROWS = 40
 """Rows printed to the terminal; ``--out`` writes them all."""
 
 
-def _emit(table: pd.DataFrame, out: str | None, what: str) -> None:
+def _write(store: Store, run_id: int, table: pd.DataFrame, out: str, what: str) -> Path:
+    """Write a table drawn from a run, with its line in the audit trail."""
+    path = write_table(table, out)
+    store.record_audit("export", "run", run_id, format=path.suffix.lstrip("."), what=what)
+    return path
+
+
+def _emit(store: Store, run_id: int, table: pd.DataFrame, out: str | None, what: str) -> None:
     if out:
-        path = write_table(table, out)
+        path = _write(store, run_id, table, out, what)
         click.echo(f"wrote {len(table):,} rows ({what}) to {path}", err=True)
         return
     with pd.option_context(
@@ -55,12 +65,13 @@ def lens_command(
     """How COLUMN is distributed in each cluster of RUN against the whole corpus: over- and
     under-represented groups (Fisher / chi-square, Benjamini-Hochberg q-values) or, for
     numbers and dates, a Mann-Whitney test per cluster with its effect size."""
-    table = lens.lens_table(open_store(db), run_id, column, kind=kind, level=level)
+    store = open_store(db)
+    table = lens.lens_table(store, run_id, column, kind=kind, level=level)
     n = int(table["significant"].sum())
     click.echo(
         f"{column!r} read as {table.attrs['kind']}: {n} significant row(s) at FDR 5%", err=True
     )
-    _emit(table, out, "lens")
+    _emit(store, run_id, table, out, "lens")
 
 
 @click.command("balance")
@@ -72,7 +83,8 @@ def lens_command(
 def balance_command(run_id: int, column: str, out: str | None, db: str | None) -> None:
     """Each cluster's (and parent's) balance on COLUMN: the smallest ratio of a group's share
     in the cluster to its share in the corpus; least balanced first."""
-    _emit(lens.balance_report(open_store(db), run_id, column), out, "balance")
+    store = open_store(db)
+    _emit(store, run_id, lens.balance_report(store, run_id, column), out, "balance")
 
 
 @click.command("over-time")
@@ -107,12 +119,13 @@ def over_time_command(
 ) -> None:
     """Each cluster's share per period of the date COLUMN, and the clusters whose share rose or
     fell most between the first and last periods (tested, with FDR q-values)."""
-    view = lens.time_view(open_store(db), run_id, column, period=period, level=level)
+    store = open_store(db)
+    view = lens.time_view(store, run_id, column, period=period, level=level)
     first, last = view.changes["first_period"].iloc[0], view.changes["last_period"].iloc[0]
     click.echo(f"by {view.period}: {first:%Y-%m-%d} against {last:%Y-%m-%d}", err=True)
     if shares_out:
-        write_table(view.shares, shares_out)
-    _emit(view.changes, out, "change over time")
+        _write(store, run_id, view.shares, shares_out, "shares over time")
+    _emit(store, run_id, view.changes, out, "change over time")
 
 
 @click.command("assign")
@@ -155,12 +168,12 @@ def assign_command(
     store = open_store(db)
     options = {} if threshold is None else {"threshold": threshold}
     placement = assign.place_file(store, run_id, input_path, text_column=text_column, **options)
-    write_table(placement.frame, out)
+    _write(store, run_id, placement.frame, out, "placed texts")
     report = assign.drift_report(store, placement)
     for line in report.lines():
         click.echo(line)
     if drift_out:
-        write_table(report.shares, drift_out)
+        _write(store, run_id, report.shares, drift_out, "drift")
     if save_as_run:
         new_id = assign.save_as_run(store, placement)
         click.echo(f"saved as run #{new_id} (run #{run_id} is unchanged)")

@@ -268,6 +268,8 @@ def test_a_viewer_reads_and_exports_but_cannot_run_edit_or_delete(team, team_mod
     out = team["folder"] / "vic.csv"
     ok(cli(db, "export", run_id, "--out", str(out), user="vic"))
     assert len(pd.read_csv(out)) == 60
+    lens_out = team["folder"] / "vic_lens.csv"
+    ok(cli(db, "lens", run_id, "label", "--out", str(lens_out), user="vic"))
     corpus = team["folder"] / "ana.csv"
     refused(
         cli(db, "run", str(corpus), "--out", str(out), "--n-clusters", "2", "-q", user="vic"),
@@ -282,8 +284,12 @@ def test_a_viewer_reads_and_exports_but_cannot_run_edit_or_delete(team, team_mod
     assert store.load_clusters(int(run_id))[0].name != "mine now"
     trail = ok(cli(db, "workspaces", "audit", "Default", "--format", "jsonl")).stdout
     exports = [e for e in map(json.loads, trail.splitlines()) if e["action"] == "export"]
-    assert exports and exports[0]["actor"] == "vic" and exports[0]["object_id"] == int(run_id)
-    assert exports[0]["detail"] == {"format": "csv", "what": "labeled corpus"}
+    assert {e["actor"] for e in exports} == {"vic"}
+    assert {e["object_id"] for e in exports} == {int(run_id)}
+    assert [e["detail"] for e in exports] == [  # newest first
+        {"format": "csv", "what": "lens"},
+        {"format": "csv", "what": "labeled corpus"},
+    ]
 
 
 def test_another_workspaces_ids_are_not_found(team, team_mode):
