@@ -70,6 +70,13 @@ def mode_options(mode: str, budget: int) -> Any:
     return ModeOptions(mode=mode, llm_budget=budget)
 
 
+def plan_calls(texts: list[str], mode: str, budget: int, config: Any) -> int:
+    """The most calls the mode plans with ``budget`` (``corpusmap.plan.plan_llm``)."""
+    from corpusmap.plan import plan_llm
+
+    return int(plan_llm(texts, mode_options(mode, budget), config)["calls"])
+
+
 def keyphrase_calls_needed(n: int) -> int:
     from llm.keyphrases import keyphrase_calls
 
@@ -261,9 +268,11 @@ def run_corpus(name: str, grid: dict[str, Any], workdir: Path) -> dict[str, Any]
                     if mode == "keyphrases" and budget < needed:
                         runs.append({"p": p, "mode": mode, "budget": budget, "skipped": needed})
                         continue
-                    if last is not None and last["calls"] < last["budget"]:
-                        # The mode spent less than the smaller budget allowed: a larger one runs
-                        # the same calls to the same seeded judge, so the same run.
+                    if last is not None and plan_calls(corpus.texts, mode, budget, config) == (
+                        plan_calls(corpus.texts, mode, last["budget"], config)
+                    ):
+                        # The mode plans the same calls as with the smaller budget: the same
+                        # questions to the same seeded judge, so the same run.
                         row = {**last, "budget": budget, "same_as": last["budget"]}
                     else:
                         row = {"p": p, **run_one(store, path, mode, budget, config, judge)}

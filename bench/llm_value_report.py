@@ -111,8 +111,9 @@ def write_report(report: dict[str, Any], stem: str) -> None:
             )
     lines += [
         "",
-        "A budget marked (= B) is the run of budget B: the mode spent less than B, so a larger "
-        "budget asks the same questions of the same seeded judge (not re-run).",
+        "A budget marked (= B) is the run of budget B: the mode plans the same calls with both "
+        "budgets (`corpusmap.plan.plan_llm`), so it asks the same questions of the same seeded "
+        "judge (not re-run).",
     ]
     lines += worst_section(report)
     lines += [
