@@ -32,6 +32,34 @@ def done(message: str) -> None:
     st.rerun()
 
 
+def show_edit_log() -> None:
+    log = store.list_edits(run.id)
+    if log:
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "when": [e.created_at.strftime("%Y-%m-%d %H:%M:%S") for e in log],
+                    "edit": [edits.edit_sentence(e) for e in log],
+                    "undone": [e.undone for e in log],
+                }
+            ),
+            hide_index=True,
+            column_config={"edit": st.column_config.TextColumn("edit", width="large")},
+        )
+    else:
+        st.caption("No edits yet.")
+
+
+if not resources.allows("edit"):
+    st.info(
+        "You are a viewer in this workspace: its editors rename, merge, split, move and relabel "
+        "clusters. The run's edits so far:",
+        icon=":material/visibility:",
+    )
+    show_edit_log()
+    st.stop()
+
+
 undo_col, redo_col, _ = st.columns([1, 1, 4])
 if undo_col.button("Undo", icon=":material/undo:", disabled=not edits.can_undo(store, run.id)):
     with user_errors("Cannot undo"):
@@ -182,18 +210,4 @@ with tab_relabel:
             )
 
 with tab_log:
-    log = store.list_edits(run.id)
-    if log:
-        st.dataframe(
-            pd.DataFrame(
-                {
-                    "when": [e.created_at.strftime("%Y-%m-%d %H:%M:%S") for e in log],
-                    "edit": [edits.edit_sentence(e) for e in log],
-                    "undone": [e.undone for e in log],
-                }
-            ),
-            hide_index=True,
-            column_config={"edit": st.column_config.TextColumn("edit", width="large")},
-        )
-    else:
-        st.caption("No edits yet.")
+    show_edit_log()

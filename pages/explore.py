@@ -9,6 +9,7 @@ from ui.errors import user_errors
 frame.require(__file__)
 
 store = resources.store()
+can_edit = resources.allows("edit")
 run = widgets.need_run(store)
 points, table = data.run_frames(run)
 order = table["cluster_id"].tolist()
@@ -144,9 +145,13 @@ with tab_table:
         },
     )
     st.caption("Clusters are listed so that similar ones sit next to each other.")
-    if "rule" not in table.columns and st.button(
-        "Add keyword rules",
-        help="Explain each cluster with a short keyword rule and its precision and recall.",
+    if (
+        "rule" not in table.columns
+        and can_edit
+        and st.button(
+            "Add keyword rules",
+            help="Explain each cluster with a short keyword rule and its precision and recall.",
+        )
     ):
         with user_errors("Cannot add rules"), st.spinner("Finding keyword rules…"):
             structure.add_rules(store, run.id)
@@ -162,6 +167,8 @@ with tab_tree:
         )
         st.plotly_chart(figures.hierarchy_treemap(table), key="tree", config={"displaylogo": False})
         st.dataframe(views.hierarchy_table(store, run.id), hide_index=True)
+    elif not can_edit:
+        st.caption("This run has one level of clusters; an editor can group them into parents.")
     else:
         st.caption(
             "This run has one level of clusters. Group them into parents (named by their keywords; the Run page can use an LLM instead):"

@@ -24,13 +24,16 @@ st.caption(
 for col, fmt in zip(
     st.columns(len(downloads.CORPUS_FORMATS)), downloads.CORPUS_FORMATS, strict=True
 ):
-    col.download_button(
+    widgets.export_button(
+        col,
         f"{fmt.upper()}",
-        data=lambda fmt=fmt: downloads.labeled_corpus_bytes(store, run.id, fmt),
+        lambda fmt=fmt: downloads.labeled_corpus_bytes(store, run.id, fmt),
+        run_id=run.id,
+        fmt=fmt,
+        what="labeled corpus",
         file_name=f"{stem}.{fmt}",
         mime=downloads.MIME[fmt],
         icon=":material/download:",
-        on_click="ignore",
         key=f"corpus_{fmt}",
     )
 
@@ -39,13 +42,16 @@ st.caption(
     "One row per cluster: id, name, size, share, keywords, description, inclusion criterion, faithfulness, and when the run has them its parent and keyword rule with precision and recall."
 )
 for col, fmt in zip(st.columns(4), downloads.TABLE_FORMATS, strict=False):
-    col.download_button(
+    widgets.export_button(
+        col,
         f"{fmt.upper()}",
-        data=lambda fmt=fmt: downloads.cluster_table_bytes(store, run.id, fmt),
+        lambda fmt=fmt: downloads.cluster_table_bytes(store, run.id, fmt),
+        run_id=run.id,
+        fmt=fmt,
+        what="cluster table",
         file_name=f"{stem}_clusters.{fmt}",
         mime=downloads.MIME[fmt],
         icon=":material/table:",
-        on_click="ignore",
         key=f"clusters_{fmt}",
     )
 
@@ -64,15 +70,18 @@ by_parent = right.toggle(
     help="With a hierarchy: each parent gets the same share, split evenly among its clusters.",
 )
 for col, fmt in zip(st.columns(4), downloads.TABLE_FORMATS, strict=False):
-    col.download_button(
+    widgets.export_button(
+        col,
         f"{fmt.upper()}",
-        data=lambda fmt=fmt: downloads.balanced_sample_bytes(
+        lambda fmt=fmt: downloads.balanced_sample_bytes(
             store, run.id, int(n_sample), fmt, by_parent=by_parent
         ),
+        run_id=run.id,
+        fmt=fmt,
+        what="balanced sample",
         file_name=f"{stem}_sample{int(n_sample)}.{fmt}",
         mime=downloads.MIME[fmt],
         icon=":material/balance:",
-        on_click="ignore",
         key=f"sample_{fmt}",
     )
 
@@ -81,12 +90,15 @@ st.caption(
     "One HTML file that opens offline: a summary, the interactive map, and every cluster's "
     "name, description and examples."
 )
-st.download_button(
+widgets.export_button(
+    st,
     "HTML report",
-    data=lambda: downloads.report_bytes(store, run.id),
+    lambda: downloads.report_bytes(store, run.id),
+    run_id=run.id,
+    fmt="html",
+    what="report",
     file_name=f"{stem}_report.html",
     mime=downloads.MIME["html"],
     icon=":material/description:",
-    on_click="ignore",
     key="report_html",
 )

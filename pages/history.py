@@ -43,7 +43,10 @@ c1, c2, _ = st.columns([1, 1, 3])
 if c1.button("Open in Explore", icon=":material/scatter_plot:", disabled=run.status == "running"):
     widgets.select_run(chosen)
     st.switch_page(widgets.PAGES["explore"])
-if c2.button("Delete…", icon=":material/delete:", disabled=run.status == "running"):
+# Deleting is for admins (in single-user mode the one user is everything).
+if resources.allows("admin") and c2.button(
+    "Delete…", icon=":material/delete:", disabled=run.status == "running"
+):
     st.session_state[keys.CONFIRM_DELETE_RUN] = chosen
 pending = st.session_state.get(keys.CONFIRM_DELETE_RUN)
 if pending in run_ids and widgets.confirm(

@@ -24,15 +24,18 @@ widgets.flash()
 
 
 def download_row(table: pd.DataFrame, name: str, key: str) -> None:
-    """CSV and XLSX buttons for a table shown on this page."""
+    """CSV and XLSX buttons for a table shown on this page (each in the audit trail)."""
     for col, fmt in zip(st.columns(4), downloads.TABLE_FORMATS, strict=False):
-        col.download_button(
+        widgets.export_button(
+            col,
             fmt.upper(),
-            data=lambda fmt=fmt: table_bytes(table, fmt),
+            lambda fmt=fmt: table_bytes(table, fmt),
+            run_id=run.id,
+            fmt=fmt,
+            what=name,
             file_name=f"{stem}_{name}.{fmt}",
             mime=downloads.MIME[fmt],
             icon=":material/download:",
-            on_click="ignore",
             key=f"{key}_{fmt}",
         )
 
@@ -123,13 +126,16 @@ with tab_lens:
                 )
             st.dataframe(table, hide_index=True)
             download_row(table, f"lens_{column}", "lens")
-            st.download_button(
+            widgets.export_button(
+                st,
                 "HTML report with this column",
-                data=lambda: render_report(store, run.id, context_column=column).encode("utf-8"),
+                lambda: render_report(store, run.id, context_column=column).encode("utf-8"),
+                run_id=run.id,
+                fmt="html",
+                what=f"report with {column}",
                 file_name=f"{stem}_report_{column}.html",
                 mime=downloads.MIME["html"],
                 icon=":material/description:",
-                on_click="ignore",
                 key="lens_report",
             )
 
@@ -193,47 +199,52 @@ with tab_time:
             download_row(view.changes, f"over_time_{date_column}", "time")
 
 with tab_add:
-    st.caption(
-        "Place new texts into this run's clusters without refitting it: each goes to the nearest cluster centre; a text less similar than the run's own members usually are fits no cluster (-1). The run is not changed unless you save the result as a new run."
-    )
-    uploaded = st.file_uploader(
-        "New texts",
-        type=["csv", "tsv", "jsonl", "json", "txt", "parquet", "xlsx", "gz"],
-        key=context.UPLOAD,
-    )
-    if uploaded is not None and st.button("Place the texts", type="primary"):
-        with (
-            user_errors("Cannot place the texts"),
-            st.spinner("Embedding and placing the new texts…"),
-        ):
-            st.session_state[context.PLACEMENT] = (
-                run.id,
-                assign.place_bytes(store, run.id, uploaded.getvalue(), uploaded.name),
-            )
-    stored = st.session_state.get(context.PLACEMENT)
-    if stored is not None and stored[0] == run.id:
-        placement = stored[1]
-        report = assign.drift_report(store, placement)
-        for line in report.lines():
-            st.text(line)
-        st.dataframe(
-            report.shares[report.shares["count_new"] > 0].sort_values("count_new", ascending=False),
-            hide_index=True,
+    if not resources.allows("edit"):
+        st.caption("Editors of this workspace place new texts into a run here.")
+    else:
+        st.caption(
+            "Place new texts into this run's clusters without refitting it: each goes to the nearest cluster centre; a text less similar than the run's own members usually are fits no cluster (-1). The run is not changed unless you save the result as a new run."
         )
-        if len(report.new_groups):
-            st.markdown("**Possible new groups among the unassigned texts**")
-            st.dataframe(report.new_groups, hide_index=True)
-        st.dataframe(placement.frame, hide_index=True)
-        download_row(placement.frame, "new_texts", "placed")
-        if st.button(
-            "Save as a new run",
-            help="Stores this run's texts and the new ones as a new corpus and run; this run stays as it is.",
-        ):
-            with user_errors("Cannot save the new run"):
-                new_id = assign.save_as_run(store, placement)
-                st.session_state.pop(context.PLACEMENT, None)
-                widgets.select_run(new_id)
-                st.session_state[keys.FLASH] = (
-                    f"Saved run {new_id}: run {run.id} and the new texts."
+        uploaded = st.file_uploader(
+            "New texts",
+            type=["csv", "tsv", "jsonl", "json", "txt", "parquet", "xlsx", "gz"],
+            key=context.UPLOAD,
+        )
+        if uploaded is not None and st.button("Place the texts", type="primary"):
+            with (
+                user_errors("Cannot place the texts"),
+                st.spinner("Embedding and placing the new texts…"),
+            ):
+                st.session_state[context.PLACEMENT] = (
+                    run.id,
+                    assign.place_bytes(store, run.id, uploaded.getvalue(), uploaded.name),
                 )
-                st.rerun()
+        stored = st.session_state.get(context.PLACEMENT)
+        if stored is not None and stored[0] == run.id:
+            placement = stored[1]
+            report = assign.drift_report(store, placement)
+            for line in report.lines():
+                st.text(line)
+            st.dataframe(
+                report.shares[report.shares["count_new"] > 0].sort_values(
+                    "count_new", ascending=False
+                ),
+                hide_index=True,
+            )
+            if len(report.new_groups):
+                st.markdown("**Possible new groups among the unassigned texts**")
+                st.dataframe(report.new_groups, hide_index=True)
+            st.dataframe(placement.frame, hide_index=True)
+            download_row(placement.frame, "new_texts", "placed")
+            if st.button(
+                "Save as a new run",
+                help="Stores this run's texts and the new ones as a new corpus and run; this run stays as it is.",
+            ):
+                with user_errors("Cannot save the new run"):
+                    new_id = assign.save_as_run(store, placement)
+                    st.session_state.pop(context.PLACEMENT, None)
+                    widgets.select_run(new_id)
+                    st.session_state[keys.FLASH] = (
+                        f"Saved run {new_id}: run {run.id} and the new texts."
+                    )
+                    st.rerun()

@@ -27,6 +27,13 @@ n_texts = corpus.n_rows - corpus.n_empty
 
 st.title("Run")
 st.caption(f"Corpus #{corpus.id} {corpus.name}: {n_texts:,} texts in column `{corpus.text_column}`")
+if not resources.allows("edit"):
+    st.info(
+        "You are a viewer in this workspace: runs are started by its editors. Open the finished "
+        "ones from Explore or History.",
+        icon=":material/visibility:",
+    )
+    st.stop()
 
 # Widgets forget their state when the page is left: the goal and the truth column are kept in
 # session state of their own, so the form still holds them on the way back (issue 15).
@@ -124,9 +131,7 @@ with right:
     name = st.text_input("Run name (optional)")
 
 if mode == "cluster":
-    steering = mode_form.steering_controls(
-        corpus, data.corpus_texts(resources.database_url(), corpus.id)
-    )
+    steering = mode_form.steering_controls(corpus, data.corpus_texts(corpus.id))
 else:
     steering = mode_form.Steering()
 structure = mode_form.structure_controls()
@@ -217,9 +222,7 @@ if (
     and (mode != "cluster" or options.expand_keyphrases)
 ):
     with user_errors("Cannot plan the run"):
-        llm_plan = data.mode_plan(
-            resources.database_url(), request, len(store.list_runs(corpus.id)), llm_settings
-        )
+        llm_plan = data.mode_plan(request, len(store.list_runs(corpus.id)), llm_settings)
         names = (
             f"{MODE_TITLES[mode]} names its clusters itself"
             if mode != "cluster"
@@ -231,7 +234,7 @@ if (
         )
 if request is not None and kind == labelers.LLM and mode == "cluster":
     estimate = estimate_llm(
-        data.corpus_sample(resources.database_url(), corpus.id),
+        data.corpus_sample(corpus.id),
         n_clusters=int(k) if fixed else None,
         min_cluster_size=int(min_size) or None,
         goal=goal,
@@ -273,13 +276,13 @@ if st.button(
         )
         st.session_state[keys.JOB_ID] = job.job_id
 
-job = registry.get(st.session_state.get(keys.JOB_ID))
+job = registry.get(st.session_state.get(keys.JOB_ID), store.access)
 live = job is not None and not job.done
 
 
 @st.fragment(run_every=settings.POLL_SECONDS if live else None)
 def progress_panel() -> None:
-    job = registry.get(st.session_state.get(keys.JOB_ID))
+    job = registry.get(st.session_state.get(keys.JOB_ID), store.access)
     if job is None:
         return
     st.subheader("Progress", divider="gray")
@@ -331,7 +334,8 @@ def progress_panel() -> None:
 
 progress_panel()
 
-others = [j for j in registry.active() if j.job_id != st.session_state.get(keys.JOB_ID)]
+active = registry.active(store.access)
+others = [j for j in active if j.job_id != st.session_state.get(keys.JOB_ID)]
 running = [r for r in store.list_runs() if r.status == "running"]
 if others or running:
     st.subheader("Other runs", divider="gray")
@@ -339,7 +343,7 @@ if others or running:
         st.caption(
             f"Run {other.run_id or '(queued)'} on corpus #{other.corpus_id}: {other.stage}, {other.elapsed:.0f} s"
         )
-    known = {j.run_id for j in registry.active()}
+    known = {j.run_id for j in active}
     for run in running:
         if run.id not in known:
             st.caption(

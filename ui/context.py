@@ -10,6 +10,7 @@ import streamlit as st
 from clustering import lens as stats
 from corpusmap import lens
 from storage import RunInfo
+from storage.access import Access
 from ui import data, resources
 
 PLACEMENT = "context_placement"
@@ -21,20 +22,20 @@ DATE_SLIDER_FORMAT = "YYYY-MM-DD"
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _context_frame(url: str, run_id: int, version: str) -> pd.DataFrame:
-    return lens.context_frame(resources.store_for(url), run_id)
+def _context_frame(url: str, who: Access | None, run_id: int, version: str) -> pd.DataFrame:
+    return lens.context_frame(resources.scoped_store(url, who), run_id)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _kinds(url: str, run_id: int, version: str) -> dict[str, str]:
-    return lens.column_kinds(_context_frame(url, run_id, version))
+def _kinds(url: str, who: Access | None, run_id: int, version: str) -> dict[str, str]:
+    return lens.column_kinds(_context_frame(url, who, run_id, version))
 
 
 def context_frame(run: RunInfo) -> tuple[pd.DataFrame, dict[str, str]]:
-    """(``corpusmap.lens.context_frame`` of the run, each corpus column's kind), cached by the
-    run's version, so an edit is never hidden."""
-    url, version = resources.database_url(), data.run_version(run)
-    return _context_frame(url, run.id, version), _kinds(url, run.id, version)
+    """(``corpusmap.lens.context_frame`` of the run, each corpus column's kind), cached by who
+    asks (``ui.data``) and the run's version, so an edit is never hidden."""
+    url, who, version = resources.database_url(), resources.access(), data.run_version(run)
+    return _context_frame(url, who, run.id, version), _kinds(url, who, run.id, version)
 
 
 def filter_widgets(frame: pd.DataFrame, kinds: dict[str, str]) -> dict[str, Any]:

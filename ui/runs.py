@@ -3,6 +3,10 @@
 
 A job keeps only what the store does not: the live progress message and the error text. The
 stages and their timings are stored by the run itself; the Run page reads both.
+
+In team mode a job runs with the store scoped to the user who started it (its role and
+workspace are checked by every store call the run makes), and a job is visible only to sessions
+acting in the job's workspace.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from clustering.types import Embedder
 from corpusmap import workflow
 from corpusmap.request import RunRequest
 from storage import Store
+from storage.access import Access
 from ui.errors import USER_ERRORS
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,8 @@ log = logging.getLogger(__name__)
 class RunJob:
     job_id: int
     corpus_id: int
+    workspace_id: int | None = None
+    """The workspace of the store it runs with (None: single-user mode)."""
     queued_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
@@ -80,10 +87,17 @@ class RunRegistry:
         embedder: Embedder | None = None,
         api_key: str | None = None,
     ) -> RunJob:
-        """Queue ``request`` (on a stored corpus); ``embedder`` is the server's loaded encoder,
+        """Queue ``request`` (on a stored corpus) to run with ``store`` (in team mode the store
+        scoped to the user starting it); ``embedder`` is the server's loaded encoder,
         ``api_key`` reaches the run's LLM session only."""
+        if store.access is not None:
+            store.access.require("edit")  # refused now, not in a thread no one watches
         with self._lock:
-            job = RunJob(next(self._ids), request.corpus_id)
+            job = RunJob(
+                next(self._ids),
+                request.corpus_id,
+                store.access.workspace_id if store.access is not None else None,
+            )
             if not self.reduce_compiled:
                 job.message = (
                     "waiting for the warm-up (model load, UMAP compilation; once per server)"
@@ -141,14 +155,20 @@ class RunRegistry:
 
         return progress
 
-    def get(self, job_id: int | None) -> RunJob | None:
-        return self._jobs.get(job_id) if job_id is not None else None
+    def get(self, job_id: int | None, who: Access | None = None) -> RunJob | None:
+        """The job this session started (its id is kept in the session), if ``who`` may see
+        it: a user who switched workspace no longer sees the job of the other one."""
+        job = self._jobs.get(job_id) if job_id is not None else None
+        return job if job is not None and _visible(job, who) else None
 
-    def for_run(self, run_id: int) -> RunJob | None:
-        return next((j for j in self._jobs.values() if j.run_id == run_id), None)
+    def for_run(self, run_id: int, who: Access | None) -> RunJob | None:
+        return next(
+            (j for j in self._jobs.values() if j.run_id == run_id and _visible(j, who)), None
+        )
 
-    def active(self) -> list[RunJob]:
-        return [j for j in self._jobs.values() if not j.done]
+    def active(self, who: Access | None) -> list[RunJob]:
+        """The jobs not done yet that ``who`` may see (all of them in single-user mode)."""
+        return [j for j in self._jobs.values() if not j.done and _visible(j, who)]
 
     def wait(self, job: RunJob, timeout: float | None = None) -> bool:
         """Block until the job ends (tests, and the CLI-like path); True if it ended."""
@@ -158,3 +178,7 @@ class RunRegistry:
                 return False
             time.sleep(0.1)
         return True
+
+
+def _visible(job: RunJob, who: Access | None) -> bool:
+    return who is None or job.workspace_id == who.workspace_id

@@ -7,6 +7,7 @@ import os
 import streamlit as st
 
 from corpusmap.labelers import DEFAULT_LLM_MODEL
+from corpusmap.team import TeamSettings
 
 API_KEY_NAME = "OPENAI_API_KEY"
 BASE_URL_NAME = "OPENAI_BASE_URL"
@@ -38,3 +39,16 @@ def default_llm_endpoint() -> str:
 
 def default_llm_model() -> str:
     return secret(MODEL_NAME) or DEFAULT_LLM_MODEL
+
+
+def secrets_table() -> dict:
+    """Every table of st.secrets as plain dicts; empty when there is no secrets.toml."""
+    if not st.secrets.load_if_toml_exists():
+        return {}
+    return st.secrets.to_dict()
+
+
+def team_settings() -> TeamSettings:
+    """Team mode's settings (``corpusmap.team``): the environment, else st.secrets. Read on
+    every call (it is cheap), so no page can act on a stale answer to "is this team mode?"."""
+    return TeamSettings.load(secrets_table())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
+from corpusmap import workspace
 from storage import CorpusInfo, NotFoundError, RunInfo, Store, redact
 from ui import keys, resources
 
@@ -20,6 +23,7 @@ PAGES = {
     "history": "pages/history.py",
     "evaluation": "pages/evaluation.py",
     "lens": "pages/lens.py",
+    "team": "pages/team.py",
 }
 
 
@@ -111,10 +115,39 @@ def sidebar(store: Store) -> None:
                 key=keys.SIDEBAR_RUN,
                 on_change=lambda: select_run(st.session_state[keys.SIDEBAR_RUN]),
             )
-        active = resources.run_registry().active()
+        active = resources.run_registry().active(store.access)
         if active:
             st.info(f"{len(active)} run(s) in progress", icon=":material/hourglass_top:")
-        st.caption(f"Database: `{redact(store.url)}`")
+        if resources.allows("admin"):
+            st.caption(f"Database: `{redact(store.url)}`")
+
+
+LINKS = ("corpus", "run")
+"""Query parameters that open a corpus or a run: ``/explore?run=12``, ``/run?corpus=3``."""
+
+
+def follow_links(store: Store) -> None:
+    """Make the corpus or run a link names (``?corpus=N``, ``?run=N``) the current one, once:
+    the parameter is then dropped, so the sidebar's choice counts afterwards. An id this user
+    cannot see gets the store's own sentence, the same whether the object is missing or, in
+    team mode, another workspace's."""
+    for name in LINKS:
+        value = st.query_params.get(name)
+        if value is None:
+            continue
+        del st.query_params[name]
+        try:
+            object_id = int(value)
+        except ValueError:
+            st.error(f"no {name} “{plain(value)}”: a {name} is named by its number")
+            continue
+        try:
+            if name == "run":
+                select_run(store.get_run(object_id).id)
+            else:
+                select_corpus(store.get_corpus(object_id).id)
+        except NotFoundError as err:
+            st.error(str(err), icon=":material/search_off:")
 
 
 def need_corpus(store: Store) -> CorpusInfo:
@@ -185,3 +218,24 @@ def shortened(texts: list[str], limit: int = 400) -> list[str]:
         short = " ".join(text.split())
         result.append(short if len(short) <= limit else short[: limit - 1] + "…")
     return result
+
+
+def export_button(
+    place: Any,
+    label: str,
+    data: Callable[[], bytes],
+    *,
+    run_id: int,
+    fmt: str,
+    what: str,
+    **options: Any,
+) -> None:
+    """A download of a run's data (built when clicked) that leaves a line in the audit trail:
+    who exported which run, what and in which format. ``place`` is ``st`` or a column."""
+    place.download_button(
+        label, data=data, on_click=_record_export, args=(run_id, fmt, what), **options
+    )
+
+
+def _record_export(run_id: int, fmt: str, what: str) -> None:
+    workspace.record_export(resources.store(), run_id, fmt, what)
