@@ -295,7 +295,12 @@ def run_pipeline(
     start = time.perf_counter()
     progress("summarize", 0.0, f"summarising {assignment.n_clusters} clusters")
     summaries = summarize_clusters(
-        texts, vectors, assignment, goal=config.goal, n_representatives=config.n_representatives
+        texts,
+        vectors,
+        assignment,
+        goal=config.goal,
+        n_representatives=config.n_representatives,
+        embedder=embedder,
     )
     clock.time("summarize", start)
     on_stage("summarize", {"summaries": summaries})

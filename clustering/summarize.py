@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from clustering.embed import plain_encoder
 from clustering.keywords import class_tfidf
-from clustering.types import NOISE, Assignment, ClusterSummary
+from clustering.types import NOISE, Assignment, ClusterSummary, Embedder
 
 N_REPRESENTATIVES = 8
 N_NEIGHBOURS = 3
@@ -65,14 +66,20 @@ def summarize_clusters(
     assignment: Assignment,
     goal: str | None = None,
     n_representatives: int = N_REPRESENTATIVES,
+    embedder: Embedder | None = None,
 ) -> tuple[ClusterSummary, ...]:
-    """One summary per cluster, in cluster-id order (largest first)."""
+    """One summary per cluster, in cluster-id order (largest first).
+
+    ``embedder`` (the encoder that made ``vectors``) lets the keywords a name is made of be
+    chosen by how near the name embeds to its cluster's centroid (``class_tfidf``); keyword
+    texts are not the corpus's own, so a keyphrase-expanding encoder embeds them plainly."""
     labels = assignment.labels
     n = len(labels)
     centres = centroids(vectors, labels)
     if not centres:
         return ()
-    keywords = class_tfidf(texts, labels)
+    encoder = plain_encoder(embedder) if embedder is not None else None
+    keywords = class_tfidf(texts, labels, vectors=vectors, embedder=encoder)
     ids = list(centres)
     matrix = np.vstack([centres[c] for c in ids])
     similarity = matrix @ matrix.T

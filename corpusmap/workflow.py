@@ -259,6 +259,7 @@ class _Run:
                 outcome.assignment,
                 goal=config.goal,
                 n_representatives=config.n_representatives,
+                embedder=self.encoder,
             )
             store.save_clusters(run_id, summaries)
             self.stage_done("summarize")

@@ -1,6 +1,7 @@
 """Offline cluster names (issue 14) on slices of two real corpora, clustered by k-means on the
-real bundled MiniLM embeddings: no word in two clusters' names, no stop word, no word that is
-frequent everywhere in the corpus, no markup residue or number."""
+real bundled MiniLM embeddings, named with and without the encoder: no word in two clusters'
+names, no stop word, no word that is frequent everywhere in the corpus, no markup residue or
+number; and on Banking77's gold intents a reader-proxy finds the cluster from its name."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from clustering.cluster import KMeansClusterer
 from clustering.keywords import class_tfidf, strip_markup
-from clustering.labels import KeywordLabeler
+from clustering.labels import KeywordLabeler, keyword_name
 from clustering.summarize import summarize_clusters
 from tests.conftest import read_jsonl_gz
 
@@ -52,13 +53,17 @@ def named_slice(request, shared_data, embedder):
     k = 8 if name == "ag_news_test" else 25
     assignment = KMeansClusterer(k, random_state=0, n_init=3).fit_predict(vectors)
     texts = [f"{t} {BOILERPLATE}" for t in texts]
-    summaries = summarize_clusters(texts, vectors, assignment)
-    names = [label.name for label in KeywordLabeler().label(summaries)]
+    names = {}
+    for how, encoder in (("frex", None), ("encoder", embedder)):
+        summaries = summarize_clusters(texts, vectors, assignment, embedder=encoder)
+        names[how] = [label.name for label in KeywordLabeler().label(summaries)]
     return name, texts, assignment.labels, names
 
 
-def test_no_word_is_shared_by_two_clusters_names(named_slice) -> None:
-    _, _, labels, names = named_slice
+@pytest.mark.parametrize("how", ["frex", "encoder"])
+def test_no_word_is_shared_by_two_clusters_names(named_slice, how) -> None:
+    _, _, labels, named = named_slice
+    names = named[how]
     assert len(names) == len(np.unique(labels))
     owners = Counter(w for name in names for w in set(words_of(name)))
     shared = {w: n for w, n in owners.items() if n > 1}
@@ -66,8 +71,10 @@ def test_no_word_is_shared_by_two_clusters_names(named_slice) -> None:
     assert not [n for n in names if n.startswith("Cluster ")], names
 
 
-def test_names_hold_no_stop_word_boilerplate_number_or_markup(named_slice) -> None:
-    _, texts, labels, names = named_slice
+@pytest.mark.parametrize("how", ["frex", "encoder"])
+def test_names_hold_no_stop_word_boilerplate_number_or_markup(named_slice, how) -> None:
+    _, texts, labels, named = named_slice
+    names = named[how]
     frequent = evenly_frequent(texts, labels) | {"said", "officials", "monday"}
     for name in names:
         for word in words_of(name):
@@ -91,3 +98,27 @@ def test_markup_residue_never_becomes_a_keyword() -> None:
     assert {"stocks", "team"} <= words
     assert not words & {"lt", "gt", "amp", "quot", "39", "2004", "href", "http", "com", "www"}
     assert "39" not in strip_markup("it#39;s")
+
+
+READER_FLOOR = 0.82
+"""Reader top-1 the names must reach on 1,200 Banking77 texts in their 77 gold intents. Measured:
+0.870 with the encoder (c-TF-IDF names on the full test set: 0.870), 0.727 without it (FREX
+alone, words given by frequency rather than by what the name needs)."""
+
+
+def test_a_reader_finds_the_intent_from_its_name(shared_data, embedder) -> None:
+    rows = read_jsonl_gz("banking77_test.jsonl.gz")
+    picked = np.sort(np.random.default_rng(0).choice(len(rows), 1200, replace=False))
+    texts = [rows[i]["text"] for i in picked]
+    _, labels = np.unique([rows[i]["label"] for i in picked], return_inverse=True)
+    vectors = embedder.embed(texts)
+    keywords = class_tfidf(texts, labels, vectors=vectors, embedder=embedder)
+    ids = sorted(keywords)
+    names = [keyword_name(keywords[c], c) for c in ids]
+    owners = Counter(w for name in names for w in set(words_of(name)))
+    assert not {w for w, n in owners.items() if n > 1}, names
+    centres = np.vstack([vectors[labels == c].mean(axis=0) for c in ids])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    nearest = np.argmax(embedder.embed(names) @ centres.T, axis=1)
+    top1 = float(np.mean(nearest == np.arange(len(ids))))
+    assert top1 >= READER_FLOOR, (top1, names)
