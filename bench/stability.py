@@ -33,7 +33,7 @@ RESULTS = Path(__file__).parent / "results"
 DEFAULT_CORPORA = ("banking77_test", "ag_news_4k", "stackoverflow_4k", *MULTI_GRAIN)
 MICRO_FACTORS = (1.0, 0.6)
 """HDBSCAN's min_cluster_size for the micro-clusters as a multiple of corpusmap's default."""
-RULES = ("full", "median", "mean", "full@0.6", "median@0.6", "mean@0.6")
+RULES = ("full", "median", "mean", "full@0.6", "median@0.6", "mean@0.6", "median@0.6+second")
 
 
 def seeded_space(name: str, vectors: np.ndarray, seed: int) -> np.ndarray:
@@ -71,6 +71,9 @@ def run_seed(corpus: Any, space: np.ndarray, seed: int) -> dict[str, Any]:
         order_by_size,
     )
     from clustering.granularity import (
+        K_RULE,
+        MICRO_SIZE_FACTOR,
+        SECOND_CUT_SHARE,
         best_cut,
         consensus_k,
         merge_micro_clusters,
@@ -87,19 +90,24 @@ def run_seed(corpus: Any, space: np.ndarray, seed: int) -> dict[str, Any]:
         full = variance_ratio_curve(space, found.labels)[1]
         micro_s = time.perf_counter() - start
         start = time.perf_counter()
-        curves = resampled_curves(space, micro.min_cluster_size_, None, random_state=0)
+        fits = resampled_curves(space, micro.min_cluster_size_, None, random_state=0, second=None)
+        curves = [curve for curve, _ in fits]
         tag = "" if factor == 1.0 else f"@{factor}"
         out[f"resample_seconds{tag}"] = round(time.perf_counter() - start, 2)
         out[f"micro_seconds{tag}"] = round(micro_s, 2)
         out[f"resampled_k{tag}"] = [best_cut(c) for c in curves if c]
         for rule in ("full", "median", "mean"):
             k = consensus_k(full, curves, rule)
-            labels = order_by_size(merge_micro_clusters(space, found.labels, n_clusters=k)[0])
-            out["rules"][rule + tag] = {
-                "k": int(len(np.unique(labels[labels != -1]))),
-                "nmi": nmi(corpus.labels, labels),
-                "nmi_coarse": nmi(corpus.coarse, labels),
-            }
+            for second, suffix in ((None, ""), (SECOND_CUT_SHARE, "+second")):
+                if suffix and (factor != MICRO_SIZE_FACTOR or rule != K_RULE):
+                    continue  # the second cut measured on the default path only
+                merged = merge_micro_clusters(space, found.labels, n_clusters=k, second=second)
+                labels = order_by_size(merged[0])
+                out["rules"][rule + tag + suffix] = {
+                    "k": int(len(np.unique(labels[labels != -1]))),
+                    "nmi": nmi(corpus.labels, labels),
+                    "nmi_coarse": nmi(corpus.coarse, labels),
+                }
     for grain, truth in (("fine", corpus.labels), ("coarse", corpus.coarse)):
         if truth is None:
             continue
@@ -152,7 +160,8 @@ def write_report(results: list[dict[str, Any]]) -> None:
         "",
         "Per corpus, 5 UMAP seeds of corpusmap's default space. Rules: `full` = best variance",
         "ratio of the full data (before issue 14); `median` / `mean` = over 6 random 80 % resamples",
-        "(`clustering.granularity.consensus_k`). within-seed = the range the resamples report on",
+        "(`clustering.granularity.consensus_k`); `+second` = then `second_cut` (the default path).",
+        "within-seed = the range the resamples report on",
         "one seed (union over seeds). NMI: mean over seeds (min–max). k-means = true K in the same",
         "space; BERTopic = its default HDBSCAN (min_cluster_size 10) on the same space.",
         "Produced by `python -m bench.stability`.",
@@ -171,6 +180,8 @@ def write_report(results: list[dict[str, Any]]) -> None:
         head = f"| {r['corpus']} | {r['n']:,} | {r['classes']} ({r['coarse_classes'] or '-'}) |"
         seeds = r["seeds"]
         for rule in RULES:
+            if any(rule not in s["rules"] for s in seeds):
+                continue
             ks = [s["rules"][rule]["k"] for s in seeds]
             lines.append(
                 f"{head} auto `{rule}` | {', '.join(map(str, ks))} | {span(ks)} | "

@@ -18,7 +18,6 @@ from clustering.granularity import (
     MICRO_SIZE_FACTOR,
     N_RESAMPLES,
     Granularity,
-    best_cut,
     consensus_k,
     merge_micro_clusters,
     resampled_curves,
@@ -135,7 +134,7 @@ class MergedHDBSCANClusterer:
         k: int | None = None
         resampled: tuple[int, ...] = ()
         if self.n_resamples:
-            curves = resampled_curves(
+            fits = resampled_curves(
                 np.asarray(X, dtype=np.float64),
                 micro.min_cluster_size_,
                 self.min_samples,
@@ -144,8 +143,8 @@ class MergedHDBSCANClusterer:
                 method=self.cluster_selection_method,
             )
             full = variance_ratio_curve(np.asarray(X, dtype=np.float64), found.labels)[1]
-            k = consensus_k(full, curves, self.k_rule) if full else None
-            resampled = tuple(best_cut(c) for c in curves if c)
+            k = consensus_k(full, [curve for curve, _ in fits], self.k_rule) if full else None
+            resampled = tuple(k_fit for _, k_fit in fits)
         labels, confidence, self.granularity_ = merge_micro_clusters(
             X, found.labels, n_clusters=k, resampled_k=resampled
         )

@@ -13,6 +13,7 @@ from clustering.granularity import (
     choose_n_clusters,
     consensus_k,
     cut_merges,
+    granularity_metrics,
     k_spread,
     k_spread_sentence,
     merge_micro_clusters,
@@ -180,3 +181,34 @@ def test_spread_sentence_and_consensus_cut() -> None:
     assert consensus_k(full, curves, "full") == 9
     assert consensus_k(full, curves, "median") == 3
     assert consensus_k(full, [], "median") == 9
+
+
+def two_grain_corpus(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three sources 20 apart: the first holds 8 tight intents (30 points each), the other two
+    are one broad blob each, over-segmented into 4 micro-clusters. Returns the points, the
+    micro-cluster labels and the fine truth (intents, and one label per broad source)."""
+    rng = np.random.default_rng(seed)
+    sources = np.eye(5)[:3] * 20
+    intents = sources[0] + rng.uniform(-5, 5, size=(8, 5))
+    parts = [c + 0.3 * rng.standard_normal((30, 5)) for c in intents]
+    micro = list(np.repeat(np.arange(8), 30))
+    for j, c in enumerate(sources[1:]):
+        points = c + 2.0 * rng.standard_normal((240, 5))
+        parts.append(points)
+        micro += list(10 + 4 * j + 2 * (points[:, 0] > c[0]) + (points[:, 1] > c[1]))
+    truth = np.concatenate([np.repeat(np.arange(8), 30), np.repeat([8, 9], 240)])
+    return np.vstack(parts), np.array(micro), truth
+
+
+def test_second_cut_finds_intents_inside_one_source_and_leaves_broad_sources_whole() -> None:
+    """One variance ratio over the corpus cuts at the 3 sources; the source whose groups are
+    as separate as the sources themselves is cut again (mix_3src's case), the others not."""
+    X, micro, truth = two_grain_corpus()
+    labels, _, info = merge_micro_clusters(X, micro, second=None)
+    assert info.n_clusters == 3
+    labels, _, info = merge_micro_clusters(X, micro)
+    assert (info.first_cut, info.n_clusters, info.recut) == (3, 10, 1)
+    for c in np.unique(labels):
+        assert len(np.unique(truth[labels == c])) == 1
+    sentence = granularity_metrics(info)["granularity"]
+    assert "1 of them was cut again" in sentence and "coarser grain of 3 clusters" in sentence
