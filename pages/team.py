@@ -20,9 +20,9 @@ if who is None:
     st.stop()
 is_admin = who.allows("admin")
 st.caption(
-    f"Workspace {widgets.plain(who.workspace)}: you are {widgets.plain(who.username)}, "
-    f"{who.role}. Viewers read and export; editors also upload, run and edit; admins also "
-    "manage members and limits, delete, and read the audit trail."
+    f"Workspace {widgets.plain(who.workspace)}, where you are {who.role}. Viewers read and "
+    "export; editors also upload, run and edit; admins also manage members and limits, delete, "
+    "and read the audit trail."
 )
 widgets.flash()
 

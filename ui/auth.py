@@ -10,6 +10,8 @@ lets everything through, as before team mode existed.
 
 from __future__ import annotations
 
+import secrets
+
 import streamlit as st
 
 from corpusmap import accounts, workspace
@@ -69,10 +71,11 @@ def gate(team: TeamSettings) -> Access | None:
         _hold()
         st.title("No workspace yet")
         st.info(
-            f"You are signed in as {widgets.plain(user.username)}, but you are not a member of "
-            "any workspace yet: ask an admin to add you.",
+            "You are signed in, but you are not a member of any workspace yet: ask an admin to "
+            "add you.",
             icon=":material/group_add:",
         )
+        signed_in_as(user.display_name or user.username)
         sign_out_button(team)
         st.stop()
     access = pick_workspace(choices)
@@ -96,10 +99,17 @@ def signed_in_user(team: TeamSettings, store: Store) -> UserInfo | None:
         if not st.user.is_logged_in:
             return None
         username = str(st.user.get("email") or st.user.get("sub") or "")
-        if st.session_state.get(keys.IDENTITY) == username:
-            # Signed in earlier in this session: read the account again (disabled since?)
-            # without recording another sign-in.
+        # One sign-in with the provider is one identity cookie, read by every browser session
+        # (each tab, each reload): it is recorded once, then the account is only read again.
+        issued = st.user.get("iat") or st.session_state.setdefault(
+            keys.IDENTITY, secrets.token_hex(8)
+        )
+        sign_in = (username, str(issued))
+        seen = _recorded_sign_ins()
+        if sign_in in seen:
             user = store.get_user(username)
+            if user is None:
+                return None
         else:
             try:
                 user = accounts.identity_user(store, username, str(st.user.get("name") or ""))
@@ -107,9 +117,7 @@ def signed_in_user(team: TeamSettings, store: Store) -> UserInfo | None:
                 st.error(str(err), icon=":material/block:")
                 sign_out_button(team)
                 st.stop()
-            st.session_state[keys.IDENTITY] = username
-        if user is None:
-            return None
+            seen.add(sign_in)
     else:
         token = st.session_state.get(keys.AUTH_TOKEN)
         if not token:
@@ -120,13 +128,18 @@ def signed_in_user(team: TeamSettings, store: Store) -> UserInfo | None:
             st.session_state[keys.SESSION_ENDED] = True
             return None
     if user.disabled:
-        st.error(
-            f"The account {widgets.plain(user.username)} is disabled: ask the server's operator.",
-            icon=":material/block:",
-        )
+        st.error("This account is disabled: ask the server's operator.", icon=":material/block:")
+        signed_in_as(user.username)
         sign_out_button(team)
         st.stop()
     return user
+
+
+@st.cache_resource
+def _recorded_sign_ins() -> set[tuple[str, str]]:
+    """(user name, the identity token's issue time) of the OpenID Connect sign-ins this server
+    process has recorded."""
+    return set()
 
 
 def sign_in_screen(team: TeamSettings, store: Store) -> None:
@@ -188,7 +201,7 @@ def sidebar(team: TeamSettings, access: Access, choices: list[Access], name: str
     """Who is signed in, the workspace picker (several workspaces), the role, the usage of the
     workspace's limits, and Sign out."""
     with st.sidebar:
-        st.markdown(f"Signed in as **{widgets.plain(name)}**")
+        signed_in_as(name)
         if len(choices) > 1:
             names = [a.workspace for a in choices]
             st.session_state[SIDEBAR_WORKSPACE] = access.workspace
@@ -198,6 +211,13 @@ def sidebar(team: TeamSettings, access: Access, choices: list[Access], name: str
         )
         st.caption(workspace.usage_line(_usage(resources.database_url(), access)))
         sign_out_button(team)
+
+
+def signed_in_as(name: str) -> None:
+    # st.text: a name (an e-mail address from the identity provider) shows as itself; markdown
+    # would make it a mailto link.
+    st.caption("Signed in as")
+    st.text(name)
 
 
 @st.cache_data(ttl=USAGE_SECONDS, max_entries=64, show_spinner=False)

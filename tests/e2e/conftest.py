@@ -12,7 +12,9 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,18 +41,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    home = tmp_path_factory.mktemp("e2e")
-    port = free_port()
-    env = {
-        **os.environ,
-        "CORPUSMAP_DATABASE_URL": f"sqlite:///{home / 'app.db'}",
-        "CORPUSMAP_HOME": str(home),
-        "OPENAI_API_KEY": "",
-        "OPENAI_BASE_URL": "",
-    }
-    log_path = ARTIFACTS / "e2e" / "streamlit.log"
+@contextmanager
+def streamlit_server(
+    env: dict[str, str], log_path: Path, port: int | None = None, extra: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """``streamlit run app.py`` on a loopback port with ``env``, its output in ``log_path``;
+    yields its URL once ``/_stcore/health`` answers."""
+    port = port or free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     streamlit = Path(sys.executable).with_name("streamlit")
     command = [
@@ -67,6 +64,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "none",
         "--browser.gatherUsageStats",
         "false",
+        *extra,
     ]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -85,7 +83,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                     f"streamlit did not start; see {log_path}:\n{log_path.read_text()[-3000:]}"
                 )
             time.sleep(0.5)
-        yield {"url": url, "home": home, "log": log_path}
+        yield url
     finally:
         process.terminate()
         try:
@@ -95,14 +93,30 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    home = tmp_path_factory.mktemp("e2e")
+    env = {
+        **os.environ,
+        "CORPUSMAP_DATABASE_URL": f"sqlite:///{home / 'app.db'}",
+        "CORPUSMAP_HOME": str(home),
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": "",
+    }
+    log_path = ARTIFACTS / "e2e" / "streamlit.log"
+    with streamlit_server(env, log_path) as url:
+        yield {"url": url, "home": home, "log": log_path}
+
+
+@contextmanager
+def chromium(downloads: Path, *, performance_log: bool = False) -> Iterator[Any]:
+    """Headless Chromium saving downloads to ``downloads``; ``performance_log``: it also logs
+    the DevTools network events (every WebSocket message the page receives)."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip("Debian's chromium and chromium-driver are not installed (make system-deps)")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
-    downloads = tmp_path_factory.mktemp("downloads")
     options = Options()
     options.binary_location = CHROMIUM
     for flag in CHROME_FLAGS:
@@ -115,6 +129,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
             "safebrowsing.enabled": False,
         },
     )
+    if performance_log:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    (ARTIFACTS / "e2e").mkdir(parents=True, exist_ok=True)
     service = Service(CHROMEDRIVER, log_output=str(ARTIFACTS / "e2e" / "chromedriver.log"))
     driver = webdriver.Chrome(service=service, options=options)
     driver.execute_cdp_cmd(
@@ -126,3 +143,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     finally:
         driver.quit()
         shutil.rmtree(downloads, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with chromium(tmp_path_factory.mktemp("downloads")) as driver:
+        yield driver
