@@ -21,6 +21,7 @@ import re
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -44,6 +45,7 @@ from tests.ui.team_data import (
     BOB,
     BOB_CORPUS,
     CAROL,
+    PASSWORD,
     SECRET,
     build_team_db,
 )
@@ -375,3 +377,74 @@ def test_carol_the_viewer_reads_and_exports_but_changes_nothing(team_server, bro
     assert events[0].object_id == data.alice_run and events[0].detail["format"] == "csv"
     time.sleep(0.5)
     sign_out(browser, url)
+
+
+@pytest.fixture(scope="module")
+def builtin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    home = tmp_path_factory.mktemp("e2e_builtin")
+    data = build_team_db(home, passwords=True)
+    env = {
+        **os.environ,
+        "CORPUSMAP_DATABASE_URL": data.url,
+        "CORPUSMAP_HOME": str(home),
+        "CORPUSMAP_TEAM": "1",
+        "CORPUSMAP_SIGN_IN": "builtin",
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": "",
+    }
+    log = ARTIFACTS / "e2e" / "streamlit_builtin.log"
+    with streamlit_server(env, log) as url:
+        yield {"url": url, "data": data, "log": log, "home": home}
+
+
+def type_into(driver: WebDriver, label: str, text: str) -> None:
+    xpath = (
+        "//div[@data-testid='stTextInput' and "
+        f".//label[normalize-space(.)={json.dumps(label)}]]//input"
+    )
+    field = wait_for(driver, lambda d: d.find_elements(By.XPATH, xpath), 30, f"no {label!r}")[0]
+    field.clear()
+    field.send_keys(text)
+
+
+def test_a_built_in_password_never_reaches_the_page_the_log_or_the_database(
+    builtin_server, browser
+) -> None:
+    url = builtin_server["url"]
+    wrong = "Wrong-Secret-Pass-9"
+    browser.get(url)
+    wait_for(browser, lambda d: d.find_elements(By.XPATH, "//h1[normalize-space(.)='Sign in']"))
+    settle(browser)
+    received(browser)
+    password_field = browser.find_element(
+        By.XPATH, "//div[@data-testid='stTextInput' and .//label[normalize-space(.)='Password']]"
+    ).find_element(By.TAG_NAME, "input")
+    assert password_field.get_attribute("type") == "password"
+
+    type_into(browser, "Username", ALICE)
+    type_into(browser, "Password", wrong)
+    click_button(browser, "Sign in")
+    wait_text(browser, "wrong user name or password")
+    settle(browser)
+    assert password_field.get_attribute("value") == "", "the form is cleared after a try"
+    assert wrong not in browser.page_source
+    assert wrong.encode() not in received(browser)
+    screenshot(browser, "team_builtin_wrong_password")
+
+    type_into(browser, "Username", ALICE)
+    type_into(browser, "Password", PASSWORD)
+    click_button(browser, "Sign in")
+    wait_text(browser, f"Signed in as\n{ALICE}", 60)
+    settle(browser)
+    assert PASSWORD not in browser.page_source
+    assert PASSWORD.encode() not in received(browser)
+    click_button(browser, "Sign out")
+    wait_for(browser, lambda d: d.find_elements(By.XPATH, "//h1[normalize-space(.)='Sign in']"))
+
+    home: Path = builtin_server["home"]
+    stored = b"".join(p.read_bytes() for p in home.glob("team.db*"))
+    logged = builtin_server["log"].read_bytes()
+    for secret in (wrong, PASSWORD):
+        assert secret.encode() not in stored, f"{secret!r} is in the database"
+        assert secret.encode() not in logged, f"{secret!r} is in the server's log"
+    assert b"failed sign-in" in logged, "the log records the failure (without the password)"

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from corpusmap import accounts, workspace
@@ -123,6 +124,29 @@ def test_single_user_mode_on_loopback_has_no_sign_in(app_db: Path) -> None:
     assert titles(at)[0] == "Corpus"
     assert "Sign out" not in buttons(at)
     assert at.file_uploader, "the upload box is there, as before team mode"
+
+
+def test_an_unsafe_server_is_refused_with_the_reason_and_nothing_else(
+    app_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Single-user mode (no sign-in) listening beyond this machine, not asked for.
+    address = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0")
+    try:
+        at = open_app()
+    finally:
+        config.set_option("server.address", address)
+    assert not titles(at) and not at.sidebar.selectbox and not at.button
+    assert [e.value for e in at.error][0].startswith(
+        "corpusmap is in single-user mode (no sign-in) and would listen on 0.0.0.0"
+    )
+    # Team mode with no way to sign in.
+    monkeypatch.setenv("CORPUSMAP_TEAM", "1")
+    at = open_app()
+    assert not titles(at) and not at.button
+    assert [e.value for e in at.error][0].startswith(
+        "team mode is on but no way to sign in is configured"
+    )
 
 
 def test_nothing_renders_before_a_sign_in_and_a_wrong_password_is_refused(team_env) -> None:
