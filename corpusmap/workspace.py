@@ -12,6 +12,7 @@ import pandas as pd
 from corpusmap.export import table_bytes
 from storage import Store
 from storage.access import ROLES
+from storage.errors import ForbiddenError, QuotaError
 from storage.team import MemberInfo, Usage
 
 __all__ = [
@@ -51,6 +52,16 @@ def set_limits(
 
 def usage(store: Store) -> Usage:
     return store.usage()
+
+
+def run_limit_refusal(store: Store, planned_llm_calls: int) -> str | None:
+    """Why the workspace's limits refuse a run planning these calls (the check ``workflow``
+    makes again when it starts), or None: shown before Start, which stays disabled."""
+    try:
+        store.check_run_limits(planned_llm_calls)
+    except (QuotaError, ForbiddenError) as err:
+        return str(err)
+    return None
 
 
 def usage_line(usage: Usage) -> str:

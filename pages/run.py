@@ -3,7 +3,7 @@ with its progress read from the store (it goes on if this tab is closed)."""
 
 import streamlit as st
 
-from corpusmap import labelers, modes, plan, views
+from corpusmap import labelers, modes, plan, views, workspace
 from corpusmap.estimate import estimate_llm
 from corpusmap.runs import (
     DEFAULT_EMBEDDING_MODEL,
@@ -216,6 +216,7 @@ needs_llm = (
 )
 for sentence in needs_llm:
     st.error(f"Cannot start the run: {sentence}", icon=":material/error:")
+planned_calls = 0
 if (
     request is not None
     and kind == labelers.LLM
@@ -223,6 +224,7 @@ if (
 ):
     with user_errors("Cannot plan the run"):
         llm_plan = data.mode_plan(request, len(store.list_runs(corpus.id)), llm_settings)
+        planned_calls = int(llm_plan.get("calls", 0))
         names = (
             f"{MODE_TITLES[mode]} names its clusters itself"
             if mode != "cluster"
@@ -246,6 +248,7 @@ if request is not None and kind == labelers.LLM and mode == "cluster":
         else f"about {estimate.calls} ({estimate.clusters_low}–{estimate.clusters_high})"
     )
     cost = "unknown price" if estimate.cost_usd is None else f"about ${estimate.cost_usd:.3f}"
+    planned_calls = estimate.calls
     st.info(
         f"Estimate: {n_calls} LLM calls, one per cluster; about {estimate.prompt_tokens:,} prompt and "
         f"{estimate.completion_tokens:,} completion tokens; {cost}. Repeated calls are answered from the cache.",
@@ -264,11 +267,16 @@ elif kind == labelers.KEYWORDS:
         f"No LLM: {MODE_TITLES[mode].lower()} runs on embeddings alone and names clusters by their keywords."
     )
 
+# The workspace's storage quota and daily LLM calls (team mode), checked again when it starts.
+over_limits = workspace.run_limit_refusal(store, planned_calls) if request is not None else None
+if over_limits:
+    st.error(f"Cannot start the run: {over_limits}", icon=":material/error:")
+
 if st.button(
     "Start run",
     type="primary",
     icon=":material/play_arrow:",
-    disabled=steering.invalid or request is None or bool(needs_llm),
+    disabled=steering.invalid or request is None or bool(needs_llm) or bool(over_limits),
 ):
     with user_errors("Cannot start the run"):
         job = registry.start(

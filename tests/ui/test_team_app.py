@@ -270,6 +270,24 @@ def test_an_editor_runs_but_does_not_delete(team_env) -> None:
     assert "Start run" in buttons(at)
 
 
+def test_a_workspace_over_its_quota_cannot_start_a_run(team_env) -> None:
+    """The limits are checked before Start, with the sentence that says what to do, and Start
+    stays disabled (the workflow checks again when a run starts)."""
+    store = Store.open(team_env.url)
+    store.set_limits(storage_quota_mb=0.000001, llm_calls_per_day=None, workspace="B")
+    try:
+        at = signed_in(ERIN, "run")
+        errors = [e.value for e in at.error]
+        assert any("storage quota" in e and "ask an admin" in e for e in errors), errors
+        start = next(b for b in at.button if b.label == "Start run")
+        assert start.disabled
+    finally:
+        store.set_limits(storage_quota_mb=None, llm_calls_per_day=None, workspace="B")
+        store.close()
+    at = signed_in(ERIN, "run")
+    assert not next(b for b in at.button if b.label == "Start run").disabled
+
+
 def test_a_forced_call_is_refused_by_the_scoped_store(team_env) -> None:
     """The buttons are hidden, but a page that called the service anyway would be refused: a
     script acting as carol (as the gate leaves her in the session) deletes alice's corpus."""
