@@ -9,23 +9,20 @@ server. They act as nobody, so their lines in the audit trail name the actor ``l
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
 
 from corpusmap import accounts, service
 from corpusmap.cli_common import db_option, handle_errors, open_store
 from corpusmap.errors import CorpusmapError
-from corpusmap.export import neutralise_cell
+from corpusmap.workspace import audit_bytes
 from storage import Store
 from storage.access import LOCAL_ACTOR, ROLES, Access
-from storage.team import AuditEvent, WorkspaceInfo
+from storage.team import WorkspaceInfo
 
-AUDIT_COLUMNS = ("at", "workspace", "actor", "action", "object_kind", "object_id", "detail")
 NO_LIMIT = "none"
 
 
@@ -287,39 +284,12 @@ def workspaces_audit(
     signed in, and changed members or limits. CSV cells that a spreadsheet would run as a
     formula start with an apostrophe."""
     store = Store.open(db)
-    ws = store.get_workspace(workspace)
-    events = store.scoped(_as_operator(ws)).audit_events(limit)
+    trail = audit_bytes(store.scoped(_as_operator(store.get_workspace(workspace))), fmt, limit)
     if out is None:
-        _write_audit(events, ws.name, fmt, sys.stdout)
+        click.echo(trail.decode("utf-8"), nl=False)
         return
-    with Path(out).open("w", encoding="utf-8", newline="") as handle:
-        _write_audit(events, ws.name, fmt, handle)
-    click.echo(f"wrote {out} ({len(events):,} events)", err=True)
-
-
-def _write_audit(events: list[AuditEvent], workspace: str, fmt: str, handle: IO[str]) -> None:
-    rows: list[dict[str, Any]] = [
-        {
-            "at": e.at.isoformat(timespec="seconds"),
-            "workspace": workspace,
-            "actor": e.actor,
-            "action": e.action,
-            "object_kind": e.object_kind,
-            "object_id": e.object_id,
-            "detail": e.detail,
-        }
-        for e in events
-    ]
-    if fmt == "jsonl":
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        return
-    # A user names their own corpora and runs, which the trail repeats (CSV injection, OWASP).
-    writer = csv.DictWriter(handle, fieldnames=AUDIT_COLUMNS)
-    writer.writeheader()
-    for row in rows:
-        row["detail"] = json.dumps(row["detail"], ensure_ascii=False, sort_keys=True, default=str)
-        writer.writerow({k: neutralise_cell(v) for k, v in row.items()})
+    Path(out).write_bytes(trail)
+    click.echo(f"wrote {out}", err=True)
 
 
 # --- deletion, as the user named --------------------------------------------------------------

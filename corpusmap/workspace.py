@@ -7,6 +7,9 @@ only admins change members and limits or read the trail; anyone may record their
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pandas as pd
 
 from corpusmap.export import table_bytes
@@ -17,7 +20,8 @@ from storage.team import MemberInfo, Usage
 
 __all__ = [
     "ROLES",
-    "audit_csv",
+    "audit_bytes",
+    "audit_records",
     "audit_table",
     "members",
     "record_export",
@@ -27,7 +31,8 @@ __all__ = [
     "usage",
     "usage_line",
 ]
-AUDIT_COLUMNS = ("when (UTC)", "who", "action", "object", "id", "detail")
+AUDIT_COLUMNS = ("at", "workspace", "actor", "action", "object_kind", "object_id", "detail")
+"""Columns of the audit trail's table and CSV (``at``: UTC)."""
 
 
 def members(store: Store) -> list[MemberInfo]:
@@ -84,23 +89,39 @@ def record_export(store: Store, run_id: int, fmt: str, what: str = "labeled corp
     store.record_audit("export", "run", run_id, format=fmt, what=what)
 
 
-def audit_table(store: Store, limit: int | None = None) -> pd.DataFrame:
-    """The workspace's audit trail, newest first (admins only: the store checks)."""
-    events = store.audit_events(limit)
-    return pd.DataFrame(
+def audit_records(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
+    """The workspace's audit trail, newest first, one plain dict per event (admins only: the
+    store checks). The one shape the Team page, its CSV and the CLI's CSV and JSONL share."""
+    name = store.access.workspace if store.access is not None else ""
+    return [
         {
-            AUDIT_COLUMNS[0]: [e.at.strftime("%Y-%m-%d %H:%M:%S") for e in events],
-            AUDIT_COLUMNS[1]: [e.actor for e in events],
-            AUDIT_COLUMNS[2]: [e.action for e in events],
-            AUDIT_COLUMNS[3]: [e.object_kind for e in events],
-            AUDIT_COLUMNS[4]: [e.object_id for e in events],
-            AUDIT_COLUMNS[5]: [", ".join(f"{k}={v}" for k, v in e.detail.items()) for e in events],
-        },
-        columns=list(AUDIT_COLUMNS),
-    )
+            "at": e.at.isoformat(sep=" ", timespec="seconds"),
+            "workspace": name,
+            "actor": e.actor,
+            "action": e.action,
+            "object_kind": e.object_kind,
+            "object_id": e.object_id,
+            "detail": e.detail,
+        }
+        for e in store.audit_events(limit)
+    ]
 
 
-def audit_csv(store: Store) -> bytes:
-    """The whole trail as CSV, every cell neutralised against spreadsheet formulas (a username
-    or a corpus name such as ``=HYPERLINK(...)`` must not run when an admin opens the file)."""
-    return table_bytes(audit_table(store), "csv")
+def audit_table(store: Store, limit: int | None = None) -> pd.DataFrame:
+    """``audit_records`` as a table, each event's detail as sorted JSON."""
+    records = audit_records(store, limit)
+    for record in records:
+        record["detail"] = json.dumps(record["detail"], ensure_ascii=False, sort_keys=True)
+    return pd.DataFrame(records, columns=list(AUDIT_COLUMNS)).astype({"object_id": "Int64"})
+
+
+def audit_bytes(store: Store, fmt: str = "csv", limit: int | None = None) -> bytes:
+    """The trail as CSV, every cell neutralised against spreadsheet formulas (a username or a
+    workspace such as ``=HYPERLINK(...)`` must not run when an admin opens the file), or as
+    JSONL, exactly as stored."""
+    if fmt == "jsonl":
+        lines = (
+            json.dumps(r, ensure_ascii=False, default=str) for r in audit_records(store, limit)
+        )
+        return "".join(f"{line}\n" for line in lines).encode("utf-8")
+    return table_bytes(audit_table(store, limit), "csv")

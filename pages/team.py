@@ -113,7 +113,7 @@ st.caption(f"The latest {min(len(trail), AUDIT_SHOWN):,} events, newest first.")
 st.dataframe(trail, hide_index=True)
 st.download_button(
     "Audit trail (CSV)",
-    data=lambda: workspace.audit_csv(store),
+    data=lambda: workspace.audit_bytes(store, "csv"),
     file_name="corpusmap_audit.csv",
     mime="text/csv",
     icon=":material/download:",

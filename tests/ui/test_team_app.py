@@ -428,9 +428,9 @@ def test_the_audit_csv_cannot_run_a_formula_in_a_spreadsheet(team: TeamData) -> 
     store.add_user(evil)
     workspace.set_member(alice, evil, "viewer")
     workspace.record_export(store.scoped(store.access_for(evil, "A")), team.alice_run, "csv")
-    rows = list(csv.reader(io.StringIO(workspace.audit_csv(alice).decode("utf-8"))))
+    rows = list(csv.reader(io.StringIO(workspace.audit_bytes(alice, "csv").decode("utf-8"))))
     assert rows[0] == list(workspace.AUDIT_COLUMNS)
-    assert rows[1][1:5] == ["'" + evil, "export", "run", str(team.alice_run)]
+    assert rows[1][1:6] == ["A", "'" + evil, "export", "run", str(team.alice_run)]
     for row in rows:
         for cell in row:
             assert not cell.startswith(("=", "+", "-", "@")), row
