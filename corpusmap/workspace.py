@@ -69,12 +69,19 @@ def run_limit_refusal(store: Store, planned_llm_calls: int) -> str | None:
     return None
 
 
+def megabytes(value: float) -> str:
+    """1.2, 500, 0.0034: small amounts keep two significant digits instead of reading 0.0."""
+    if value == 0 or value >= 10:
+        return f"{value:,.0f}"
+    return f"{value:.2g}" if value < 0.1 else f"{value:,.1f}"
+
+
 def usage_line(usage: Usage) -> str:
     """``Storage 1.2 of 500 MB · LLM calls today 40 of 1,000`` (limits left out when none)."""
     storage = (
-        f"Storage {usage.storage_mb:,.1f} of {usage.storage_quota_mb:,.0f} MB"
+        f"Storage {megabytes(usage.storage_mb)} of {megabytes(usage.storage_quota_mb)} MB"
         if usage.storage_quota_mb is not None
-        else f"Storage {usage.storage_mb:,.1f} MB (no quota)"
+        else f"Storage {megabytes(usage.storage_mb)} MB (no quota)"
     )
     calls = (
         f"LLM calls today {usage.llm_calls_today:,} of {usage.llm_calls_per_day:,}"
