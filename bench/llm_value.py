@@ -247,10 +247,12 @@ def run_corpus(name: str, grid: dict[str, Any], workdir: Path) -> dict[str, Any]
     print(f"{name}: {len(corpus.texts)} texts, K={k}", flush=True)
 
     baselines = {}
-    for mode in MODES:
+    modes = grid.get("modes", MODES)
+    extras = set(modes) == set(MODES)  # guard on/off and the labeler: with every mode only
+    for mode in modes:
         baselines[mode] = run_one(store, path, mode, 0, config, None)
         print(f"  {mode} no LLM: NMI {baselines[mode]['nmi']:.3f}", flush=True)
-    cluster_run = _latest_run(store, "cluster")
+    cluster_run = _latest_run(store, "cluster") if extras else 0
     needed = keyphrase_calls_needed(len(corpus.texts))
     runs: list[dict[str, Any]] = []
     guard: list[dict[str, Any]] = []
@@ -260,7 +262,7 @@ def run_corpus(name: str, grid: dict[str, Any], workdir: Path) -> dict[str, Any]
         with SimulatedJudge(
             corpus.texts, corpus.labels, vectors, p, random_state=JUDGE_SEED, embed=embedder.embed
         ) as judge:
-            for mode in MODES:
+            for mode in modes:
                 last: dict[str, Any] | None = None
                 for budget in grid["budgets"]:
                     if budget == 0:
@@ -284,6 +286,8 @@ def run_corpus(name: str, grid: dict[str, Any], workdir: Path) -> dict[str, Any]
                         f"({row['gain_nmi']:+.3f}) ACC {row['acc']:.3f} calls {row['calls']}",
                         flush=True,
                     )
+            if not extras:
+                continue
             spent = max(r["calls"] for r in runs if r.get("mode") == "classify" and r.get("p") == p)
             covered = 0
             for budget in (b for b in grid["budgets"] if b):
@@ -332,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, help="texts per corpus")
     parser.add_argument("--p", type=float, nargs="+", help="judge accuracies")
     parser.add_argument("--budgets", type=int, nargs="+", help="call budgets (0 is added)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, help="only these modes")
     parser.add_argument("--report", action="store_true", help="rewrite the .md from the .json")
     parser.add_argument("--stem", help="results file name (default llm_value[.quick])")
     parser.add_argument(
@@ -353,6 +358,8 @@ def main(argv: list[str] | None = None) -> None:
         grid["p"] = tuple(args.p)
     if args.budgets:
         grid["budgets"] = tuple(sorted({0, *args.budgets}))
+    if args.modes:
+        grid["modes"] = tuple(args.modes)
     report: dict[str, Any] = {"machine": machine(), "quick": args.quick, "grid": grid}
     report["corpora"] = []
     with tempfile.TemporaryDirectory(prefix="corpusmap-llm-value-") as tmp:
