@@ -236,8 +236,15 @@ def commit(
 
     n_reps = stored_request(run).pipeline.n_representatives or N_REPRESENTATIVES
     goal = run.goal or None
+    # The run's own encoder, as the run named its clusters with it (and measures faithfulness).
+    embedder = service.run_embedder(run)
     summaries = summarize_clusters(
-        state.texts, vectors, Assignment(labels, probabilities), goal=goal, n_representatives=n_reps
+        state.texts,
+        vectors,
+        Assignment(labels, probabilities),
+        goal=goal,
+        n_representatives=n_reps,
+        embedder=embedder,
     )
     keyword_run = run.labeler == KEYWORDS
     named = _named(summaries, state.leaves, changed, keyword_run)
@@ -300,7 +307,7 @@ def commit(
         )
         for s in summaries
     ]
-    faith = explanation_faithfulness(vectors, labels, cluster_labels, service.run_embedder(run))
+    faith = explanation_faithfulness(vectors, labels, cluster_labels, embedder)
     leaf_rows = [
         _cluster_dict(
             run.id,

@@ -348,7 +348,9 @@ def relabel(
     assignment = Assignment(
         assignments["cluster_id"].to_numpy(np.int64), assignments["probability"].to_numpy()
     )
-    summaries = summarize_clusters(texts, vectors, assignment, goal=run.goal or None)
+    summaries = summarize_clusters(
+        texts, vectors, assignment, goal=run.goal or None, embedder=embedder
+    )
     wanted = set(cluster_ids) if cluster_ids is not None else None
     todo = [s for s in summaries if wanted is None or s.cluster_id in wanted]
     labels = list(labeler.label(todo))

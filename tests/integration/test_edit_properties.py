@@ -183,7 +183,11 @@ def fresh_equals_stored(
 
     # Sizes, keywords, representatives, nearest clusters.
     summaries = summarize_clusters(
-        texts, vectors, Assignment(labels, probabilities), goal=run.goal or None
+        texts,
+        vectors,
+        Assignment(labels, probabilities),
+        goal=run.goal or None,
+        embedder=service.run_embedder(run),  # the run names clusters with its own encoder
     )
     for s in summaries:
         c = leaves[s.cluster_id]
