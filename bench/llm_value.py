@@ -1,6 +1,7 @@
 """What the LLM modes are worth, measured with simulated judges of known accuracy (issue 18).
 
     python -m bench.llm_value [--quick] [--corpora NAME ...] [--n N] [--p P ...] [--budgets B ...]
+                              [--modes MODE ...] [--stem STEM] [--report [--merge STEM ...]]
 
 No capable model is reachable here, so ``bench.judge.SimulatedJudge`` answers corpusmap's own
 prompts from the gold labels of the texts in each prompt: right with probability ``p``, else
@@ -11,10 +12,12 @@ run goes through ``corpusmap.api.run``:
 - ``classify`` (label-then-classify), ``propose`` (propose/assign/select) and ``keyphrases``
   (the cluster mode with LLM keyphrase expansion; it needs one call per 16 texts, so smaller
   budgets cannot run it) at every budget, the budget-0 run of the same mode being the
-  baseline of its gain;
+  baseline of its gain; a larger budget for which the mode plans the same calls
+  (``corpusmap.plan.plan_llm``) reuses the smaller budget's run;
 - ``classify`` once more per (p, budget) with the guard off, in-process
   (``llm.classify.label_then_classify`` on the same vectors, no storage): what the guard is
-  worth;
+  worth; and keyphrase expansion in-process, clustered with the guard
+  (``llm.keyphrases.guard_expansion``) on and off and without expansion;
 - the LLM labeler on the clusters of the K-given cluster run, per p: the faithfulness of the
   LLM's explanations, of the keyword ones, and of what ``clustering.faithfulness.
   prefer_faithful`` shows, with how many clusters kept the keyword label.
@@ -22,7 +25,10 @@ run goes through ``corpusmap.api.run``:
 Pairwise hierarchy checks are not measured: they only choose the number of parents, and these
 corpora have no gold parents. Writes bench/results/llm_value.json, llm_value.md and
 llm_value.png (gain in NMI against judge calls, one line per p; matplotlib, the bench extra).
-``--quick`` writes llm_value.quick.* instead and never replaces the full results.
+``--quick`` writes llm_value.quick.* instead and never replaces the full results. ``--modes``
+runs only those modes (no guard or labeler rows); ``--stem`` names the files (one process per
+corpus, then ``--report --stem A --merge B`` joins them); ``<stem>.notes.md``, written by hand,
+goes into the report after its first paragraph.
 """
 
 from __future__ import annotations
