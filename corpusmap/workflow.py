@@ -266,8 +266,15 @@ class _Run:
 
             self.progress("label", 0.0, f"naming {len(summaries)} clusters")
             named = name_clusters(summaries, outcome, self.session.labeler, options)
-            choice = guard_llm_labels(
-                vectors, outcome.assignment.labels, named, summaries, self.encoder
+            # The guard judges names a labeler gave to clusters it did not make. A goal-driven
+            # mode's categories are the clusters themselves (its texts were assigned to those
+            # names), so they are never swapped for keywords, like the user's own categories.
+            choice = (
+                None
+                if outcome.labels
+                else guard_llm_labels(
+                    vectors, outcome.assignment.labels, named, summaries, self.encoder
+                )
             )
             labels = list(choice.labels) if choice is not None else named
             faith = explanation_faithfulness(
