@@ -47,6 +47,7 @@ from tests.ui.team_data import (
     CAROL,
     PASSWORD,
     SECRET,
+    WRITE_BUTTONS,
     build_team_db,
 )
 
@@ -66,22 +67,6 @@ PAGES = {
 """Every page by its address (the Corpus page is the root)."""
 MISSING = 987_654
 NO_RUN = "No finished run yet"
-WRITE_BUTTONS = (
-    "Store and use this corpus",
-    "Start run",
-    "Undo",
-    "Redo",
-    "Save",
-    "Merge",
-    "Split",
-    "Move selected",
-    "Add keyword rules",
-    "Build a hierarchy",
-    "Place the texts",
-    "Delete…",
-    "Add or change role",
-    "Save limits",
-)
 
 
 @pytest.fixture(scope="module")

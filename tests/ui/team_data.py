@@ -70,6 +70,28 @@ TOPICS = {
 }
 
 
+WRITE_BUTTONS = (
+    "Store and use this corpus",
+    "Start run",
+    "Undo",
+    "Redo",
+    "Save",
+    "Merge",
+    "Split",
+    "Move selected",
+    "Mark selected as outliers",
+    "Add keyword rules",
+    "Build a hierarchy",
+    "Place the texts",
+    "Save as a new run",
+    "Delete…",
+    "Add or change role",
+    "Remove…",
+    "Save limits",
+)
+"""Every button that writes: none may be shown to a viewer (nor Delete to an editor)."""
+
+
 @dataclass(frozen=True)
 class TeamData:
     url: str

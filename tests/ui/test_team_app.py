@@ -28,30 +28,11 @@ from tests.ui.team_data import (
     ERIN,
     PASSWORD,
     SECRET,
+    WRITE_BUTTONS,
     TeamData,
     build_team_db,
 )
 from ui import keys
-
-WRITE_BUTTONS = (
-    "Store and use this corpus",
-    "Start run",
-    "Undo",
-    "Redo",
-    "Save",
-    "Merge",
-    "Split",
-    "Move selected",
-    "Mark selected as outliers",
-    "Add keyword rules",
-    "Build a hierarchy",
-    "Place the texts",
-    "Save as a new run",
-    "Delete…",
-    "Add or change role",
-    "Remove…",
-    "Save limits",
-)
 
 
 @pytest.fixture(scope="module")
