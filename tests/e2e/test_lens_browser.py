@@ -118,14 +118,18 @@ def test_colour_filter_download_time_and_add_texts(
     go_to(driver, "Context")
     choose(driver, "Colour by", "channel")
     wait_text(driver, "coloured by channel (categorical)")
+    # Read in one script call: plotly redraws the legend, and an element found in one call can
+    # be gone by the next (a stale element).
+    legend_script = (
+        "return [...document.querySelectorAll('.js-plotly-plot .legendtext')]"
+        ".map(e => e.textContent)"
+    )
     wait_for(
         driver,
-        lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .legendtext"),
+        lambda d: {"app", "web", "phone"} <= set(d.execute_script(legend_script)),
         30,
-        "no legend",
+        "no legend with the channels",
     )
-    legend = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .legendtext")}
-    assert {"app", "web", "phone"} <= legend
     screenshot(driver, "context_map_by_channel")
 
     open_tab(driver, "Over time")
