@@ -7,7 +7,7 @@ import copy
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -42,7 +42,7 @@ class StoreBase:
     def close(self) -> None:
         self.engine.dispose()
 
-    def scoped(self, access: Access | None) -> Any:
+    def scoped(self, access: Access | None) -> Self:
         """This store acting for ``access`` (same engine); None: single-user mode."""
         clone = copy.copy(self)
         clone.access = access
