@@ -98,7 +98,8 @@ def signed_in_user(team: TeamSettings, store: Store) -> UserInfo | None:
     if team.sign_in == "oidc":
         if not st.user.is_logged_in:
             return None
-        username = str(st.user.get("email") or st.user.get("sub") or "")
+        # Stored as ``accounts.identity_user`` stores it (an e-mail in lower case).
+        username = accounts.identity_name(str(st.user.get("email") or st.user.get("sub") or ""))
         # One sign-in with the provider is one identity cookie, read by every browser session
         # (each tab, each reload): it is recorded once, then the account is only read again.
         issued = st.user.get("iat") or st.session_state.setdefault(
