@@ -18,7 +18,7 @@ import click
 from corpusmap import accounts, service
 from corpusmap.cli_common import db_option, handle_errors, open_store
 from corpusmap.errors import CorpusmapError
-from corpusmap.workspace import audit_bytes
+from corpusmap.workspace import audit_bytes, usage_line
 from storage import Store
 from storage.access import LOCAL_ACTOR, ROLES, Access
 from storage.team import WorkspaceInfo
@@ -197,10 +197,6 @@ def workspaces_create(
     click.echo(f"created workspace {ws.name!r} (#{ws.id})")
 
 
-def _of(used: float, limit: float | None, unit: str) -> str:
-    return f"{used:,.1f} {unit}" if limit is None else f"{used:,.1f} of {limit:,.1f} {unit}"
-
-
 @workspaces.command("list")
 @db_option
 @handle_errors
@@ -210,15 +206,7 @@ def workspaces_list(db: str | None) -> None:
     for ws in store.list_workspaces():
         usage = store.scoped(_as_operator(ws)).usage()
         members = store.members(workspace=ws.name)
-        calls = (
-            f"{usage.llm_calls_today:,}"
-            if usage.llm_calls_per_day is None
-            else f"{usage.llm_calls_today:,} of {usage.llm_calls_per_day:,}"
-        )
-        click.echo(
-            f"#{ws.id:<4} {ws.name:<24} {len(members)} members  storage "
-            f"{_of(usage.storage_mb, usage.storage_quota_mb, 'MB')}  LLM calls today {calls}"
-        )
+        click.echo(f"#{ws.id:<4} {ws.name:<24} {len(members)} members  {usage_line(usage)}")
 
 
 @workspaces.command("add-member")
