@@ -190,7 +190,9 @@ def test_workspaces_members_limits_and_usage(tmp_path, single_user):
     assert store.get_workspace("support").llm_calls_per_day is None
     listed = ok(cli(db, "workspaces", "list")).output.splitlines()
     assert listed[0].split()[:3] == ["#1", "Default", "0"]
-    assert "support" in listed[1] and "1 members" in listed[1] and "Storage 0 of 5.0 MB" in listed[1]
+    assert (
+        "support" in listed[1] and "1 members" in listed[1] and "Storage 0 of 5.0 MB" in listed[1]
+    )
 
 
 def test_the_audit_trail_exports_with_spreadsheet_formulas_defused(tmp_path, single_user):
