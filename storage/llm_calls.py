@@ -27,9 +27,8 @@ class LLMCallStore(StoreBase):
             query = select(LLMCallRow).where(
                 LLMCallRow.cache_key == cache_key, LLMCallRow.status == "ok"
             )
-            if self.access is not None:
-                # A reply is reused only within the workspace whose texts it was about.
-                query = query.where(LLMCallRow.workspace_id == self.access.workspace_id)
+            # A reply is reused only within the workspace whose texts it was about.
+            query = self._in_workspace(query, LLMCallRow.workspace_id)
             row = session.scalars(query.order_by(LLMCallRow.id.desc()).limit(1)).first()
             return _llm_record(row) if row else None
 
@@ -73,7 +72,7 @@ class LLMCallStore(StoreBase):
         with self._tx() as session:
             query = select(LLMCallRow).order_by(LLMCallRow.id)
             if run_id is not None:
-                query = query.where(LLMCallRow.run_id == run_id)
-            elif self.access is not None:
-                query = query.where(LLMCallRow.workspace_id == self.access.workspace_id)
+                query = query.where(LLMCallRow.run_id == run_id)  # its workspace: guarded
+            else:
+                query = self._in_workspace(query, LLMCallRow.workspace_id)
             return [_llm_record(r) for r in session.scalars(query).all()]

@@ -91,10 +91,7 @@ class Store(ClusterStore, RunStateStore, LLMCallStore, EmbeddingStore, TeamStore
 
     def _corpora(self) -> Select[Any]:
         """The corpora the caller may see: its workspace's, or all in single-user mode."""
-        query = select(CorpusRow)
-        if self.access is not None:
-            query = query.where(CorpusRow.workspace_id == self.access.workspace_id)
-        return query
+        return self._in_workspace(select(CorpusRow), CorpusRow.workspace_id)
 
     @workspace_wide("edit")
     def add_corpus(self, corpus: Corpus, *, reuse: bool = True) -> CorpusInfo:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Self
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session
 
 from storage.access import (
@@ -60,6 +60,13 @@ class StoreBase:
     @property
     def actor(self) -> str:
         return self.access.username if self.access else LOCAL_ACTOR
+
+    def _in_workspace(self, query: Select[Any], column: Any) -> Select[Any]:
+        """``query`` kept to the caller's workspace (``column`` holds the workspace id); as it
+        is in single-user mode."""
+        if self.access is None:
+            return query
+        return query.where(column == self.access.workspace_id)
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:

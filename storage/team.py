@@ -29,6 +29,7 @@ from storage.models import (
     utcnow,
 )
 from storage.session import StoreBase
+from storage.users import user_id_of
 
 MB = 1_000_000
 
@@ -284,7 +285,7 @@ class TeamStore(StoreBase):
         _check_role(role)
         with self._tx() as session:
             workspace_id = self._target_workspace(workspace)
-            user_id = session.scalar(select(UserRow.id).where(UserRow.username == username))
+            user_id = user_id_of(session, username)
             if user_id is None:
                 raise NotFoundError(
                     f"no user {username!r}: the server's operator adds users with "
@@ -311,7 +312,7 @@ class TeamStore(StoreBase):
     def remove_member(self, username: str, *, workspace: str | None = None) -> None:
         with self._tx() as session:
             workspace_id = self._target_workspace(workspace)
-            user_id = session.scalar(select(UserRow.id).where(UserRow.username == username))
+            user_id = user_id_of(session, username)
             row = session.get(MembershipRow, (workspace_id, user_id)) if user_id else None
             if row is None:
                 raise NotFoundError(f"{username!r} is not a member of this workspace")
@@ -337,7 +338,7 @@ class TeamStore(StoreBase):
                 select(func.count()).where(MembershipRow.workspace_id == DEFAULT_WORKSPACE_ID)
             ):
                 return False
-            user_id = session.scalar(select(UserRow.id).where(UserRow.username == username))
+            user_id = user_id_of(session, username)
             if user_id is None:
                 raise NotFoundError(f"no user {username!r}")
             session.add(
@@ -391,9 +392,8 @@ class TeamStore(StoreBase):
     @workspace_wide("admin")
     def audit_events(self, limit: int | None = None) -> list[AuditEvent]:
         """The caller's workspace's trail, newest first (the operator: every workspace's)."""
-        query = select(AuditRow).order_by(AuditRow.id.desc())
-        if self.access is not None:
-            query = query.where(AuditRow.workspace_id == self.access.workspace_id)
+        query = self._in_workspace(select(AuditRow), AuditRow.workspace_id)
+        query = query.order_by(AuditRow.id.desc())
         if limit is not None:
             query = query.limit(limit)
         with self._tx() as session:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from storage.access import unscoped
 from storage.errors import NotFoundError, StorageError
@@ -39,6 +40,11 @@ def _user(row: UserRow) -> UserInfo:
     )
 
 
+def user_id_of(session: Session, username: str) -> int | None:
+    """The id of the user named ``username``, or None."""
+    return session.scalar(select(UserRow.id).where(UserRow.username == username))
+
+
 class UserStore(StoreBase):
     """``Store``'s methods for users, sessions and sign-in attempts."""
 
@@ -52,7 +58,7 @@ class UserStore(StoreBase):
         if not username:
             raise StorageError("a user needs a name")
         with self._tx() as session:
-            if session.scalar(select(UserRow.id).where(UserRow.username == username)):
+            if user_id_of(session, username) is not None:
                 raise StorageError(f"user {username!r} exists already")
             row = UserRow(username=username, display_name=display_name, password_hash=password_hash)
             session.add(row)
@@ -106,7 +112,7 @@ class UserStore(StoreBase):
     @unscoped
     def add_auth_session(self, token_hash: str, username: str, expires_at: datetime) -> None:
         with self._tx() as session:
-            user_id = session.scalar(select(UserRow.id).where(UserRow.username == username))
+            user_id = user_id_of(session, username)
             if user_id is None:
                 raise NotFoundError(f"no user {username!r}")
             session.add(
