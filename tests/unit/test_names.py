@@ -122,3 +122,17 @@ def test_a_reader_finds_the_intent_from_its_name(shared_data, embedder) -> None:
     nearest = np.argmax(embedder.embed(names) @ centres.T, axis=1)
     top1 = float(np.mean(nearest == np.arange(len(ids))))
     assert top1 >= READER_FLOOR, (top1, names)
+
+
+def test_a_shared_head_word_needs_the_switch_and_a_word_of_its_own(monkeypatch) -> None:
+    import clustering.name_choice as name_choice
+
+    owner = {"card": 1, "declined": 1}
+    # Off (the default): a phrase holding another cluster's word is refused.
+    assert not name_choice.fits("card fee", [], 2, owner)
+    assert name_choice.fits("fee charged", [], 2, owner)
+    monkeypatch.setattr(name_choice, "SHARED_HEAD_WORDS", True)
+    assert name_choice.fits("card fee", [], 2, owner)
+    # Never a term made only of other clusters' words: the names would not differ by it.
+    assert not name_choice.fits("card", [], 2, owner)
+    assert not name_choice.fits("card declined", [], 2, owner)
