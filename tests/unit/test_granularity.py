@@ -19,6 +19,7 @@ from clustering.granularity import (
     merge_micro_clusters,
     nearest_centroid_labels,
     neighbor_agreement,
+    second_cut,
     ward_merges,
 )
 from clustering.pipeline import PipelineConfig, cluster_space, make_clusterer
@@ -212,3 +213,22 @@ def test_second_cut_finds_intents_inside_one_source_and_leaves_broad_sources_who
         assert len(np.unique(truth[labels == c])) == 1
     sentence = granularity_metrics(info)["granularity"]
     assert "1 of them was cut again" in sentence and "coarser grain of 3 clusters" in sentence
+
+
+def test_the_two_way_cut_splits_two_merged_topics_not_a_topic_with_sub_topics() -> None:
+    """``TWO_WAY_SHARE`` (measured, off by default): a first-cut cluster of two lobes (AG News's
+    Business + Sci/Tech) is cut in two; one of four lobes (a section and its sub-topics) is not,
+    and neither reaches the plain second cut's bar."""
+    rng = np.random.default_rng(0)
+    centres = [(0, 0), (0, 4), (25, -3), (25, 3), (22, 0), (28, 0), (12, 22)]
+    X = np.vstack([np.asarray(c) + 0.5 * rng.standard_normal((60, 2)) for c in centres])
+    micro = np.repeat(np.arange(7), 60)
+    first = np.repeat([0, 0, 2, 2, 2, 2, 6], 60)
+    scores = calinski_harabasz_path(ward_merges(X, first))
+    # Inner separation per point against the corpus's: two lobes 0.61, four lobes 0.47.
+    assert np.array_equal(second_cut(X, micro, first, scores, 3, two_way=None), first)
+    cut = second_cut(X, micro, first, scores, 3, two_way=0.25)
+    assert len(np.unique(cut[first == 0])) == 2
+    assert len(np.unique(cut[first == 2])) == 1
+    assert np.array_equal(cut[first != 0], first[first != 0])
+    assert np.array_equal(second_cut(X, micro, first, scores, 3, two_way=0.7), first)
