@@ -285,6 +285,19 @@ def write_report(results: list[dict[str, Any]]) -> None:
                 f"{np.mean([v['ari'] for v in vals]):.3f} | "
                 f"{np.mean([v['acc'] for v in vals]):.3f} |"
             )
+    external = [r["dataset"] for r in results if r["dataset"] in EXTERNAL]
+    if external:
+        lines += [
+            "",
+            "External corpora (not in ../shared/data; `bench.data` converts them from these "
+            "sources into ../bench-data): "
+            + "; ".join(
+                f"{name}: {EXTERNAL[name]['repository']} @ {EXTERNAL[name]['commit'][:10]}, "
+                f"{EXTERNAL[name]['path']}"
+                for name in external
+            )
+            + ".",
+        ]
     lines += ["", "| corpus | UMAP 5-d s (if computed) | peak RSS MB |", "|---|---:|---:|"]
     for r in results:
         umap_s = f"{r['umap_seconds']:.1f}" if r["umap_seconds"] else "cached"
