@@ -9,12 +9,13 @@ import json
 import numpy as np
 import pytest
 
-from clustering.hierarchy import leaf_partitions
+from clustering.cover import Candidate, similarity_z
+from clustering.hierarchy import KChoice, leaf_partitions
 from clustering.metrics import external_metrics
 from clustering.types import NOISE
 from llm import LLMSettings
 from llm.asker import CallBudget, JSONAsker, Question
-from llm.classify import ClassifyConfig, label_then_classify, plan_classify
+from llm.classify import ClassifyConfig, label_then_classify, plan_classify, refine_prototypes
 from llm.goal import GoalConfig, plan_goal, propose_assign_select
 from llm.goal_prompts import (
     GOAL_PROMPT_VERSION,
@@ -246,6 +247,26 @@ def test_classify_with_given_categories_and_no_llm_is_nearest_category(
     assert external_metrics(truth, result.assignment.labels)["acc"] > 0.6
 
 
+def test_prototypes_follow_the_answers_not_a_poor_category_name():
+    """Four noisy classes, each category's embedded name halfway between its class and the
+    next one, 5 answers per class: ``refine_prototypes`` must place the other 380 texts as
+    k-means would. With the name added to every prototype (before issue 18's small-budget
+    fix) 88% of them went to their class; the members' mean alone places 96%."""
+    rng = np.random.default_rng(0)
+    d, k, per = 32, 4, 100
+    centres = np.linalg.qr(rng.normal(size=(d, d)))[0][:k]
+    y = np.repeat(np.arange(k), per)
+    X = centres[y] + 0.3 * rng.normal(size=(k * per, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    names = centres + centres[(np.arange(k) + 1) % k]
+    categories = [Candidate(f"c{j}", "", names[j] / np.linalg.norm(names[j])) for j in range(k)]
+    answered = np.concatenate([np.flatnonzero(y == j)[:5] for j in range(k)])
+    answers = {int(i): int(y[i]) for i in answered}
+    Z = refine_prototypes(similarity_z(X, names), X, categories, answers)
+    rest = np.setdiff1d(np.arange(len(X)), answered)
+    assert float(np.mean(np.argmax(Z, axis=1)[rest] == y[rest])) >= 0.94
+
+
 def test_classify_keeps_embedding_answers_when_the_budget_is_tiny(ag_slice, ag_vectors, embedder):
     texts = [r["text"] for r in ag_slice]
     with ScriptedOpenAIServer(
@@ -279,3 +300,34 @@ def test_pairwise_checks_pick_the_granularity_the_oracle_agrees_with(
     )
     assert len(oracle_server.chat_requests) - before <= 4
     assert choice.method == "llm_pairs" and choice.k == 4
+
+
+def test_pairwise_checks_ask_about_every_boundary_when_the_budget_is_small(ag_slice, oracle_server):
+    """Seven nested candidates (6 boundaries), one call (5 pairs): the pairs are shared over
+    the boundaries, so the one that separates the 4 classes is asked about. Asking the first
+    boundaries in full left 4 to 8 parents tied, and the offline 8 was kept (20 Newsgroups:
+    issue 18)."""
+    texts = [r["text"] for r in ag_slice]
+    names = sorted({r["label"] for r in ag_slice})
+    leaf = np.array([2 * names.index(r["label"]) + (i % 2) for i, r in enumerate(ag_slice)])
+    partitions = {  # nested cuts of one tree over the 8 leaves (class c: leaves 2c, 2c + 1)
+        2: {c: c // 4 for c in range(8)},
+        3: {c: min(c // 2, 2) for c in range(8)},
+        4: {c: c // 2 for c in range(8)},  # the classes
+        5: {c: c if c < 2 else c // 2 + 2 for c in range(8)},
+        6: {c: c if c < 4 else c // 2 + 2 for c in range(8)},
+        7: {c: min(c, 6) for c in range(8)},
+        8: {c: c for c in range(8)},
+    }
+    before = len(oracle_server.chat_requests)
+    choice = choose_k_by_pairs(
+        texts,
+        leaf,
+        partitions,
+        asker_for(oracle_server, budget=1),
+        "topic",
+        max_calls=1,
+        fallback=KChoice(8, {}, "silhouette"),
+    )
+    assert len(oracle_server.chat_requests) - before == 1
+    assert choice.method == "llm_pairs" and choice.k == 4, choice.scores
