@@ -142,6 +142,7 @@ class SimulatedJudge:
         """Names and descriptions the judge wrote (lower case) → their class."""
         self.records: list[JudgeCall] = []
         self._lock = threading.Lock()
+        self._embed_lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((host, 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
@@ -249,7 +250,10 @@ class SimulatedJudge:
             return max(named, key=lambda c: len(human(c)))
         if self.embed is None:
             return None
-        vector = np.asarray(self.embed([f"{name}: {description}".strip(": ")]), np.float32)[0]
+        with self._embed_lock:  # requests come on several threads; an encoder need not be
+            # thread-safe (OpenVINO's infer request raised "Infer Request is busy")
+            vector = self.embed([f"{name}: {description}".strip(": ")])
+        vector = np.asarray(vector, np.float32)[0]
         return self.classes[int(np.argmax(self.centroids @ vector))]
 
     def _issue(self, c: str) -> dict[str, str]:
