@@ -1,5 +1,6 @@
 """Embedding throughput on this CPU: the raw fp32 forward pass against corpusmap's embed stage in
-each precision, on short titles and on 256-token texts (issue #13).
+each precision and runtime (torch, ONNX Runtime int8, OpenVINO), on short titles and on 256-token
+texts (issue #13).
 
     python -m bench.embed_speed            # 2,000 titles and 200 long posts
     python -m bench.embed_speed --quick    # 400 titles and 48 long posts, ~1 min on 2 cores
@@ -26,7 +27,9 @@ import numpy as np
 from bench.data import load_corpus
 
 RESULTS = Path(__file__).parent / "results"
-VARIANTS = ("fp32", "bf16", "int8", "auto")
+VARIANTS = ("fp32", "bf16", "int8", "openvino-fp32", "openvino-bf16", "auto")
+NOTES = "## Notes"
+"""Where the hand-written notes of a results file begin: a new run keeps them."""
 
 
 def texts_of(dataset: str, n: int, min_chars: int = 0) -> list[str]:
@@ -138,8 +141,11 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(table), flush=True)
         lines += table
     lines += [f'Chosen by `precision="auto"` on this machine: {reason}.', ""]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
+    out = Path(args.out)
+    old = out.read_text() if out.exists() else ""
+    notes = old[old.index(NOTES) :] if NOTES in old else ""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + ("\n" + notes if notes else ""))
     print(lines[-2])
 
 

@@ -56,6 +56,8 @@ PROGRESS_SECONDS = 2.0
 MIN_PROGRESS_STEP = 32
 """Fewest texts per step: smaller calls lose the batching of the forward pass (steps of 16
 titles ran the fp32 stage at half the raw forward pass's rate on a busy machine)."""
+EXPORTED_PRECISIONS = ("int8", "openvino-fp32", "openvino-bf16")
+"""Precisions that run the model exported to ONNX (``clustering.onnx_encoder``), not torch."""
 HOME_ENV = "CORPUSMAP_HOME"
 """The data folder (the same rule as ``storage.engine.data_home``, which clustering may not
 import): exported models and precision calibrations live in its ``models/``."""
@@ -169,7 +171,8 @@ class SentenceTransformerEmbedder:
 
     The model loads on first use, so constructing one is free. ``precision`` is ``auto`` (chosen
     by the hardware and a calibration cached in ``cache_dir``: ``clustering.precision``) or one
-    of ``fp32``, ``fp16``, ``bf16``, ``int8`` (ONNX Runtime, ``clustering.onnx_encoder``).
+    of ``fp32``, ``fp16``, ``bf16``, ``int8`` (ONNX Runtime), ``openvino-fp32``,
+    ``openvino-bf16`` (OpenVINO; both ``clustering.onnx_encoder``).
     After loading, ``precision`` and ``precision_reason`` say what was chosen and why.
     """
 
@@ -307,34 +310,48 @@ class SentenceTransformerEmbedder:
     def _build(
         self, choice: PrecisionChoice, source: str, device: str, fp32: Any = None
     ) -> tuple[Any, PrecisionChoice]:
-        """The encoder for ``choice``; int8 falls back to fp32 (saying why) where it cannot run."""
-        if choice.precision != "int8":
+        """The encoder for ``choice``. The exported ones (int8, OpenVINO) fall back to fp32,
+        saying why, where they cannot run."""
+        if choice.precision not in EXPORTED_PRECISIONS:
             return self._load_torch(source, device, choice.precision), choice
         fp32 = fp32 if fp32 is not None else self._load_torch(source, "cpu", "fp32")
         try:
-            return self._load_onnx(fp32, source), choice
+            return self._load_exported(choice.precision, fp32, source), choice
         except EmbedderError as err:
-            log.warning("int8 is not available, encoding in fp32: %s", err)
-            return fp32, PrecisionChoice("fp32", f"int8 was asked for but {err}")
+            log.warning("%s is not available, encoding in fp32: %s", choice.precision, err)
+            return fp32, PrecisionChoice("fp32", f"{choice.precision} was asked for but {err}")
 
-    def _load_onnx(self, fp32: Any, source: str) -> Any:
+    def _load_exported(self, precision: str, fp32: Any, source: str) -> Any:
+        """The int8 (ONNX Runtime) or OpenVINO encoder of the model exported to ONNX."""
         from clustering import onnx_encoder
 
-        why = onnx_encoder.onnx_unavailable(fp32)
+        openvino = precision in onnx_encoder.OPENVINO_PRECISIONS
+        why = (onnx_encoder.openvino_unavailable if openvino else onnx_encoder.onnx_unavailable)(
+            fp32
+        )
         if why:
             raise EmbedderError(why)
         import torch
 
         folder = onnx_encoder.model_folder(self.cache_dir, self._base_id, source)
         try:
-            path = onnx_encoder.export_int8(fp32, folder)
+            if openvino:
+                path = onnx_encoder.export_fp32(fp32, folder)
+            else:
+                path = onnx_encoder.export_int8(fp32, folder)
         except Exception as err:  # torch.onnx and onnxruntime raise many types
             raise EmbedderError(
                 f"exporting {self.model_id} to ONNX failed ({type(err).__name__}: {err})"
             ) from err
-        return onnx_encoder.OnnxEncoder(
-            path, fp32.tokenizer, int(fp32.max_seq_length or 256), torch.get_num_threads()
-        )
+        length, threads = int(fp32.max_seq_length or 256), torch.get_num_threads()
+        if not openvino:
+            return onnx_encoder.OnnxEncoder(path, fp32.tokenizer, length, threads)
+        try:
+            return onnx_encoder.OpenVinoEncoder(path, fp32.tokenizer, length, threads, precision)
+        except Exception as err:  # OpenVINO raises RuntimeError and its own types
+            raise EmbedderError(
+                f"OpenVINO cannot compile {self.model_id} ({type(err).__name__}: {err})"
+            ) from err
 
     def _calibrate(self, source: str, cpu: CpuInfo) -> tuple[Calibration | None, dict[str, Any]]:
         """The calibration of this machine and model (cached), and the encoders it loaded."""
@@ -347,7 +364,10 @@ class SentenceTransformerEmbedder:
         why_not_onnx = onnx_encoder.onnx_unavailable(fp32)
         if why_not_onnx:
             log.info("int8 (ONNX Runtime) is not a candidate: %s", why_not_onnx)
-        candidates = cpu_candidates(cpu, why_not_onnx is None)
+        why_not_openvino = onnx_encoder.openvino_unavailable(fp32)
+        if why_not_openvino:
+            log.info("OpenVINO is not a candidate: %s", why_not_openvino)
+        candidates = cpu_candidates(cpu, why_not_onnx is None, why_not_openvino is None)
         if len(candidates) == 1:
             return None, encoders
         versions = f"torch={torch.__version__}|threads={torch.get_num_threads()}"
@@ -355,6 +375,10 @@ class SentenceTransformerEmbedder:
             import onnxruntime
 
             versions += f"|ort={onnxruntime.__version__}"
+        if why_not_openvino is None:
+            import openvino
+
+            versions += f"|openvino={openvino.__version__}"
         store = CalibrationCache(self.cache_dir)
         key = store.key(cpu, self._base_id, versions)
         calibration = _CALIBRATIONS.get(key) or store.get(key)
@@ -363,8 +387,8 @@ class SentenceTransformerEmbedder:
             return calibration, encoders
         for candidate in candidates[1:]:
             try:
-                if candidate == "int8":
-                    encoders[candidate] = self._load_onnx(fp32, source)
+                if candidate in EXPORTED_PRECISIONS:
+                    encoders[candidate] = self._load_exported(candidate, fp32, source)
                 else:
                     encoders[candidate] = self._load_torch(source, "cpu", candidate)
             except EmbedderError as err:

@@ -13,6 +13,8 @@ on an AVX2-only AMD EPYC (Zen 3), where torch runs bf16 through a slow fallback,
 The decision is a pure function of a ``CpuInfo`` and a ``Calibration``, so tests feed it any CPU.
 
 Candidates measured on CPU (all-MiniLM-L6-v2, 2 cores; bench/results/embed_speed.md):
+- ``openvino-bf16`` / ``openvino-fp32``: OpenVINO on the model exported to ONNX; bf16 2.5-5x
+  torch's fp32 forward pass where bf16 is native, cosine 0.99998; fp32 1.4-2.3x, cosine 1.0.
 - ``int8``: ONNX Runtime, the model exported by torch.onnx and its MatMuls quantised to int8
   per channel with ``reduce_range`` (``clustering.onnx_encoder``): 2.5-4x fp32, cosine ~0.992.
 - ``bf16``: 1.3-2x fp32 where native, cosine ~0.9999; 2.5-5x slower than fp32 where not.
@@ -36,22 +38,30 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-"""What ``precision`` may ask for besides ``auto``. ``int8`` is ONNX Runtime's int8."""
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "openvino-fp32", "openvino-bf16")
+"""What ``precision`` may ask for besides ``auto``. ``int8`` is ONNX Runtime's int8; the
+``openvino-`` ones are OpenVINO's CPU plugin in that precision (``clustering.onnx_encoder``)."""
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 """/proc/cpuinfo flags of CPUs whose bf16 matmuls run in hardware (AVX512-BF16, AMX)."""
-MIN_COSINE = {"fp32": 1.0, "fp16": 0.999, "bf16": 0.999, "int8": 0.99}
+MIN_COSINE = {
+    "fp32": 1.0,
+    "fp16": 0.999,
+    "bf16": 0.999,
+    "int8": 0.99,
+    "openvino-fp32": 0.999,
+    "openvino-bf16": 0.999,
+}
 """Least mean cosine to fp32 at which calibration may choose a candidate: a rounding-only
 precision must be near-identical (0.999); int8 must keep 0.99, where clustering NMI stayed
 within 0.005 of fp32 (issue #13)."""
 MIN_SPEEDUP = 1.1
 """A candidate must beat fp32 by 10% in calibration: timings on a shared machine vary ~±10%."""
-CALIBRATION_VERSION = 5
+CALIBRATION_VERSION = 6
+"""Bump when the candidates or the calibration texts change: older measurements are redone."""
 WARM_UP_ROUNDS = 3
 """Untimed passes before calibration times: torch's first 2-3 calls on a new input shape ran
 10-30x slower than later ones (0.6-0.9 s against 0.02-0.4 s), which made fp32 look 8x slower
 than int8 with one warm-up pass."""
-"""Bump when the candidates or the calibration texts change: older measurements are redone."""
 
 _SHORT = [
     "How do I merge two dictionaries in a single expression?",
@@ -153,13 +163,20 @@ class PrecisionChoice:
     """One sentence: why this precision, with the measured figures where there are some."""
 
 
-def cpu_candidates(cpu: CpuInfo, onnx_available: bool) -> list[str]:
-    """What calibration measures on this CPU, fp32 first (the reference)."""
+def cpu_candidates(
+    cpu: CpuInfo, onnx_available: bool, openvino_available: bool = False
+) -> list[str]:
+    """What calibration measures on this CPU, fp32 first (the reference). bf16 only where the
+    CPU runs it natively: elsewhere torch and OpenVINO emulate it, 2.5-5x slower than fp32."""
     candidates = ["fp32"]
     if cpu.native_bf16:
         candidates.append("bf16")
     if onnx_available:
         candidates.append("int8")
+    if openvino_available:
+        candidates.append("openvino-fp32")
+        if cpu.native_bf16:
+            candidates.append("openvino-bf16")
     return candidates
 
 
@@ -186,7 +203,11 @@ def choose_precision(
             and rate >= base * MIN_SPEEDUP
         }
         if good:
-            best = max(good, key=good.__getitem__)
+            # Rates within MIN_SPEEDUP of the fastest are a tie on a shared machine: the
+            # candidate nearest to fp32 among them wins.
+            fastest = max(good.values())
+            tied = [p for p, rate in good.items() if rate * MIN_SPEEDUP >= fastest]
+            best = max(tied, key=lambda p: (calibration.cosines.get(p, 0.0), good[p]))
             return PrecisionChoice(
                 best,
                 f"{best} encoded {good[best]:.0f} texts/s against {base:.0f} for fp32 on this "

@@ -66,7 +66,7 @@ def main(verbose: bool) -> None:
     type=click.Choice(list(PRECISIONS)),
     default="auto",
     show_default=True,
-    help="Embedding precision; auto chooses by the hardware: fp16 on CUDA; on a CPU fp32 unless it runs bf16 natively or a short calibration (kept per machine) finds bf16 or int8 (ONNX Runtime) faster with the same vectors.",
+    help="Embedding precision; auto chooses by the hardware: fp16 on CUDA; on a CPU fp32 unless a short calibration (kept per machine) finds bf16 (where native), int8 (ONNX Runtime) or OpenVINO in fp32 or bf16 faster with the same vectors.",
 )
 @click.option(
     "--name",

@@ -24,13 +24,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from clustering import precision as precisions
 from clustering.embed import resolve_instruction
 from clustering.pipeline import PipelineConfig
 from corpusmap.errors import RequestError
 from corpusmap.modes import ModeOptions
 
 LABELERS = ("keywords", "llm")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+PRECISIONS = (precisions.AUTO, *precisions.PRECISIONS)
 
 
 @dataclass(frozen=True)

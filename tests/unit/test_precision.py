@@ -77,6 +77,34 @@ def test_candidates_depend_on_the_cpu_and_on_onnx_runtime():
     assert cpu_candidates(ZEN4, onnx_available=True) == ["fp32", "bf16", "int8"]
 
 
+def test_openvino_is_a_candidate_in_bf16_only_where_the_cpu_runs_bf16_natively():
+    assert cpu_candidates(ZEN3, True, openvino_available=True) == [
+        "fp32",
+        "int8",
+        "openvino-fp32",
+    ]
+    assert cpu_candidates(ZEN4, False, openvino_available=True) == [
+        "fp32",
+        "bf16",
+        "openvino-fp32",
+        "openvino-bf16",
+    ]
+
+
+def test_calibration_prefers_openvino_bf16_over_a_faster_but_lossier_int8():
+    measured = Calibration(
+        rates={"fp32": 100.0, "int8": 260.0, "openvino-fp32": 180.0, "openvino-bf16": 250.0},
+        cosines={"fp32": 1.0, "int8": 0.992, "openvino-fp32": 1.0, "openvino-bf16": 0.99998},
+    )
+    # int8 is 4% faster: within a shared machine's noise, so the one nearer fp32 wins
+    choice = choose_precision("cpu", ZEN4, calibration=measured)
+    assert choice.precision == "openvino-bf16" and "250 texts/s against 100" in choice.reason
+    much_faster_int8 = Calibration({**measured.rates, "int8": 300.0}, measured.cosines)
+    assert choose_precision("cpu", ZEN4, calibration=much_faster_int8).precision == "int8"
+    lossy = Calibration(measured.rates, {**measured.cosines, "openvino-bf16": 0.998})
+    assert choose_precision("cpu", ZEN4, calibration=lossy).precision == "int8"
+
+
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(
@@ -163,6 +191,34 @@ def test_int8_keeps_cosine_to_fp32_on_200_real_texts(tmp_path, shared_data):
     alone = np.vstack([int8.embed([t]) for t in texts[100:104]])
     assert np.allclose(int8.embed(texts[100:104]), alone, atol=1e-6)
     assert np.allclose(int8.embed(texts[:120])[100:104], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["openvino-fp32", "openvino-bf16"])
+def test_openvino_keeps_cosine_to_fp32_on_200_real_texts(tmp_path, shared_data, precision):
+    pytest.importorskip("openvino")
+    texts = real_texts()
+    encoder = SentenceTransformerEmbedder(precision=precision, cache_dir=tmp_path)
+    assert encoder.precision == precision  # OpenVINO ran, no fallback to fp32
+    assert encoder.cache_key.endswith(f"|precision={precision}")
+    reference = SentenceTransformerEmbedder(precision="fp32", cache_dir=tmp_path).embed(texts)
+    cosines = np.sum(reference * encoder.embed(texts), axis=1)
+    assert cosines.mean() >= 0.999, cosines.mean()
+    assert cosines.min() >= 0.998, cosines.min()
+    # A text's vector does not depend on the texts batched with it (the cache needs it).
+    alone = np.vstack([encoder.embed([t]) for t in texts[100:104]])
+    assert np.allclose(encoder.embed(texts[:120])[100:104], alone, atol=1e-4)
+
+
+def test_without_openvino_its_precisions_fall_back_to_fp32_and_say_why(tmp_path, monkeypatch):
+    from clustering import onnx_encoder
+
+    monkeypatch.setattr(
+        onnx_encoder, "openvino_unavailable", lambda model=None: "openvino is not installed"
+    )
+    embedder = SentenceTransformerEmbedder(precision="openvino-bf16", cache_dir=tmp_path)
+    assert embedder.precision == "fp32"
+    assert "openvino is not installed" in embedder.precision_reason
+    assert embedder.embed(["still works"]).shape == (1, 384)
 
 
 def test_without_onnx_runtime_int8_falls_back_to_fp32_and_says_why(tmp_path, monkeypatch):
