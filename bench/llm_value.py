@@ -22,12 +22,13 @@ run goes through ``corpusmap.api.run``:
   LLM's explanations, of the keyword ones, and of what ``clustering.faithfulness.
   prefer_faithful`` shows, with how many clusters kept the keyword label.
 
-Pairwise hierarchy checks are not measured: they only choose the number of parents, and these
-corpora have no gold parents. Writes bench/results/llm_value.json, llm_value.md and
+Pairwise hierarchy checks are measured apart, on a corpus with gold parents
+(``bench.llm_value_hierarchy``, 20 Newsgroups); the report includes its table. Writes bench/results/llm_value.json, llm_value.md and
 llm_value.png (gain in NMI against judge calls, one line per p; matplotlib, the bench extra).
 ``--quick`` writes llm_value.quick.* instead and never replaces the full results. ``--modes``
 runs only those modes (no guard or labeler rows); ``--stem`` names the files (one process per
-corpus, then ``--report --stem A --merge B`` joins them); ``<stem>.notes.md``, written by hand,
+corpus, then ``--report --stem A --merge B`` joins them; ``--report --replace C`` puts the
+modes C ran in place of the same corpus and modes' runs); ``<stem>.notes.md``, written by hand,
 goes into the report after its first paragraph.
 """
 
@@ -335,6 +336,21 @@ def _latest_run(store: Any, mode: str) -> int:
     return max(r.id for r in runs)
 
 
+def replace_modes(report: dict[str, Any], rerun: dict[str, Any]) -> None:
+    """The runs and baselines of the modes ``rerun`` ran (``--modes``) replace ``report``'s
+    for the same corpus; other modes, the guard and labeler rows stay."""
+    for new in rerun["corpora"]:
+        old = next(c for c in report["corpora"] if c["dataset"] == new["dataset"])
+        modes = set(new["baselines"])
+        old["baselines"] = {**old["baselines"], **new["baselines"]}
+        kept = [r for r in old["runs"] if r.get("mode") not in modes]
+        old["runs"] = kept + [r for r in new["runs"] if r.get("mode") in modes]
+        old["runs"].sort(key=lambda r: (-r["p"], MODES.index(r["mode"]), r["budget"]))
+        old.setdefault("replaced", []).append(
+            {"modes": sorted(modes), "date": rerun["machine"].get("date")}
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpora", nargs="+", default=list(DEFAULT_CORPORA))
@@ -348,6 +364,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--merge", nargs="+", help="with --report: the corpora of these result stems, in order"
     )
+    parser.add_argument(
+        "--replace",
+        nargs="+",
+        help="with --report: these stems' runs and baselines replace the same corpus and modes'",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     stem = args.stem or ("llm_value.quick" if args.quick else "llm_value")
@@ -355,6 +376,8 @@ def main(argv: list[str] | None = None) -> None:
         report = json.loads((RESULTS / f"{stem}.json").read_text())
         for other in args.merge or ():
             report["corpora"] += json.loads((RESULTS / f"{other}.json").read_text())["corpora"]
+        for other in args.replace or ():
+            replace_modes(report, json.loads((RESULTS / f"{other}.json").read_text()))
         write_report(report, stem)
         return
     grid = dict(QUICK if args.quick else FULL)
