@@ -49,7 +49,11 @@ def machine_lines() -> list[str]:
     return [
         f"- CPU: {cpu.model or 'unknown'}; `torch.backends.cpu.get_cpu_capability()` = "
         f"`{torch.backends.cpu.get_cpu_capability()}`; native bf16: "
-        f"{'yes' if cpu.native_bf16 else 'no'} ({', '.join(NATIVE_BF16_FLAGS)})",
+        + (
+            f"yes ({', '.join(f for f in NATIVE_BF16_FLAGS if f in cpu.flags)})"
+            if cpu.native_bf16
+            else f"no (none of {', '.join(NATIVE_BF16_FLAGS)})"
+        ),
         f"- SIMD flags: {' '.join(simd) or 'none'}",
         f"- torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs; load average at start {load[0]:.1f} / {load[1]:.1f} / "

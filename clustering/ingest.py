@@ -15,7 +15,9 @@ import json
 import logging
 import os
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, BinaryIO, TextIO
 
 import pandas as pd
 
@@ -44,6 +46,13 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 """Largest file (after decompression) read in one go, unless CORPUSMAP_MAX_UPLOAD_MB says
 otherwise; configurable per call."""
 MAX_UPLOAD_ENV = "CORPUSMAP_MAX_UPLOAD_MB"
+STREAMED_FORMATS = ("csv", "tsv", "jsonl", "txt")
+"""Formats parsed row by row from a decoded stream; the others need the whole file."""
+BOM_ENCODINGS = ("utf-8-sig", "utf-16", "utf-32")
+"""What a byte-order mark names (``detect_encoding``)."""
+HEAD_BYTES = 1 << 16
+"""How much of a file the encoding is detected from (BOMs, NULs of UTF-16, UTF-8 validity); a
+byte later in the file that the guess cannot decode starts the reading again in cp1252."""
 
 
 def detect_format(filename: str) -> str:
@@ -60,53 +69,16 @@ def detect_format(filename: str) -> str:
 
 
 def decode_bytes(data: bytes) -> tuple[str, str]:
-    """Text and encoding name of ``data``: BOMs first, then UTF-8, UTF-16 without BOM, cp1252."""
-    for bom, encoding in (
-        (codecs.BOM_UTF8, "utf-8-sig"),
-        (codecs.BOM_UTF32_LE, "utf-32"),
-        (codecs.BOM_UTF32_BE, "utf-32"),
-        (codecs.BOM_UTF16_LE, "utf-16"),
-        (codecs.BOM_UTF16_BE, "utf-16"),
-    ):
-        if data.startswith(bom):
-            try:
-                return data.decode(encoding), encoding
-            except UnicodeDecodeError as err:
-                raise IngestError(
-                    f"the file starts with a {encoding} byte-order mark but is not valid {encoding} "
-                    f"({err.reason} at byte {err.start}); re-save it as UTF-8"
-                ) from err
-    sample = data[:4096]
-    if sample and sample.count(0) > len(sample) // 4:
-        # Text in UTF-16 without a BOM has a NUL in every other byte for ASCII characters.
-        even_nuls = sample[0::2].count(0)
-        odd_nuls = sample[1::2].count(0)
-        encoding = "utf-16-le" if odd_nuls > even_nuls else "utf-16-be"
+    """Text and encoding name of ``data``: BOMs first, then UTF-8, UTF-16 without BOM, cp1252
+    (``candidate_encodings``)."""
+    head = data[:HEAD_BYTES]
+    encodings = candidate_encodings(head)
+    for number, encoding in enumerate(encodings):
         try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            text = ""
-        if text and _mostly_printable(text[:2048]):
-            return text, encoding
-        raise IngestError(
-            "the file looks binary, not text (it is full of NUL bytes): is it really a "
-            "text file? Export it as CSV, JSONL or XLSX and upload that"
-        )
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    if _looks_binary(sample):
-        raise IngestError(
-            "the file looks binary, not text: is it really a text file? Export it as CSV, "
-            "JSONL or XLSX and upload that"
-        )
-    # cp1252 is the Latin-1 superset every spreadsheet on Windows writes; bytes it leaves
-    # undefined fall back to Latin-1.
-    try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError as err:
+            _refuse_if_last(encodings, number, head, err)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _mostly_printable(text: str) -> bool:
@@ -146,7 +118,10 @@ def read_corpus(
     max_bytes: int | None = None,
     sheet: str | int | None = None,
 ) -> Corpus:
-    """Read a corpus file from disk (at most ``max_bytes``, default ``max_upload_bytes()``)."""
+    """Read a corpus file from disk (at most ``max_bytes``, default ``max_upload_bytes()``).
+
+    CSV, TSV, JSONL and TXT files (and their gzip) are read as a stream: the file's bytes and
+    its decoded text are never held whole, only the rows (``read_stream``)."""
     if max_bytes is None:
         max_bytes = max_upload_bytes()
     path = Path(source)
@@ -157,15 +132,16 @@ def read_corpus(
     size = path.stat().st_size
     if size > max_bytes and not path.name.lower().endswith(".gz"):
         raise IngestError(_too_large(size, max_bytes))
-    return read_corpus_bytes(
-        path.read_bytes(),
-        path.name,
-        text_column=text_column,
-        format=format,
-        name=name,
-        max_bytes=max_bytes,
-        sheet=sheet,
-    )
+    with path.open("rb") as stream:
+        return read_stream(
+            stream,
+            path.name,
+            text_column=text_column,
+            format=format,
+            name=name,
+            max_bytes=max_bytes,
+            sheet=sheet,
+        )
 
 
 def _too_large(size: int, max_bytes: int) -> str:
@@ -192,28 +168,70 @@ def read_corpus_bytes(
     """
     if max_bytes is None:
         max_bytes = max_upload_bytes()
+    if len(data) > max_bytes and not filename.lower().endswith(".gz"):
+        raise IngestError(_too_large(len(data), max_bytes))
+    return read_stream(
+        io.BytesIO(data),
+        filename,
+        text_column=text_column,
+        format=format,
+        name=name,
+        max_bytes=max_bytes,
+        sheet=sheet,
+    )
+
+
+def read_stream(
+    stream: BinaryIO,
+    filename: str,
+    *,
+    text_column: str | None = None,
+    format: str | None = None,
+    name: str | None = None,
+    max_bytes: int | None = None,
+    sheet: str | int | None = None,
+) -> Corpus:
+    """Read a corpus from a seekable binary ``stream`` of a file called ``filename``: the one
+    road of ``read_corpus`` (a path) and ``read_corpus_bytes`` (an upload)."""
+    if max_bytes is None:
+        max_bytes = max_upload_bytes()
     fmt = (format or detect_format(filename)).lower()
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if filename.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
-        data = _gunzip(data, max_bytes)
-    if len(data) > max_bytes:
-        raise IngestError(_too_large(len(data), max_bytes))
-    if not data.strip():
-        raise EmptyCorpusError(f"{filename} is empty; choose a file that holds texts")
-
-    encoding = "binary"
-    warnings: list[str] = []
-    if fmt == "parquet":
-        frame = _read_parquet(data)
-    elif fmt == "xlsx":
-        frame, sheet_note = _read_xlsx(data, sheet)
-        if sheet_note:
-            warnings.append(sheet_note)
+    head = stream.read(2)
+    stream.seek(0)
+    if filename.lower().endswith(".gz") or head == b"\x1f\x8b":
+        if head != b"\x1f\x8b":
+            raise IngestError(
+                "the file is named .gz but is not gzip-compressed; remove the .gz suffix"
+            )
+        reader = _LimitedReader(gzip.GzipFile(fileobj=stream), max_bytes)
     else:
-        text, encoding = decode_bytes(data)
-        frame, notes = _read_text_format(text, fmt)
-        warnings.extend(notes)
+        reader = _LimitedReader(stream, max_bytes)
+    try:
+        encoding = "binary"
+        warnings: list[str] = []
+        if fmt in STREAMED_FORMATS:
+            frame, notes, encoding = _read_streamed(reader, fmt, filename)
+            warnings.extend(notes)
+        else:
+            data = reader.read()
+            if not data.strip():
+                raise EmptyCorpusError(f"{filename} is empty; choose a file that holds texts")
+            if fmt == "parquet":
+                frame = _read_parquet(data)
+            elif fmt == "xlsx":
+                frame, sheet_note = _read_xlsx(data, sheet)
+                if sheet_note:
+                    warnings.append(sheet_note)
+            else:
+                text, encoding = decode_bytes(data)
+                del data
+                frame = _read_json(text)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise IngestError(
+            f"the gzip file is truncated or damaged ({err}); download or compress it again"
+        ) from err
     frame = _normalise_columns(frame)
     if frame.empty or len(frame.columns) == 0:
         raise EmptyCorpusError(f"{filename} has no data rows (only a header?); add rows with texts")
@@ -248,39 +266,140 @@ def read_corpus_bytes(
     return corpus
 
 
-def _gunzip(data: bytes, max_bytes: int) -> bytes:
-    if data[:2] != b"\x1f\x8b":
-        raise IngestError("the file is named .gz but is not gzip-compressed; remove the .gz suffix")
-    out = io.BytesIO()
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-            while chunk := stream.read(1 << 20):
-                out.write(chunk)
-                if out.tell() > max_bytes:
-                    raise IngestError(_too_large(out.tell(), max_bytes) + " (after decompression)")
-    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+class _LimitedReader(io.RawIOBase):
+    """A binary stream that refuses to yield more than ``max_bytes`` (a gzip bomb, a file grown
+    past the limit), and can start again from the beginning (``rewind``)."""
+
+    def __init__(self, inner: BinaryIO | gzip.GzipFile, max_bytes: int) -> None:
+        self.inner = inner
+        self.max_bytes = max_bytes
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(len(buffer))
+        self.count += len(data)
+        if self.count > self.max_bytes:
+            compressed = isinstance(self.inner, gzip.GzipFile)
+            raise IngestError(
+                _too_large(self.count, self.max_bytes)
+                + (" (after decompression)" if compressed else "")
+            )
+        buffer[: len(data)] = data
+        return len(data)
+
+    def rewind(self) -> None:
+        self.inner.seek(0)
+        self.count = 0
+
+
+def _read_streamed(
+    stream: _LimitedReader, fmt: str, filename: str
+) -> tuple[pd.DataFrame, list[str], str]:
+    """Parse a text format row by row from ``stream``, decoded in the encoding its head shows;
+    where a later byte does not decode, again from the start in cp1252, then Latin-1."""
+    head = stream.read(HEAD_BYTES)
+    if not head.strip():
+        rest = stream.read(HEAD_BYTES)
+        if not rest.strip():
+            raise EmptyCorpusError(f"{filename} is empty; choose a file that holds texts")
+    encodings = candidate_encodings(head)
+    for number, encoding in enumerate(encodings):
+        stream.rewind()
+        buffered = io.BufferedReader(stream)
+        text = io.TextIOWrapper(buffered, encoding=encoding, newline="")
+        try:
+            frame, notes = _read_text_format(text, fmt, head.decode(encoding, errors="ignore"))
+            return frame, notes, encoding
+        except UnicodeDecodeError as err:
+            _refuse_if_last(encodings, number, head, err)
+        finally:
+            text.detach()
+            buffered.detach()  # closing them would close ``stream``, read again next
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def candidate_encodings(head: bytes) -> list[str]:
+    """The encodings to try, in turn, on a file whose first bytes are ``head``."""
+    first = detect_encoding(head)
+    return [first, *{"utf-8": ["cp1252", "latin-1"], "cp1252": ["latin-1"]}.get(first, [])]
+
+
+def _refuse_if_last(
+    encodings: list[str], number: int, head: bytes, err: UnicodeDecodeError
+) -> None:
+    """Raise the reason the text cannot be read when ``encodings[number]``, the one that just
+    failed, is the last to try, or when the next (cp1252) would read a binary file as text."""
+    encoding = encodings[number]
+    if number + 1 == len(encodings):
+        bom = encoding in BOM_ENCODINGS
         raise IngestError(
-            f"the gzip file is truncated or damaged ({err}); download or compress it again"
+            (f"the file starts with a {encoding} byte-order mark but " if bom else "")
+            + f"{'it' if bom else 'the file'} is not valid {encoding} ({err.reason} at "
+            f"byte {err.start}); re-save it as UTF-8"
         ) from err
-    return out.getvalue()
+    if encodings[number + 1] == "cp1252" and _looks_binary(head[:4096]):
+        raise IngestError(
+            "the file looks binary, not text: is it really a text file? Export it as CSV, "
+            "JSONL or XLSX and upload that"
+        ) from err
 
 
-def _read_text_format(text: str, fmt: str) -> tuple[pd.DataFrame, list[str]]:
+def detect_encoding(head: bytes) -> str:
+    """The encoding of a file whose first bytes are ``head`` (the rules of ``decode_bytes``):
+    a BOM's, UTF-16 where NULs fill every other byte, UTF-8 where the head decodes, else cp1252.
+    """
+    for bom, encoding in (
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if head.startswith(bom):
+            return encoding
+    sample = head[:4096]
+    if sample and sample.count(0) > len(sample) // 4:
+        even_nuls = sample[0::2].count(0)
+        odd_nuls = sample[1::2].count(0)
+        encoding = "utf-16-le" if odd_nuls > even_nuls else "utf-16-be"
+        text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head[:4096])
+        if text and _mostly_printable(text[:2048]):
+            return encoding
+        raise IngestError(
+            "the file looks binary, not text (it is full of NUL bytes): is it really a "
+            "text file? Export it as CSV, JSONL or XLSX and upload that"
+        )
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    if _looks_binary(sample):
+        raise IngestError(
+            "the file looks binary, not text: is it really a text file? Export it as CSV, "
+            "JSONL or XLSX and upload that"
+        )
+    return "cp1252"
+
+
+def _read_text_format(text: TextIO, fmt: str, head: str) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of a CSV, TSV, JSONL or TXT stream; ``head`` is its beginning, for the header."""
     if fmt in ("csv", "tsv"):
-        return _read_delimited(text, "\t" if fmt == "tsv" else None)
+        return _read_delimited(text, "\t" if fmt == "tsv" else None, head)
     if fmt == "jsonl":
         return _read_jsonl(text), []
-    if fmt == "json":
-        return _read_json(text), []
-    lines = [line for line in text.splitlines()]
+    lines = [line.rstrip("\r\n") for line in text]
     while lines and not lines[-1].strip():
         lines.pop()
     return pd.DataFrame({"text": lines}), []
 
 
-def _read_delimited(text: str, sep: str | None) -> tuple[pd.DataFrame, list[str]]:
+def _read_delimited(text: TextIO, sep: str | None, head: str) -> tuple[pd.DataFrame, list[str]]:
     if sep is None:
-        sep = _sniff_separator(text)
+        sep = _sniff_separator(head)
     ragged: list[int] = []
 
     def keep_long_row(fields: list[str]) -> list[str]:
@@ -289,11 +408,11 @@ def _read_delimited(text: str, sep: str | None) -> tuple[pd.DataFrame, list[str]
         ragged.append(len(fields))
         return [*fields[: width - 1], sep.join(fields[width - 1 :])]
 
-    header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
+    header = next(csv.reader(io.StringIO(head), delimiter=sep), [])
     width = max(len(header), 1)
     try:
         frame = pd.read_csv(
-            io.StringIO(text),
+            text,
             sep=sep,
             dtype=str,
             keep_default_na=False,
@@ -322,9 +441,9 @@ def _sniff_separator(text: str) -> str:
     return best if counts[best] > counts[","] else ","
 
 
-def _read_jsonl(text: str) -> pd.DataFrame:
+def _read_jsonl(lines: Iterable[str]) -> pd.DataFrame:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -350,7 +469,7 @@ def _read_json(text: str) -> pd.DataFrame:
     except json.JSONDecodeError as err:
         if "\n{" in text.strip() or text.lstrip().startswith("{"):
             try:
-                return _read_jsonl(text)
+                return _read_jsonl(text.splitlines())
             except IngestError:
                 pass
         raise IngestError(

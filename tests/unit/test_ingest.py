@@ -144,3 +144,39 @@ def test_size_limit_is_configurable(tmp_path):
 def test_detect_format():
     assert detect_format("a/b/data.JSONL.gz") == "jsonl"
     assert detect_format("x.xlsx") == "xlsx"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "txt"])
+def test_a_byte_past_the_head_that_is_not_utf8_rereads_the_file_as_cp1252(tmp_path, fmt):
+    """Files are read as a stream and their encoding guessed from the first 64 KB: a cp1252
+    byte far into the file must not fail the read nor garble the texts before it."""
+    lines = [f"text number {i} about a refund" for i in range(6000)]  # ~200 KB of ASCII
+    lines.append("caf\xe9 au lait at the end")
+    header = {"csv": "text\n", "jsonl": "", "txt": ""}[fmt]
+    body = "".join((json.dumps({"text": t}) if fmt == "jsonl" else t) + "\n" for t in lines)
+    path = tmp_path / f"late.{fmt}"
+    path.write_bytes((header + body).replace("\\u00e9", "\xe9").encode("cp1252"))
+    assert path.stat().st_size > 2 * 65536
+    corpus = read_corpus(path)
+    assert corpus.encoding == "cp1252"
+    assert corpus.n_rows == len(lines)
+    assert corpus.texts[0] == lines[0] and corpus.texts[-1] == "café au lait at the end"
+
+
+def test_a_gzip_bomb_is_refused_while_streaming(tmp_path):
+    path = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(path, "wt") as out:
+        for i in range(50_000):
+            out.write(json.dumps({"text": f"the same text again {i}"}) + "\n")
+    assert path.stat().st_size < 500_000
+    with pytest.raises(IngestError, match="over the limit.*after decompression"):
+        read_corpus(path, max_bytes=1_000_000)
+    assert read_corpus(path, max_bytes=10_000_000).n_rows == 50_000
+
+
+def test_a_quoted_newline_and_a_line_separator_stay_inside_one_text(tmp_path):
+    path = tmp_path / "quoted.csv"
+    path.write_bytes('id,text\r\n1,"first line\r\nsecond line"\r\n2,one\u2028line\r\n'.encode())
+    corpus = read_corpus(path)
+    assert corpus.n_rows == 2
+    assert "second line" in corpus.texts[0] and corpus.texts[1].startswith("one")
