@@ -406,7 +406,9 @@ def guard_expansion(
     if not len(dropped):
         return vectors, stats
     guarded = np.array(vectors, dtype=np.float32, copy=True)
-    guarded[dropped] = a[dropped].astype(np.float32)
+    # The own vector exactly as given (not renormalised): UMAP turned a 3e-8 difference into
+    # 0.01 NMI on AG News 400 (issue 18).
+    guarded[dropped] = np.asarray(plain, dtype=np.float32)[dropped]
     log.info(
         "keyphrase guard: the LLM's estimated accuracy is %.2f, the embedding's %.2f; %d of %d "
         "texts keep their own vector",

@@ -81,7 +81,10 @@ def test_keyphrase_guard_holds_the_line_and_keeps_a_good_models_gain(
         assert withguard > offline + 0.2  # the judge's keyphrases name the gold class
     else:
         assert without < offline - 0.01, "the judge should do harm unguarded"
-        assert withguard >= offline - 0.01, (withguard, offline, stats)
+        # Against the own vectors the guard gives back (embedded again in other batches: UMAP
+        # moved AG News 400 by 0.01 NMI on float rounding alone, with OpenVINO bf16).
+        own = nmi_of(expander.plain_vectors(texts), gold)
+        assert withguard >= own - 0.01, (withguard, own, offline, stats)
         assert stats["dropped"] > 0 and stats["llm_accuracy"] < 0.8
 
 
