@@ -235,7 +235,9 @@ class OpenVinoEncoder:
     """``encode`` like sentence-transformers', through an OpenVINO compiled model.
 
     A text's vector does not depend on the texts batched with it (the mask keeps padding out;
-    measured cosine 1.000000 between batch sizes 1 and 64), so the embedding cache holds."""
+    measured cosine 1.000000 between batch sizes 1 and 64), so the embedding cache holds. Each
+    ``encode`` call has an infer request of its own: one shared request refuses a second thread
+    ("Infer Request is busy"), and the app's encoder serves every session."""
 
     def __init__(
         self, path: Path, tokenizer: Any, max_seq_length: int, threads: int, precision: str
@@ -252,7 +254,6 @@ class OpenVinoEncoder:
                 "INFERENCE_NUM_THREADS": max(1, threads),
             },
         )
-        self.request = self.compiled.create_infer_request()
         self.input_names = [i.get_any_name() for i in self.compiled.inputs]
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
@@ -265,6 +266,7 @@ class OpenVinoEncoder:
         """Normalised vectors, ``OPENVINO_BATCH_SIZE`` texts of like length per forward pass."""
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
+        request = self.compiled.create_infer_request()
         for start in range(0, len(texts), OPENVINO_BATCH_SIZE):
             rows = order[start : start + OPENVINO_BATCH_SIZE]
             enc = self.tokenizer(
@@ -275,5 +277,5 @@ class OpenVinoEncoder:
                 return_tensors="np",
             )
             feed = {k: np.asarray(enc[k], dtype=np.int64) for k in self.input_names}
-            out[rows] = self.request.infer(feed)[0]
+            out[rows] = request.infer(feed)[0]
         return out

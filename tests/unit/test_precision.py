@@ -3,6 +3,8 @@ machine and model, the cache key that keeps precisions apart, and int8 quality o
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -205,8 +207,14 @@ def test_openvino_keeps_cosine_to_fp32_on_200_real_texts(tmp_path, shared_data, 
     assert cosines.mean() >= 0.999, cosines.mean()
     assert cosines.min() >= 0.998, cosines.min()
     # A text's vector does not depend on the texts batched with it (the cache needs it).
+    # (bf16 kernels differ with the padded length: cosine 0.99999+, not bit-equal.)
     alone = np.vstack([encoder.embed([t]) for t in texts[100:104]])
-    assert np.allclose(encoder.embed(texts[:120])[100:104], alone, atol=1e-4)
+    batched = encoder.embed(texts[:120])[100:104]
+    assert np.sum(alone * batched, axis=1).min() >= 0.9999
+    # The app's one encoder serves several sessions' threads at once.
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(encoder.embed, [texts[i : i + 50] for i in range(0, 200, 50)]))
+    assert np.sum(np.vstack(parallel) * encoder.embed(texts), axis=1).min() >= 0.9999
 
 
 def test_without_openvino_its_precisions_fall_back_to_fp32_and_say_why(tmp_path, monkeypatch):
