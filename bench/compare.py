@@ -38,7 +38,6 @@ import numpy as np
 
 from bench.data import (
     ALL_CORPORA,
-    CACHE_DIR,
     DATASETS,
     EXTERNAL,
     MULTI_GRAIN,
@@ -58,27 +57,14 @@ def peak_rss_mb() -> float:
 
 
 def cached_space(name: str, vectors: np.ndarray) -> tuple[np.ndarray, float | None]:
-    """corpusmap's default clustering space, cached next to the embeddings."""
+    """corpusmap's default clustering space (``bench.stability.seeded_space`` at the default
+    seed) and the seconds its fit took, None when it came from the cache."""
+    from bench.stability import seeded_space
     from clustering.pipeline import PipelineConfig
-    from clustering.reduce import UMAPReducer
 
-    config = PipelineConfig()
-    path = (
-        CACHE_DIR
-        / f"{name}.umap{config.n_components}.nn{config.n_neighbors}.s{config.random_state}.npy"
-    )
-    if path.exists():
-        return np.load(path), None
     start = time.perf_counter()
-    space = UMAPReducer(
-        n_components=config.n_components,
-        n_neighbors=config.n_neighbors,
-        min_dist=config.min_dist,
-        random_state=config.random_state,
-    ).fit_transform(vectors)
-    seconds = time.perf_counter() - start
-    np.save(path, space)
-    return space, seconds
+    space, fitted = seeded_space(name, vectors, PipelineConfig().random_state or 0)
+    return space, (time.perf_counter() - start) if fitted else None
 
 
 class FixedSpace:
@@ -151,7 +137,7 @@ def run_one(name: str, fresh_umap: bool, seeds: list[int], names: bool) -> dict[
 
         per_seed = []
         for seed in seeds:
-            labels = cluster_space(seeded_space(name, vectors, seed), PipelineConfig()).labels
+            labels = cluster_space(seeded_space(name, vectors, seed)[0], PipelineConfig()).labels
             per_seed.append(score(corpus.labels, labels, 0.0, coarse))
         out["seeds"] = {"seeds": seeds, "k": [m["clusters"] for m in per_seed]}
         out["seeds"]["nmi"] = [round(m["nmi"], 4) for m in per_seed]

@@ -36,15 +36,21 @@ MICRO_FACTORS = (1.0, 0.6)
 RULES = ("full", "median", "mean", "full@0.6", "median@0.6", "mean@0.6", "median@0.6+second")
 
 
-def seeded_space(name: str, vectors: np.ndarray, seed: int) -> np.ndarray:
-    """corpusmap's default clustering space for ``seed``, cached next to the embeddings."""
+def seeded_space(name: str, vectors: np.ndarray, seed: int) -> tuple[np.ndarray, bool]:
+    """corpusmap's default clustering space for ``seed``, cached next to the embeddings, and
+    whether it was fitted now (False: read from the cache)."""
     from clustering.pipeline import PipelineConfig
-    from clustering.reduce import UMAPReducer
+    from clustering.reduce import UMAP_EXACT_BELOW, UMAPReducer
 
     config = PipelineConfig()
-    path = CACHE_DIR / f"{name}.umap{config.n_components}.nn{config.n_neighbors}.s{seed}.npy"
+    # From UMAP_EXACT_BELOW points the neighbour graph is corpusmap's exact search (issue 13);
+    # spaces cached before it came from pynndescent's and are not reused.
+    search = ".exact" if len(vectors) >= UMAP_EXACT_BELOW else ""
+    path = CACHE_DIR / (
+        f"{name}.umap{config.n_components}.nn{config.n_neighbors}.s{seed}{search}.npy"
+    )
     if path.exists():
-        return np.load(path)
+        return np.load(path), False
     space = UMAPReducer(
         n_components=config.n_components,
         n_neighbors=config.n_neighbors,
@@ -52,7 +58,7 @@ def seeded_space(name: str, vectors: np.ndarray, seed: int) -> np.ndarray:
         random_state=seed,
     ).fit_transform(vectors)
     np.save(path, space)
-    return space
+    return space, True
 
 
 def nmi(truth: list[str] | None, labels: np.ndarray) -> float | None:
@@ -135,7 +141,7 @@ def run_corpus(name: str, seeds: list[int]) -> dict[str, Any]:
         "seeds": [],
     }
     for seed in seeds:
-        space = seeded_space(name, vectors, seed)
+        space, _ = seeded_space(name, vectors, seed)
         r = run_seed(corpus, space, seed)
         result["seeds"].append(r)
         print(

@@ -1,5 +1,6 @@
-"""Cold start (issue #13): the 2-D map reuses the clustering space's neighbour graph, and UMAP's
-numba code is compiled once per machine into the data folder."""
+"""Cold start (issue #13): an exact neighbour search instead of pynndescent's per-process compile,
+the 2-D map reuses the clustering space's neighbour graph, and UMAP's numba code is compiled once
+per machine into the data folder."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from clustering.reduce import UMAPReducer
+from clustering.reduce import UMAPReducer, exact_cosine_knn
 from tests.conftest import REPO
 
 
@@ -22,8 +23,8 @@ def blobs(n: int = 300, seed: int = 0) -> np.ndarray:
 
 
 N_APPROXIMATE = 4200
-"""UMAP searches neighbours approximately (and keeps the graph) from 4,096 points; below, it
-computes every distance, which costs little and leaves no graph to share."""
+"""From 4,096 points UMAP takes a neighbour graph (corpusmap's exact search, else pynndescent's)
+and keeps it; below, it computes every distance, which costs little and leaves no graph."""
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,33 @@ def test_a_graph_of_other_points_is_not_used_and_small_sets_have_none(space):
     assert other.fit_transform(blobs(200, seed=1)).shape == (200, 2)
     assert other.model_.knn_indices is None  # searched its own neighbours
     assert other.knn_ is None  # 200 points: every distance computed, no graph kept
+
+
+def test_the_exact_neighbour_search_finds_every_true_neighbour_in_umaps_form():
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(5000, 24)).astype(np.float32)  # ~5 rows per block: many blocks
+    indices, dists, index = exact_cosine_knn(X, 10)
+    assert index is None and indices.shape == dists.shape == (len(X), 10)
+    assert np.array_equal(indices[:, 0], np.arange(len(X))) and not dists[:, 0].any()
+    true_dists, true_indices = (
+        NearestNeighbors(n_neighbors=10, metric="cosine", algorithm="brute").fit(X).kneighbors(X)
+    )
+    assert np.array_equal(indices, true_indices)
+    assert np.allclose(dists, true_dists, atol=1e-5)
+    assert np.all(np.diff(dists, axis=1) >= 0)  # nearest first
+
+
+def test_an_exact_search_projected_past_its_budget_gives_way_to_pynndescent():
+    X = blobs(N_APPROXIMATE)
+    assert exact_cosine_knn(X, 15, budget_s=0.0) is None
+
+
+def test_umap_takes_the_exact_graph_from_4096_points(space):
+    exact = exact_cosine_knn(blobs(N_APPROXIMATE), 15)
+    assert exact is not None
+    assert np.array_equal(space.model_.knn_indices, exact[0])
 
 
 @pytest.mark.slow  # two fresh processes, the first compiling UMAP's code: ~1 min
