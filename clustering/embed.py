@@ -325,33 +325,8 @@ class SentenceTransformerEmbedder:
         """The int8 (ONNX Runtime) or OpenVINO encoder of the model exported to ONNX."""
         from clustering import onnx_encoder
 
-        openvino = precision in onnx_encoder.OPENVINO_PRECISIONS
-        why = (onnx_encoder.openvino_unavailable if openvino else onnx_encoder.onnx_unavailable)(
-            fp32
-        )
-        if why:
-            raise EmbedderError(why)
-        import torch
-
         folder = onnx_encoder.model_folder(self.cache_dir, self._base_id, source)
-        try:
-            if openvino:
-                path = onnx_encoder.export_fp32(fp32, folder)
-            else:
-                path = onnx_encoder.export_int8(fp32, folder)
-        except Exception as err:  # torch.onnx and onnxruntime raise many types
-            raise EmbedderError(
-                f"exporting {self.model_id} to ONNX failed ({type(err).__name__}: {err})"
-            ) from err
-        length, threads = int(fp32.max_seq_length or 256), torch.get_num_threads()
-        if not openvino:
-            return onnx_encoder.OnnxEncoder(path, fp32.tokenizer, length, threads)
-        try:
-            return onnx_encoder.OpenVinoEncoder(path, fp32.tokenizer, length, threads, precision)
-        except Exception as err:  # OpenVINO raises RuntimeError and its own types
-            raise EmbedderError(
-                f"OpenVINO cannot compile {self.model_id} ({type(err).__name__}: {err})"
-            ) from err
+        return onnx_encoder.load_exported(precision, fp32, folder, self.model_id)
 
     def _calibrate(self, source: str, cpu: CpuInfo) -> tuple[Calibration | None, dict[str, Any]]:
         """The calibration of this machine and model (cached), and the encoders it loaded."""

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from clustering.errors import EmbedderError
+
 log = logging.getLogger(__name__)
 
 OPSET = 17
@@ -71,6 +73,33 @@ def _unexportable(st_model: Any | None) -> str | None:
     if getattr(modules[1], "pooling_mode", None) != "mean":
         return f"pooling {getattr(modules[1], 'pooling_mode', '?')!r} is not mean pooling"
     return None
+
+
+def load_exported(precision: str, st_model: Any, folder: Path, model_id: str) -> Any:
+    """The encoder of ``precision`` (``int8`` or an ``openvino-`` one) for the sentence-
+    transformers model ``st_model``, exported into ``folder`` once; ``EmbedderError`` says why
+    it cannot run here."""
+    openvino = precision in OPENVINO_PRECISIONS
+    why = (openvino_unavailable if openvino else onnx_unavailable)(st_model)
+    if why:
+        raise EmbedderError(why)
+    import torch
+
+    try:
+        path = export_fp32(st_model, folder) if openvino else export_int8(st_model, folder)
+    except Exception as err:  # torch.onnx and onnxruntime raise many types
+        raise EmbedderError(
+            f"exporting {model_id} to ONNX failed ({type(err).__name__}: {err})"
+        ) from err
+    length, threads = int(st_model.max_seq_length or 256), torch.get_num_threads()
+    if not openvino:
+        return OnnxEncoder(path, st_model.tokenizer, length, threads)
+    try:
+        return OpenVinoEncoder(path, st_model.tokenizer, length, threads, precision)
+    except Exception as err:  # OpenVINO raises RuntimeError and its own types
+        raise EmbedderError(
+            f"OpenVINO cannot compile {model_id} ({type(err).__name__}: {err})"
+        ) from err
 
 
 def model_folder(folder: Path, model_id: str, source: str) -> Path:

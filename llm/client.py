@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 
@@ -64,6 +65,14 @@ _formats: dict[str, _FormatState] = {}
 _formats_lock = threading.Lock()
 """Per endpoint (base URL + model), for the life of the process: each endpoint is found out
 once, not once per run."""
+
+
+def forget_response_formats(address: str) -> None:
+    """Forget what was found out about the response formats of the endpoints at ``address``
+    (``host:port``): another server now listens there, which may take other formats."""
+    with _formats_lock:
+        for key in [k for k in _formats if urlsplit(k.split("|", 1)[0]).netloc == address]:
+            del _formats[key]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -30,7 +31,11 @@ MARKUP_TEXTS = [
 
 
 def wait_for(driver: WebDriver, condition, timeout: float = 60, message: str = ""):  # type: ignore[no-untyped-def]
-    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(condition, message)
+    # A page that navigates (a sign-in redirect) or a Streamlit rerun replaces the element a
+    # condition just found: try again at the next poll instead of failing.
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.25, ignored_exceptions=[StaleElementReferenceException]
+    ).until(condition, message)
 
 
 def wait_idle(driver: WebDriver, timeout: float = 60) -> None:

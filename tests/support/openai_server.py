@@ -18,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
+
+from llm.client import forget_response_formats
 
 PROMPT_TOKENS = 100
 COMPLETION_TOKENS = 20
@@ -174,6 +177,9 @@ class ScriptedOpenAIServer:
             self._script.extend(replies)
 
     def start(self) -> ScriptedOpenAIServer:
+        # A port an earlier server of this process used may come back: what the client found
+        # out about that server's response formats is not this one's.
+        forget_response_formats(urlsplit(self.base_url).netloc)
         self._thread.start()
         return self
 

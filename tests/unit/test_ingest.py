@@ -9,10 +9,10 @@ import json
 import pandas as pd
 import pytest
 
+from clustering.encoding import decode_bytes
 from clustering.errors import ColumnError, EmptyCorpusError, IngestError
 from clustering.ingest import (
     choose_text_column,
-    decode_bytes,
     detect_format,
     read_corpus,
     read_corpus_bytes,

@@ -5,6 +5,7 @@ LLM (tests/support/goal_replies.py) whose right answers must show in the result.
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -14,8 +15,10 @@ from clustering.hierarchy import KChoice, leaf_partitions
 from clustering.metrics import external_metrics
 from clustering.types import NOISE
 from llm import LLMSettings
+from llm import client as client_module
 from llm.asker import CallBudget, JSONAsker, Question
 from llm.classify import ClassifyConfig, label_then_classify, plan_classify, refine_prototypes
+from llm.client import forget_response_formats
 from llm.goal import GoalConfig, plan_goal, propose_assign_select
 from llm.goal_prompts import (
     GOAL_PROMPT_VERSION,
@@ -331,3 +334,16 @@ def test_pairwise_checks_ask_about_every_boundary_when_the_budget_is_small(ag_sl
     )
     assert len(oracle_server.chat_requests) - before == 1
     assert choice.method == "llm_pairs" and choice.k == 4, choice.scores
+
+
+def test_a_new_server_on_an_old_servers_port_is_found_out_anew():
+    """The response format an endpoint takes is kept per address for the process; a server
+    that starts where another listened (a port reused) is asked from the top of the ladder."""
+    with ScriptedOpenAIServer(default=lambda body: Reply.text('{"yes": [1]}')) as first:
+        asker = asker_for(first, budget=5)
+        schema = {"type": "object", "properties": {"yes": {"type": "array"}}, "required": ["yes"]}
+        assert asker.ask(Question(question().messages, schema, "check_schema"), first_id) == {0}
+        address = urlsplit(first.base_url).netloc
+    assert any(urlsplit(k.split("|")[0]).netloc == address for k in client_module._formats)
+    forget_response_formats(address)
+    assert not any(urlsplit(k.split("|")[0]).netloc == address for k in client_module._formats)
