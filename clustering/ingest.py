@@ -121,34 +121,11 @@ def _too_large(size: int, max_bytes: int) -> str:
     )
 
 
-def read_corpus_bytes(
-    data: bytes,
-    filename: str,
-    *,
-    text_column: str | None = None,
-    format: str | None = None,
-    name: str | None = None,
-    max_bytes: int | None = None,
-    sheet: str | int | None = None,
-) -> Corpus:
-    """Read a corpus from the bytes of a file called ``filename`` (its extension names the format).
-
-    Files over ``max_bytes`` (default ``max_upload_bytes()``) are refused, before and after
-    decompression.
-    """
-    if max_bytes is None:
-        max_bytes = max_upload_bytes()
-    if len(data) > max_bytes and not filename.lower().endswith(".gz"):
-        raise IngestError(_too_large(len(data), max_bytes))
-    return read_stream(
-        io.BytesIO(data),
-        filename,
-        text_column=text_column,
-        format=format,
-        name=name,
-        max_bytes=max_bytes,
-        sheet=sheet,
-    )
+def read_corpus_bytes(data: bytes, filename: str, **options: Any) -> Corpus:
+    """Read a corpus from the bytes of a file called ``filename`` (its extension names the
+    format), with the options of ``read_stream``: an upload. Files over ``max_bytes`` (default
+    ``max_upload_bytes()``) are refused, before and after decompression."""
+    return read_stream(io.BytesIO(data), filename, **options)
 
 
 def read_stream(
