@@ -40,12 +40,13 @@ def seeded_space(name: str, vectors: np.ndarray, seed: int) -> tuple[np.ndarray,
     """corpusmap's default clustering space for ``seed``, cached next to the embeddings, and
     whether it was fitted now (False: read from the cache)."""
     from clustering.pipeline import PipelineConfig
-    from clustering.reduce import UMAP_EXACT_BELOW, UMAPReducer
+    from clustering.reduce import UMAP_EXACT_BELOW, UMAPReducer, exact_knn_allowed
 
     config = PipelineConfig()
-    # From UMAP_EXACT_BELOW points the neighbour graph is corpusmap's exact search (issue 13);
-    # spaces cached before it came from pynndescent's and are not reused.
-    search = ".exact" if len(vectors) >= UMAP_EXACT_BELOW else ""
+    # From UMAP_EXACT_BELOW points the neighbour graph is corpusmap's exact search where the
+    # machine's rate allows it (issue 13); spaces from pynndescent's graph are cached apart.
+    n = len(vectors)
+    search = ".exact" if n >= UMAP_EXACT_BELOW and exact_knn_allowed(n) else ""
     path = CACHE_DIR / (
         f"{name}.umap{config.n_components}.nn{config.n_neighbors}.s{seed}{search}.npy"
     )

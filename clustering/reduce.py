@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,25 +21,86 @@ UMAP_MIN_SAMPLES = 16
 UMAP_EXACT_BELOW = 4096
 """umap-learn searches neighbours exactly below this many points, with pynndescent above."""
 EXACT_KNN_BUDGET_S = 20.0
-"""Longest an exact neighbour search may take (projected from its first block) before
-pynndescent does the search instead. pynndescent compiles its search anew in every process
-(its functions are built per metric, so numba's disk cache cannot keep them): 31 s measured on
-2 cores for a search that then takes 1.3 s on 20,000 vectors. The exact search is one matrix
-product per block, ~5-15 s for 20,000 vectors on 2 cores, finds every true neighbour
-(pynndescent: 97.7% of them) and is deterministic."""
+"""Longest an exact neighbour search may be expected to take before pynndescent does the search
+instead. pynndescent compiles its search anew in every process (its functions are built per
+metric, so numba's disk cache cannot keep them): 31 s measured on 2 cores for a search that then
+takes 1.3 s on 20,000 vectors. The exact search is one matrix product per block, 7-9 s for
+20,000 vectors on 2 busy cores, finds every true neighbour (pynndescent: 97.7% of them) and is
+deterministic."""
 EXACT_KNN_BLOCK_ENTRIES = 1 << 25
 """Similarities held at once by the exact search (128 MB of float32)."""
+EXACT_KNN_RATE_FILE = "exact_knn.json"
+"""In the data folder's ``models/``: the exact search's measured rate, per CPU."""
+_exact_knn_rates: dict[str, float] = {}
 
 
-def exact_cosine_knn(
-    X: np.ndarray, k: int, budget_s: float | None = None
-) -> tuple[np.ndarray, np.ndarray, None] | None:
+def exact_knn_allowed(n: int, budget_s: float | None = None) -> bool:
+    """Whether the exact search of ``n`` points is expected within ``budget_s`` (default
+    ``EXACT_KNN_BUDGET_S``) at this machine's rate (``exact_knn_rate``): a function of the size
+    and the machine, never of how busy the machine is during a run, so a run reproduces."""
+    budget = EXACT_KNN_BUDGET_S if budget_s is None else budget_s
+    return n * n <= budget * exact_knn_rate()
+
+
+def exact_knn_rate(folder: Path | None = None) -> float:
+    """Similarities per second one thread computes and ranks in the exact search on this CPU:
+    measured once per machine (~0.5 s, the faster of two blocks of 2,048 x 8,192) and kept in
+    ``folder`` (default the data folder's ``models/``), like the encoder's calibration."""
+    import json
+    import time
+
+    from clustering.precision import read_cpu_info
+
+    key = read_cpu_info().key
+    if key in _exact_knn_rates:
+        return _exact_knn_rates[key]
+    path = Path(folder or data_folder() / "models") / EXACT_KNN_RATE_FILE
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    rate = known.get(key)
+    if not isinstance(rate, (int, float)) or rate <= 0:
+        X = np.random.default_rng(0).normal(size=(8192, 384)).astype(np.float32)
+        seconds = []
+        for _ in range(2):
+            start = time.perf_counter()
+            _rank_block(X / np.linalg.norm(X, axis=1, keepdims=True), 0, 2048, 15)
+            seconds.append(time.perf_counter() - start)
+        rate = 2048 * 8192 / max(min(seconds), 1e-9)
+        known[key] = rate
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+            tmp.replace(path)
+        except OSError as err:  # a read-only home: measure again next process
+            log.warning("cannot keep the exact search's rate in %s: %s", path, err)
+        log.info("exact neighbour search ranks %.0f M similarities/s per thread here", rate / 1e6)
+    _exact_knn_rates[key] = float(rate)
+    return float(rate)
+
+
+def _rank_block(unit: np.ndarray, first: int, block: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows (indices, cosine distances, nearest first) of rows ``first`` to
+    ``first + block`` of ``unit`` (unit rows), each row its own nearest."""
+    n = len(unit)
+    similarity = unit[first : first + block] @ unit.T
+    own = np.arange(first, min(first + block, n))[:, None]
+    np.put_along_axis(similarity, own, np.inf, axis=1)
+    top = np.argpartition(similarity, -k, axis=1)[:, -k:]
+    top_similarity = np.take_along_axis(similarity, top, axis=1)
+    order = np.argsort(-top_similarity, axis=1, kind="stable")
+    distances = np.clip(1.0 - np.take_along_axis(top_similarity, order, axis=1), 0, 2)
+    return np.take_along_axis(top, order, axis=1), distances
+
+
+def exact_cosine_knn(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, None]:
     """The ``k`` nearest neighbours of every row by cosine distance, each row its own first, in
-    UMAP's ``precomputed_knn`` form (indices, distances, no search index); None when the first
-    blocks' time projects the whole search past ``budget_s`` (default ``EXACT_KNN_BUDGET_S``).
-    Blocks after the first two run on a thread per core (numpy releases the GIL; the top-k
-    selection is single-threaded)."""
-    import os
+    UMAP's ``precomputed_knn`` form (indices, distances, no search index). Blocks run on a
+    thread per core (numpy releases the GIL; the top-k selection is single-threaded)."""
     import time
     from concurrent.futures import ThreadPoolExecutor
 
@@ -50,27 +112,11 @@ def exact_cosine_knn(
 
     def search(first: int) -> None:
         rows = slice(first, first + block)
-        similarity = unit[rows] @ unit.T
-        own = np.arange(first, min(first + block, n))[:, None]
-        np.put_along_axis(similarity, own, np.inf, axis=1)  # a row is its own nearest
-        top = np.argpartition(similarity, -k, axis=1)[:, -k:]
-        top_similarity = np.take_along_axis(similarity, top, axis=1)
-        order = np.argsort(-top_similarity, axis=1, kind="stable")
-        indices[rows] = np.take_along_axis(top, order, axis=1)
-        distances[rows] = np.clip(1.0 - np.take_along_axis(top_similarity, order, axis=1), 0, 2)
+        indices[rows], distances[rows] = _rank_block(unit, first, block, k)
 
-    starts = list(range(0, n, block))
     start = time.perf_counter()
-    for first in starts[:2]:
-        search(first)
-    projected = (time.perf_counter() - start) * n / min(n, 2 * block)
-    if projected > (EXACT_KNN_BUDGET_S if budget_s is None else budget_s):
-        log.info(
-            "exact neighbour search of %d points: ~%.0f s projected, pynndescent", n, projected
-        )
-        return None
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        list(pool.map(search, starts[2:]))
+        list(pool.map(search, range(0, n, block)))
     distances[:, 0] = 0.0
     log.info("exact neighbour search of %d points in %.1f s", n, time.perf_counter() - start)
     return indices, distances, None
@@ -106,8 +152,8 @@ class PCAReducer:
 class UMAPReducer:
     """UMAP with cosine distance, seeded so the same input gives the same layout.
 
-    From ``UMAP_EXACT_BELOW`` points on, the neighbours come from ``exact_cosine_knn`` where it
-    fits its time budget (pynndescent's otherwise). After ``fit_transform``, ``knn_`` holds the
+    From ``UMAP_EXACT_BELOW`` points on, the neighbours come from ``exact_cosine_knn`` where this
+    machine's rate puts it within ``EXACT_KNN_BUDGET_S`` (pynndescent's otherwise). After ``fit_transform``, ``knn_`` holds the
     nearest-neighbour graph it used (indices,
     distances, search index), which a second reducer of the same points takes as
     ``precomputed_knn``: the 2-D map then reuses the clustering space's graph instead of a second
@@ -140,7 +186,12 @@ class UMAPReducer:
         knn = self.precomputed_knn
         if knn is not None and (len(knn[0]) != n or knn[0].shape[1] < min(self.n_neighbors, n - 1)):
             knn = None  # another set of points, or too few neighbours: search again
-        if knn is None and self.metric == "cosine" and n >= UMAP_EXACT_BELOW:
+        if (
+            knn is None
+            and self.metric == "cosine"
+            and n >= UMAP_EXACT_BELOW
+            and exact_knn_allowed(n)
+        ):
             knn = exact_cosine_knn(X, min(self.n_neighbors, n - 1))
         self.model_ = make_umap(
             n_components=self.n_components,

@@ -72,9 +72,23 @@ def test_the_exact_neighbour_search_finds_every_true_neighbour_in_umaps_form():
     assert np.all(np.diff(dists, axis=1) >= 0)  # nearest first
 
 
-def test_an_exact_search_projected_past_its_budget_gives_way_to_pynndescent():
-    X = blobs(N_APPROXIMATE)
-    assert exact_cosine_knn(X, 15, budget_s=0.0) is None
+def test_the_exact_search_is_chosen_by_size_at_the_rate_measured_once_per_machine(tmp_path):
+    from clustering import reduce
+
+    reduce._exact_knn_rates.clear()
+    try:
+        rate = reduce.exact_knn_rate(tmp_path)
+        kept = tmp_path / reduce.EXACT_KNN_RATE_FILE
+        assert rate > 0 and kept.exists()
+        # Kept per CPU: a second read (another process) takes the file, not a new measurement.
+        reduce._exact_knn_rates.clear()
+        kept.write_text(kept.read_text().replace(str(rate), "1000000.0"))
+        assert reduce.exact_knn_rate(tmp_path) == 1_000_000.0
+        # At 1 M similarities/s a 20 s budget holds 4,472 points: the choice is the size's.
+        assert reduce.exact_knn_allowed(4_400) and not reduce.exact_knn_allowed(4_500)
+        assert not reduce.exact_knn_allowed(4_400, budget_s=0.0)
+    finally:
+        reduce._exact_knn_rates.clear()
 
 
 def test_umap_takes_the_exact_graph_from_4096_points(space):
