@@ -217,26 +217,21 @@ def test_openvino_keeps_cosine_to_fp32_on_200_real_texts(tmp_path, shared_data, 
     assert np.sum(np.vstack(parallel) * encoder.embed(texts), axis=1).min() >= 0.9999
 
 
-def test_without_openvino_its_precisions_fall_back_to_fp32_and_say_why(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("precision", "check", "missing"),
+    [
+        ("int8", "onnx_unavailable", "onnxruntime"),
+        ("openvino-bf16", "openvino_unavailable", "openvino"),
+    ],
+)
+def test_without_its_runtime_an_exported_precision_falls_back_to_fp32_and_says_why(
+    tmp_path, monkeypatch, precision, check, missing
+):
     from clustering import onnx_encoder
 
-    monkeypatch.setattr(
-        onnx_encoder, "openvino_unavailable", lambda model=None: "openvino is not installed"
-    )
-    embedder = SentenceTransformerEmbedder(precision="openvino-bf16", cache_dir=tmp_path)
+    monkeypatch.setattr(onnx_encoder, check, lambda model=None: f"{missing} is not installed")
+    embedder = SentenceTransformerEmbedder(precision=precision, cache_dir=tmp_path)
     assert embedder.precision == "fp32"
-    assert "openvino is not installed" in embedder.precision_reason
-    assert embedder.embed(["still works"]).shape == (1, 384)
-
-
-def test_without_onnx_runtime_int8_falls_back_to_fp32_and_says_why(tmp_path, monkeypatch):
-    from clustering import onnx_encoder
-
-    monkeypatch.setattr(
-        onnx_encoder, "onnx_unavailable", lambda model=None: "onnxruntime is not installed"
-    )
-    embedder = SentenceTransformerEmbedder(precision="int8", cache_dir=tmp_path)
-    assert embedder.precision == "fp32"
-    assert "onnxruntime is not installed" in embedder.precision_reason
+    assert f"{missing} is not installed" in embedder.precision_reason
     assert embedder.cache_key.endswith("|precision=fp32")
     assert embedder.embed(["still works"]).shape == (1, 384)
