@@ -29,8 +29,9 @@ takes 1.3 s on 20,000 vectors. The exact search is one matrix product per block,
 deterministic."""
 EXACT_KNN_BLOCK_ENTRIES = 1 << 25
 """Similarities held at once by the exact search (128 MB of float32)."""
-EXACT_KNN_RATE_FILE = "exact_knn.json"
-"""In the data folder's ``models/``: the exact search's measured rate, per CPU."""
+EXACT_KNN_RATE = "exact_knn"
+"""The exact search's measured rate, kept with the encoder's calibrations (``calibration.json``
+in the data folder's ``models/``) under this name."""
 _exact_knn_rates: dict[str, float] = {}
 
 
@@ -45,42 +46,30 @@ def exact_knn_allowed(n: int, budget_s: float | None = None) -> bool:
 def exact_knn_rate(folder: Path | None = None) -> float:
     """Similarities per second one thread computes and ranks in the exact search on this CPU:
     measured once per machine (~0.5 s, the faster of two blocks of 2,048 x 8,192) and kept in
-    ``folder`` (default the data folder's ``models/``), like the encoder's calibration."""
-    import json
+    ``folder`` (default the data folder's ``models/``) by the encoder's ``CalibrationCache``."""
     import time
 
-    from clustering.precision import read_cpu_info
+    from clustering.precision import Calibration, CalibrationCache, read_cpu_info
 
-    key = read_cpu_info().key
+    store = CalibrationCache(folder or data_folder() / "models")
+    key = store.key(read_cpu_info(), EXACT_KNN_RATE, f"numpy={np.__version__}")
     if key in _exact_knn_rates:
         return _exact_knn_rates[key]
-    path = Path(folder or data_folder() / "models") / EXACT_KNN_RATE_FILE
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if not isinstance(known, dict):
-        known = {}
-    rate = known.get(key)
-    if not isinstance(rate, (int, float)) or rate <= 0:
+    known = store.get(key)
+    rate = known.rates.get(EXACT_KNN_RATE, 0.0) if known is not None else 0.0
+    if rate <= 0:
         X = np.random.default_rng(0).normal(size=(8192, 384)).astype(np.float32)
+        unit = X / np.linalg.norm(X, axis=1, keepdims=True)
         seconds = []
         for _ in range(2):
             start = time.perf_counter()
-            _rank_block(X / np.linalg.norm(X, axis=1, keepdims=True), 0, 2048, 15)
+            _rank_block(unit, 0, 2048, 15)
             seconds.append(time.perf_counter() - start)
         rate = 2048 * 8192 / max(min(seconds), 1e-9)
-        known[key] = rate
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
-            tmp.replace(path)
-        except OSError as err:  # a read-only home: measure again next process
-            log.warning("cannot keep the exact search's rate in %s: %s", path, err)
+        store.put(key, Calibration({EXACT_KNN_RATE: rate}, seconds=round(sum(seconds), 2)))
         log.info("exact neighbour search ranks %.0f M similarities/s per thread here", rate / 1e6)
-    _exact_knn_rates[key] = float(rate)
-    return float(rate)
+    _exact_knn_rates[key] = rate
+    return rate
 
 
 def _rank_block(unit: np.ndarray, first: int, block: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,8 +142,8 @@ class UMAPReducer:
     """UMAP with cosine distance, seeded so the same input gives the same layout.
 
     From ``UMAP_EXACT_BELOW`` points on, the neighbours come from ``exact_cosine_knn`` where this
-    machine's rate puts it within ``EXACT_KNN_BUDGET_S`` (pynndescent's otherwise). After ``fit_transform``, ``knn_`` holds the
-    nearest-neighbour graph it used (indices,
+    machine's rate puts it within ``EXACT_KNN_BUDGET_S`` (pynndescent's otherwise). After
+    ``fit_transform``, ``knn_`` holds the nearest-neighbour graph it used (indices,
     distances, search index), which a second reducer of the same points takes as
     ``precomputed_knn``: the 2-D map then reuses the clustering space's graph instead of a second
     nearest-neighbour search, the costliest step of a fit after the layout itself.

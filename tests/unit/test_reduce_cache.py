@@ -78,11 +78,11 @@ def test_the_exact_search_is_chosen_by_size_at_the_rate_measured_once_per_machin
     reduce._exact_knn_rates.clear()
     try:
         rate = reduce.exact_knn_rate(tmp_path)
-        kept = tmp_path / reduce.EXACT_KNN_RATE_FILE
+        kept = tmp_path / "calibration.json"
         assert rate > 0 and kept.exists()
         # Kept per CPU: a second read (another process) takes the file, not a new measurement.
         reduce._exact_knn_rates.clear()
-        kept.write_text(kept.read_text().replace(str(rate), "1000000.0"))
+        kept.write_text(kept.read_text().replace(repr(rate), "1000000.0"))
         assert reduce.exact_knn_rate(tmp_path) == 1_000_000.0
         # At 1 M similarities/s a 20 s budget holds 4,472 points: the choice is the size's.
         assert reduce.exact_knn_allowed(4_400) and not reduce.exact_knn_allowed(4_500)
