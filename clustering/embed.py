@@ -356,30 +356,28 @@ class SentenceTransformerEmbedder:
             versions += f"|openvino={openvino.__version__}"
         store = CalibrationCache(self.cache_dir)
         key = store.key(cpu, self._base_id, versions)
-        calibration = _CALIBRATIONS.get(key) or store.get(key)
-        if calibration is not None:
-            _CALIBRATIONS[key] = calibration
-            return calibration, encoders
-        for candidate in candidates[1:]:
-            try:
-                if candidate in EXPORTED_PRECISIONS:
-                    encoders[candidate] = self._load_exported(candidate, fp32, source)
-                else:
-                    encoders[candidate] = self._load_torch(source, "cpu", candidate)
-            except EmbedderError as err:
-                log.warning("%s is not a candidate: %s", candidate, err)
-        calibration = calibrate(
-            {name: _encode_function(encoder) for name, encoder in encoders.items()}
-        )
-        log.info(
-            "calibrated precision on %s in %.1f s: texts/s %s, cosine to fp32 %s",
-            cpu.describe(),
-            calibration.seconds,
-            calibration.rates,
-            calibration.cosines,
-        )
+
+        def measure() -> Calibration:
+            for candidate in candidates[1:]:
+                try:
+                    if candidate in EXPORTED_PRECISIONS:
+                        encoders[candidate] = self._load_exported(candidate, fp32, source)
+                    else:
+                        encoders[candidate] = self._load_torch(source, "cpu", candidate)
+                except EmbedderError as err:
+                    log.warning("%s is not a candidate: %s", candidate, err)
+            measured = calibrate({name: _encode_function(e) for name, e in encoders.items()})
+            log.info(
+                "calibrated precision on %s in %.1f s: texts/s %s, cosine to fp32 %s",
+                cpu.describe(),
+                measured.seconds,
+                measured.rates,
+                measured.cosines,
+            )
+            return measured
+
+        calibration = _CALIBRATIONS.get(key) or store.get_or_measure(key, measure)
         _CALIBRATIONS[key] = calibration
-        store.put(key, calibration)
         return calibration, encoders
 
     @property

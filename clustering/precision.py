@@ -271,6 +271,10 @@ def unit_rows(vectors: object) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), np.float32(1e-12))
 
 
+CALIBRATION_LOCK_WAIT_S = 600.0
+"""How long a process waits for another one's calibration before measuring itself."""
+
+
 class CalibrationCache:
     """Calibrations kept in ``folder/calibration.json``, keyed by machine, model and versions."""
 
@@ -303,3 +307,27 @@ class CalibrationCache:
             tmp.replace(self.path)  # atomic: two processes never leave half a file
         except OSError as err:  # a read-only home: measure again next time
             log.warning("cannot keep the precision calibration in %s: %s", self.path, err)
+
+    def get_or_measure(self, key: str, measure: Callable[[], Calibration]) -> Calibration:
+        """The kept calibration of ``key``, else ``measure()`` kept for next time.
+
+        One process measures at a time (a lock file beside the cache): two processes started
+        together (the app and a CLI run, two CLI runs) would otherwise each measure while the
+        other loads the CPU, choose differently and embed one corpus twice in two precisions.
+        The second waits and reads the first one's result."""
+        known = self.get(key)
+        if known is not None:
+            return known
+        from filelock import FileLock, Timeout
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(self.path.with_suffix(".lock"), timeout=CALIBRATION_LOCK_WAIT_S):
+                known = self.get(key)
+                if known is None:
+                    known = measure()
+                    self.put(key, known)
+                return known
+        except (OSError, Timeout) as err:  # read-only home, or a process stuck holding it
+            log.warning("measuring without the calibration lock %s: %s", self.path, err)
+            return measure()

@@ -55,9 +55,8 @@ def exact_knn_rate(folder: Path | None = None) -> float:
     key = store.key(read_cpu_info(), EXACT_KNN_RATE, f"numpy={np.__version__}")
     if key in _exact_knn_rates:
         return _exact_knn_rates[key]
-    known = store.get(key)
-    rate = known.rates.get(EXACT_KNN_RATE, 0.0) if known is not None else 0.0
-    if rate <= 0:
+
+    def measure() -> Calibration:
         X = np.random.default_rng(0).normal(size=(8192, 384)).astype(np.float32)
         unit = X / np.linalg.norm(X, axis=1, keepdims=True)
         seconds = []
@@ -66,8 +65,10 @@ def exact_knn_rate(folder: Path | None = None) -> float:
             _rank_block(unit, 0, 2048, 15)
             seconds.append(time.perf_counter() - start)
         rate = 2048 * 8192 / max(min(seconds), 1e-9)
-        store.put(key, Calibration({EXACT_KNN_RATE: rate}, seconds=round(sum(seconds), 2)))
         log.info("exact neighbour search ranks %.0f M similarities/s per thread here", rate / 1e6)
+        return Calibration({EXACT_KNN_RATE: rate}, seconds=round(sum(seconds), 2))
+
+    rate = store.get_or_measure(key, measure).rates.get(EXACT_KNN_RATE, 0.0)
     _exact_knn_rates[key] = rate
     return rate
 

@@ -3,7 +3,10 @@ machine and model, the cache key that keeps precisions apart, and int8 quality o
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -129,6 +132,27 @@ def test_calibrations_are_kept_per_machine_and_model(tmp_path):
     assert CalibrationCache(tmp_path / "models").get(key) == measured
     assert cache.get(cache.key(ZEN4, "all-MiniLM-L6-v2", "torch=2.13")) is None
     assert cache.get(cache.key(ZEN3, "intfloat/e5-small", "torch=2.13")) is None
+
+
+def _measure_slowly(folder: str, log: str) -> dict:
+    def measure() -> Calibration:
+        with open(log, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        time.sleep(1.0)  # long enough for the other process to arrive while this one measures
+        return Calibration({"fp32": float(os.getpid())})
+
+    cache = CalibrationCache(folder)
+    return cache.get_or_measure(cache.key(ZEN4, "m", "v"), measure).rates
+
+
+def test_two_processes_at_once_measure_the_machine_once(tmp_path):
+    log = tmp_path / "measured.log"
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        futures = [pool.submit(_measure_slowly, str(tmp_path / "models"), str(log)) for _ in "ab"]
+        results = [f.result(timeout=60) for f in futures]
+    assert len(log.read_text().split()) == 1  # the second waited and read the first's result
+    assert results[0] == results[1]
 
 
 def test_calibrate_measures_rates_and_cosines():
