@@ -13,6 +13,7 @@ import numpy as np
 
 from clustering.errors import ConfigError
 from clustering.granularity import (
+    CORE_DIST_JOBS,
     K_RULE,
     MICRO_MIN_SAMPLES,
     MICRO_SIZE_FACTOR,
@@ -88,6 +89,7 @@ class HDBSCANClusterer:
             cluster_selection_method=self.cluster_selection_method,
             cluster_selection_epsilon=self.cluster_selection_epsilon,
             prediction_data=True,
+            core_dist_n_jobs=CORE_DIST_JOBS,
         ).fit(np.asarray(X, dtype=np.float64))
         labels = order_by_size(self.model_.labels_)
         self.min_cluster_size_ = size

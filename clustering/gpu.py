@@ -104,40 +104,6 @@ def transform(model: Any, X: np.ndarray) -> np.ndarray:
         return np.asarray(model.transform(np.asarray(X, dtype=np.float32)), dtype=np.float32)
 
 
-def make_hdbscan(
-    backend: str,
-    *,
-    min_cluster_size: int,
-    min_samples: int | None,
-    cluster_selection_method: str,
-) -> Any:
-    """An unfitted HDBSCAN of the backend that keeps the data for ``approximate_predict``."""
-    if backend == "cuml":
-        from cuml.cluster.hdbscan import HDBSCAN as CumlHDBSCAN
-
-        return CumlHDBSCAN(
-            min_cluster_size=min_cluster_size,
-            min_samples=min_samples,
-            cluster_selection_method=cluster_selection_method,
-            prediction_data=True,
-            output_type="numpy",
-        )
-    import hdbscan
-
-    return hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size,
-        min_samples=min_samples,
-        cluster_selection_method=cluster_selection_method,
-        prediction_data=True,
-    )
-
-
-def fit_hdbscan(model: Any, X: np.ndarray, backend: str) -> Any:
-    # hdbscan's Boruvka trees want float64; cuML works in float32 on the GPU.
-    dtype = np.float32 if backend == "cuml" else np.float64
-    return model.fit(np.asarray(X, dtype=dtype))
-
-
 def approximate_predict(model: Any, X: np.ndarray, backend: str) -> tuple[np.ndarray, np.ndarray]:
     """Raw HDBSCAN labels (as in ``model.labels_``) and strengths of new points."""
     if backend == "cuml":
