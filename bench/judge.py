@@ -19,8 +19,10 @@ one); every answer follows from what is perceived:
 - propose: the names of the most frequent perceived classes of the batch (the gold label
   names, ``_`` as spaces), each with the description "The text is about <name>.";
 - check: "yes" for the texts perceived as the class the property names;
-- classify: the category of the perceived class; where no category is that class, the category
-  whose class centroid is nearest to it (a plausible choice, as a model's would be);
+- classify: the category of the perceived class (where several stand for it, the first one
+  named for it, not one found by embedding: a model picks "card arrival" over a keyword name
+  such as "Card · Arrive"); where no category is that class, the category whose class centroid
+  is nearest to it (a plausible choice, as a model's would be);
 - merge: the candidates grouped by their class, the most proposed first, at most K;
 - pairs: "same" where the two texts are perceived as one class;
 - keyphrases: the perceived class's name;
@@ -240,21 +242,26 @@ class SimulatedJudge:
     def class_of(self, name: str, description: str = "") -> str | None:
         """The class a property or category stands for: one the judge wrote, a class name in it,
         else the nearest centroid to its embedding (with ``embed``)."""
+        return self._class_and_how(name, description)[0]
+
+    def _class_and_how(self, name: str, description: str = "") -> tuple[str | None, bool]:
+        """``class_of`` and whether the class was found by name (written by the judge or named
+        in the text) rather than by embedding."""
         for text in (name, description):
             found = self._issued.get(_key(text).lower())
             if found:
-                return found
+                return found, True
         lowered = _key(f"{name} {description}").lower()
         named = [c for h, c in self._by_name.items() if re.search(rf"\b{re.escape(h)}\b", lowered)]
         if named:
-            return max(named, key=lambda c: len(human(c)))
+            return max(named, key=lambda c: len(human(c))), True
         if self.embed is None:
-            return None
+            return None, False
         with self._embed_lock:  # requests come on several threads; an encoder need not be
             # thread-safe (OpenVINO's infer request raised "Infer Request is busy")
             vector = self.embed([f"{name}: {description}".strip(": ")])
         vector = np.asarray(vector, np.float32)[0]
-        return self.classes[int(np.argmax(self.centroids @ vector))]
+        return self.classes[int(np.argmax(self.centroids @ vector))], False
 
     def _issue(self, c: str) -> dict[str, str]:
         name = human(c)
@@ -330,18 +337,31 @@ class SimulatedJudge:
         ]
         return {"yes": yes}, len(texts), sum(1 for *_, g in texts if g is not None)
 
-    def _categories(self, task: str) -> list[str | None]:
+    def _categories(self, task: str) -> list[tuple[str | None, bool]]:
         part = task.split("Categories:\n", 1)[-1].split("\nReply with", 1)[0]
         classes = []
         for line in part.splitlines():
             found = re.match(r"\s*(\d+)\. (.*?): (.*)$", line)
             if found:
-                classes.append(self.class_of(found.group(2), found.group(3)))
+                classes.append(self._class_and_how(found.group(2), found.group(3)))
         return classes
 
+    def _category_of_class(self, task: str) -> dict[int, int]:
+        """Each class's category (0-based): where several stand for one class, the first named
+        for it (as a model picks "card arrival" over "Card · Arrive" for a card-arrival text),
+        else the first listed."""
+        position: dict[int, int] = {}
+        by_name: dict[int, bool] = {}
+        for k, (c, named) in enumerate(self._categories(task)):
+            if c is None:
+                continue
+            i = self.classes.index(c)
+            if i not in position or (named and not by_name[i]):
+                position[i], by_name[i] = k, named
+        return position
+
     def _classify(self, task: str, data: dict[str, Any]) -> tuple[Any, int, int]:
-        categories = self._categories(task)
-        position = {self.classes.index(c): k for k, c in enumerate(categories) if c is not None}
+        position = self._category_of_class(task)
         texts = self._texts(data)
         assignments = []
         for i, t, g in texts:

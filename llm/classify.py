@@ -9,8 +9,11 @@ within a call budget.
    lasts; its answers replace the embedding's. Category 0 in a reply ("none fits") makes the
    text an outlier.
 4. The guard (issue 18; the mechanism is ``llm.guard``, shared with keyphrase expansion): the
-   first texts the LLM classifies are ``CALIBRATION_PAIRS`` pairs of near-duplicates, so how
-   often it puts both texts of a pair in one category estimates its accuracy ``q``. At
+   first texts the LLM classifies are ``CALIBRATION_PAIRS`` pairs of near-duplicates and
+   ``ANCHOR_TEXTS`` anchors (texts the embedding is surest of, nearest a category the LLM
+   named), mixed. How often it puts both texts of a pair in one category estimates its
+   accuracy from its consistency, how often it gives an anchor the embedding's category
+   estimates it from below; ``q`` is the lower of the two. At
    ``TRUST_ACCURACY`` or more, every answer stands; under it, where the LLM and the nearest
    category disagree, the LLM's answer is kept only where ``q`` beats the embedding's estimated
    accuracy at that text's margin. The texts the LLM did not classify then go to prototypes
@@ -57,10 +60,14 @@ from llm.goal_prompts import (
     parse_groups,
 )
 from llm.guard import (
+    ANCHOR_TEXTS,
     TRUST_ACCURACY,
+    anchor_accuracy,
+    anchor_texts,
     calibration_pairs,
     estimate_accuracy,
     guard_answers,
+    lower_accuracy,
     margins,
 )
 
@@ -92,6 +99,8 @@ class ClassifyConfig:
     """Category 0 ("none fits") in a reply makes the text an outlier."""
     guard: bool = True
     """Step 4 of the module docstring; off only to measure what it is worth."""
+    anchors: int = ANCHOR_TEXTS
+    """Anchor texts the guard asks about (step 4); 0 only to measure what they are worth."""
     random_state: int = 42
     proposal_batch: int = PROPOSAL_BATCH
     classify_batch: int = CLASSIFY_BATCH
@@ -113,6 +122,7 @@ class ClassifyConfig:
             "proposal_batch": self.proposal_batch,
             "classify_batch": self.classify_batch,
             "guard": self.guard,
+            "anchors": self.anchors,
         }
 
 
@@ -355,10 +365,17 @@ def label_then_classify(
     if asker is not None and parts["classify_calls"]:
         order = np.argsort(margin, kind="stable")  # least certain first
         twins: list[tuple[int, int]] = []
+        anchors = np.zeros(0, dtype=np.int64)
         if config.guard and Z.shape[1] > 1 and n >= 4 * CALIBRATION_PAIRS:
-            # Near-duplicate pairs go first, so even a small budget can be judged (step 4).
+            # Near-duplicate pairs and anchors go first, mixed, so even a small budget can be
+            # judged (step 4).
             twins = calibration_pairs(vectors, CALIBRATION_PAIRS, config.random_state, texts)
-            first = np.asarray([i for pair in twins for i in pair], dtype=np.int64)
+            paired = [i for pair in twins for i in pair]
+            named = [j for j, c in enumerate(categories) if c.source in ("llm", "user")]
+            anchors = anchor_texts(nearest, margin, config.anchors, named, exclude=paired)
+            first = np.random.default_rng(config.random_state).permutation(
+                np.asarray(paired + anchors.tolist(), dtype=np.int64)
+            )
             order = np.concatenate([first, order[~np.isin(order, first)]])
         size = config.classify_batch
         n_batches = min(parts["classify_calls"], math.ceil(n / size))
@@ -382,9 +399,14 @@ def label_then_classify(
                 if category < 0 and not config.allow_other:
                     continue
                 answers[int(batch[k])] = category
-        accuracy = estimate_accuracy(answers, twins) if twins else None
+        from_pairs = estimate_accuracy(answers, twins) if twins else None
+        from_anchors = anchor_accuracy(answers, anchors, nearest) if len(anchors) else None
+        accuracy = lower_accuracy(from_pairs, from_anchors)
         if accuracy is not None:
             stats["guard_llm_accuracy"] = round(accuracy, 4)
+            for key, value in (("pair", from_pairs), ("anchor", from_anchors)):
+                if value is not None:
+                    stats[f"guard_{key}_accuracy"] = round(value, 4)
             offline = (
                 offline_categories(texts, vectors, config)
                 if accuracy < TRUST_ACCURACY and answers

@@ -14,7 +14,15 @@ keyphrase expansion (``llm.keyphrases``: the group a text's keyphrases fall in):
    embedding. (``sqrt(s)``, two independent answers, was tried first: it rated a judge right
    half the time 0.71 and one right three times in four 0.79-0.86 over 15 pairs, above
    ``TRUST_ACCURACY``, and classify on AG News ended 0.04-0.10 NMI under its no-LLM run.)
-3. ``guard_answers``: at ``TRUST_ACCURACY`` or more every answer stands. Under it, the LLM's
+3. ``anchor_texts``: consistency is not accuracy. A model that maps two confusable groups
+   onto one answer agrees with itself on every pair, right or wrong (on Banking77 with few
+   proposed categories a judge right half the time read 0.89). So a few texts the embedding
+   is surest of (each the largest-margin text of its nearest category, categories the model
+   named) go among the first texts asked: their answer is known from the embedding, and the
+   share the model gets "right" there (``anchor_accuracy``) estimates its accuracy from below
+   (where the embedding is wrong on an anchor, a right answer counts as wrong). The guard takes
+   the lower of the two estimates (``lower_accuracy``).
+4. ``guard_answers``: at ``TRUST_ACCURACY`` or more every answer stands. Under it, the LLM's
    agreement with the embedding's answer, by the embedding's margin, estimates the embedding's
    accuracy ``e(margin)`` (agreement / ``q``, made monotone), and where the two disagree the
    LLM's answer stands only where ``q > e(margin) + GUARD_SLACK``.
@@ -40,6 +48,10 @@ TRUST_ACCURACY = 0.8
 """From this estimated accuracy up, every LLM answer stands."""
 GUARD_MIN_PAIRS = 5
 """Fewer answered calibration pairs than this and the guard keeps every LLM answer."""
+ANCHOR_TEXTS = 15
+"""Texts the embedding is surest of, asked among the first (step 3 of the module docstring)."""
+GUARD_MIN_ANCHORS = 5
+"""Fewer answered anchors than this and the anchors give no estimate."""
 
 
 def _same_text(a: str, b: str) -> bool:
@@ -89,6 +101,48 @@ def estimate_accuracy(
     return accuracy_from_agreement(float(np.mean(same)))
 
 
+def anchor_texts(
+    nearest: np.ndarray,
+    margin: np.ndarray,
+    n_anchors: int,
+    eligible: Sequence[int] | None = None,
+    exclude: Sequence[int] = (),
+) -> np.ndarray:
+    """Up to ``n_anchors`` texts, each the largest-margin text of its nearest option (so the
+    anchors spread over options), the surest first; only texts whose nearest option is in
+    ``eligible`` (all with ``None``), none of ``exclude``."""
+    allowed = np.ones(len(nearest), dtype=bool)
+    allowed[np.asarray(list(exclude), dtype=np.int64)] = False
+    if eligible is not None:
+        allowed &= np.isin(nearest, np.asarray(list(eligible), dtype=np.int64))
+    ids = np.flatnonzero(allowed)
+    best: dict[int, int] = {}
+    for i in ids[np.argsort(-margin[ids], kind="stable")]:
+        best.setdefault(int(nearest[i]), int(i))
+    picked = sorted(best.values(), key=lambda i: (-margin[i], i))[:n_anchors]
+    return np.asarray(picked, dtype=np.int64)
+
+
+def anchor_accuracy(
+    answers: dict[int, int],
+    anchors: Sequence[int],
+    nearest: np.ndarray,
+    min_anchors: int = GUARD_MIN_ANCHORS,
+) -> float | None:
+    """The share of the answered anchors given the embedding's answer (``None`` with fewer than
+    ``min_anchors`` answered)."""
+    hits = [answers[int(i)] == int(nearest[i]) for i in anchors if int(i) in answers]
+    if len(hits) < min_anchors:
+        return None
+    return float(np.mean(hits))
+
+
+def lower_accuracy(*estimates: float | None) -> float | None:
+    """The lowest of the estimates given (``None`` when there is none)."""
+    known = [e for e in estimates if e is not None]
+    return min(known) if known else None
+
+
 def margins(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each text's best column of the similarities ``Z`` (texts × options) and its margin over
     the second best (10 with one option)."""
@@ -105,7 +159,7 @@ def guard_answers(
     llm_accuracy: float,
     stats: dict[str, Any],
 ) -> dict[int, int]:
-    """The LLM's answers that stand (step 3 of the module docstring): all of them when its
+    """The LLM's answers that stand (step 4 of the module docstring): all of them when its
     estimated accuracy is ``TRUST_ACCURACY`` or more; else those that agree with the embedding
     and those where the LLM is estimated more accurate than the embedding at that text's
     margin. ``stats`` gets how many answers were dropped."""

@@ -153,3 +153,44 @@ def test_classify_with_a_small_budget_ends_no_worse_and_keeps_a_good_models_gain
             figures[p] = classify_nmi(texts, gold, news_vectors, embedder, judge, 10, guard=True)
     assert figures[0.9] >= baseline - 0.01, (figures, baseline)
     assert figures[1.0] >= baseline + 0.02, (figures, baseline)
+
+
+@pytest.fixture(scope="module")
+def intents(shared_data) -> tuple[list[str], list[str]]:
+    """The 400 Banking77 texts of ``bench.llm_value --quick`` (77 intents)."""
+    corpus = subsample("banking77_test", 400)
+    return corpus.texts, [str(label) for label in corpus.labels]
+
+
+@pytest.mark.slow
+def test_classify_anchors_catch_a_model_consistent_but_wrong(intents, embedder):
+    """Banking77, 77 intents, budget 20: four proposal calls name some intents, keyword
+    categories stand for the rest, and a judge right half the time mostly puts both texts of
+    a near-duplicate pair in one category (its confusions fall in one category), so the pairs
+    read it at 0.8 or more. The anchors (texts the embedding is surest of) must read it under
+    0.8 and hold the run within 0.01 of no LLM; a judge right every time must read 0.8 or more
+    on the anchors too and keep its gain."""
+    texts, gold = intents
+    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+    k = len(set(gold))
+    config = ClassifyConfig(goal=GOAL, n_clusters=k, budget=0)
+    offline = label_then_classify(texts, vectors, embedder, config, None)
+    baseline = external_metrics(gold, offline.assignment.labels)["nmi"]
+    figures, stats = {}, {}
+    for p in (0.5, 1.0):
+        with SimulatedJudge(texts, gold, vectors, p, embed=embedder.embed) as judge:
+            settings = LLMSettings(**judge.overrides())
+            asker = JSONAsker(settings, prompt_version=GOAL_PROMPT_VERSION, budget=CallBudget(20))
+            try:
+                config = ClassifyConfig(goal=GOAL, n_clusters=k, budget=20)
+                result = label_then_classify(texts, vectors, embedder, config, asker)
+            finally:
+                asker.close()
+        figures[p] = external_metrics(gold, result.assignment.labels)["nmi"]
+        stats[p] = result.stats
+    assert stats[0.5]["guard_pair_accuracy"] >= 0.8, "the pairs should take it for a good model"
+    assert stats[0.5]["guard_anchor_accuracy"] < 0.8
+    assert stats[0.5]["guard_llm_accuracy"] == stats[0.5]["guard_anchor_accuracy"]
+    assert figures[0.5] >= baseline - 0.01, (figures, baseline)
+    assert stats[1.0]["guard_anchor_accuracy"] >= 0.8
+    assert figures[1.0] >= baseline + 0.02, (figures, baseline)

@@ -107,6 +107,29 @@ def test_judge_errs_towards_the_confusable_class(intents, intent_vectors):
     assert all(answers[k + 1] != labels[k] for k in range(15))
 
 
+def test_judge_picks_the_category_named_for_a_class_over_one_found_by_embedding(
+    intents, intent_vectors, embedder
+):
+    """Where two categories stand for one class, one named for it and a keyword one the judge
+    maps to it by embedding, a model picks the named one, wherever it is listed (the judge
+    picked the last listed: a right answer then looked wrong to the guard's anchors)."""
+    texts, labels = intents
+    with SimulatedJudge(texts, labels, intent_vectors, 1.0, embed=embedder.embed) as judge:
+        # A keyword-like category whose description is a text of its class: found by embedding.
+        k = next(i for i, t in enumerate(texts) if judge.class_of("Misc", t) == labels[i])
+        target = labels[k]
+        named = (target.replace("_", " "), f"The text is about {target.replace('_', ' ')}.")
+        keyword = ("Misc", texts[k])
+        other = next(c for c in sorted(set(labels)) if c != target)
+        filler = (other.replace("_", " "), f"The text is about {other.replace('_', ' ')}.")
+        batch = [t for t, lab in zip(texts, labels, strict=True) if lab == target][:10]
+        for categories, expected in (([named, keyword, filler], 1), ([keyword, named, filler], 2)):
+            status, reply = post(judge.base_url, classify_messages(GOAL, categories, batch))
+            assert status == 200
+            picked = {a["category"] for a in content(reply)["assignments"]}
+            assert picked == {expected}, (categories[expected - 1], picked)
+
+
 def run_classify(path: Path, db: Path, judge: SimulatedJudge | None, budget: int):
     return api.run(
         path,

@@ -1,0 +1,56 @@
+"""Anchor texts of the LLM guard (llm.guard, issue 18): texts the embedding is surest of, whose
+answer is known from the embedding, estimate a model's accuracy where near-duplicate pairs only
+measure its consistency."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llm.guard import (
+    accuracy_from_agreement,
+    anchor_accuracy,
+    anchor_texts,
+    estimate_accuracy,
+    lower_accuracy,
+)
+
+
+def test_anchors_are_the_surest_text_of_each_option_and_spread_over_options():
+    nearest = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    margin = np.array([0.9, 0.8, 0.1, 0.5, 0.6, 0.7, 0.2, 0.3])
+    anchors = anchor_texts(nearest, margin, 5)
+    # One per option (its largest margin), the surest first: option 0 gives text 0 only.
+    assert anchors.tolist() == [0, 5, 4]
+    assert anchor_texts(nearest, margin, 2).tolist() == [0, 5]
+
+
+def test_anchors_keep_to_eligible_options_and_leave_out_excluded_texts():
+    nearest = np.array([0, 0, 1, 1, 2])
+    margin = np.array([0.9, 0.8, 0.7, 0.6, 0.95])
+    # Option 2 is a keyword category (not named by the model); text 0 is a calibration pair's.
+    anchors = anchor_texts(nearest, margin, 5, eligible=[0, 1], exclude=[0])
+    assert anchors.tolist() == [1, 2]
+    assert anchor_texts(nearest, margin, 5, eligible=[]).tolist() == []
+
+
+def test_a_model_consistent_but_wrong_reads_high_on_pairs_and_low_on_anchors():
+    """A model that answers every text of two confusable groups with one category agrees with
+    itself on every pair; the anchors, whose answer the embedding knows, show it wrong."""
+    nearest = np.array([0, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1])
+    pairs = [(0, 1), (2, 3), (4, 6), (5, 7), (8, 10)]
+    answers = {i: 0 for i in range(12)}  # every text put in category 0
+    from_pairs = estimate_accuracy(answers, pairs)
+    from_anchors = anchor_accuracy(answers, list(range(12)), nearest)
+    assert from_pairs == 1.0
+    assert from_anchors == 0.5
+    assert lower_accuracy(from_pairs, from_anchors) == 0.5
+
+
+def test_anchor_accuracy_needs_enough_answered_anchors_and_lower_skips_missing():
+    nearest = np.array([0, 1, 2, 3, 4, 5])
+    answers = {0: 0, 1: 1, 2: 9, 3: 3}
+    assert anchor_accuracy(answers, [0, 1, 2, 3, 4, 5], nearest) is None  # 4 answered < 5
+    assert anchor_accuracy(answers, [0, 1, 2, 3], nearest, min_anchors=4) == 0.75
+    assert lower_accuracy(None, 0.9) == 0.9
+    assert lower_accuracy(None, None) is None
+    assert lower_accuracy(accuracy_from_agreement(1.0), 0.75) == 0.75
