@@ -78,15 +78,13 @@ def run_seed(corpus: Any, space: np.ndarray, seed: int) -> dict[str, Any]:
         order_by_size,
     )
     from clustering.granularity import (
-        K_RULE,
         MICRO_SIZE_FACTOR,
         SECOND_CUT_SHARE,
         best_cut,
-        consensus_k,
         merge_micro_clusters,
-        resampled_curves,
         variance_ratio_curve,
     )
+    from clustering.resampling import K_RULE, consensus_k, resampled_curves
 
     out: dict[str, Any] = {"seed": seed, "rules": {}}
     for factor in MICRO_FACTORS:
@@ -98,7 +96,7 @@ def run_seed(corpus: Any, space: np.ndarray, seed: int) -> dict[str, Any]:
         micro_s = time.perf_counter() - start
         start = time.perf_counter()
         fits = resampled_curves(space, micro.min_cluster_size_, None, random_state=0, second=None)
-        curves = [curve for curve, _ in fits]
+        curves = [f.scores for f in fits]
         tag = "" if factor == 1.0 else f"@{factor}"
         out[f"resample_seconds{tag}"] = round(time.perf_counter() - start, 2)
         out[f"micro_seconds{tag}"] = round(micro_s, 2)

@@ -12,18 +12,16 @@ import math
 import numpy as np
 
 from clustering.errors import ConfigError
+from clustering.grains import renumber_coarse
 from clustering.granularity import (
     CORE_DIST_JOBS,
-    K_RULE,
     MICRO_MIN_SAMPLES,
     MICRO_SIZE_FACTOR,
-    N_RESAMPLES,
     Granularity,
-    consensus_k,
     merge_micro_clusters,
-    resampled_curves,
     variance_ratio_curve,
 )
+from clustering.resampling import K_RULE, N_RESAMPLES, consensus_k, resampled_curves, stable_cut
 from clustering.types import NOISE, Assignment
 
 log = logging.getLogger(__name__)
@@ -135,6 +133,7 @@ class MergedHDBSCANClusterer:
             return found
         k: int | None = None
         resampled: tuple[int, ...] = ()
+        ratio_cut, stability = 0, dict[int, float]()
         if self.n_resamples:
             fits = resampled_curves(
                 np.asarray(X, dtype=np.float64),
@@ -145,14 +144,24 @@ class MergedHDBSCANClusterer:
                 method=self.cluster_selection_method,
             )
             full = variance_ratio_curve(np.asarray(X, dtype=np.float64), found.labels)[1]
-            k = consensus_k(full, [curve for curve, _ in fits], self.k_rule) if full else None
-            resampled = tuple(k_fit for _, k_fit in fits)
+            k = consensus_k(full, [f.scores for f in fits], self.k_rule) if full else None
+            resampled = tuple(f.k for f in fits)
+            if k:
+                k_ratio = k
+                k, stability = stable_cut(X, found.labels, k, fits)
+                ratio_cut = k_ratio if k != k_ratio else 0
         labels, confidence, self.granularity_ = merge_micro_clusters(
-            X, found.labels, n_clusters=k, resampled_k=resampled
+            X,
+            found.labels,
+            n_clusters=k,
+            resampled_k=resampled,
+            ratio_cut=ratio_cut,
+            stability=stability,
         )
         probabilities = np.where(found.labels == NOISE, confidence, found.probabilities)
         probabilities = np.where(labels == NOISE, 0.0, probabilities)
         ordered = order_by_size(labels)
+        self.granularity_ = renumber_coarse(self.granularity_, labels, ordered)
         # For assigning new points (sampled fits): HDBSCAN's raw label -> final cluster id.
         self.model_ = micro.model_
         raw = np.asarray(micro.model_.labels_)

@@ -25,7 +25,7 @@ from clustering.cluster import (
 )
 from clustering.embed import embed_texts
 from clustering.errors import ConfigError
-from clustering.granularity import granularity_metrics
+from clustering.grains import granularity_metrics
 from clustering.labels import KeywordLabeler
 from clustering.metrics import external_metrics, silhouette, summary_metrics
 from clustering.reduce import PCAReducer, UMAPReducer
@@ -207,7 +207,7 @@ def cluster_space(space: np.ndarray, config: PipelineConfig) -> Assignment:
 def fit_clusters(space: np.ndarray, config: PipelineConfig) -> tuple[Assignment, dict[str, Any]]:
     """The assignment of ``space``, and what the clusterer found out about the granularity for
     the run's metrics (the automatic K's spread over resampled fits, the grains the data
-    supports, and why this cut: ``clustering.granularity.granularity_metrics``)."""
+    supports, and why this cut: ``clustering.grains.granularity_metrics``)."""
     if len(space) == 0:
         return Assignment(np.zeros(0, dtype=np.int64), np.zeros(0)), {}
     if not np.ptp(space, axis=0).any():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from clustering.cluster import MergedHDBSCANClusterer
-from clustering.granularity import k_spread, k_spread_sentence
+from clustering.grains import k_spread, k_spread_sentence
 from clustering.pipeline import PipelineConfig, reduce_vectors
 
 SEEDS = (0, 1, 2, 3, 4)

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import calinski_harabasz_score
+from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score
 
 from clustering.cluster import HDBSCANClusterer, MergedHDBSCANClusterer
-from clustering.granularity import (
-    calinski_harabasz_path,
-    choose_n_clusters,
-    consensus_k,
-    cut_merges,
+from clustering.grains import (
+    coarse_labels,
     granularity_metrics,
     k_spread,
     k_spread_sentence,
+    renumber_coarse,
+)
+from clustering.granularity import (
+    Granularity,
+    calinski_harabasz_path,
+    choose_n_clusters,
+    coarse_grain,
+    cut_merges,
     merge_micro_clusters,
     nearest_centroid_labels,
     neighbor_agreement,
@@ -23,7 +28,9 @@ from clustering.granularity import (
     ward_merges,
 )
 from clustering.pipeline import PipelineConfig, cluster_space, make_clusterer
+from clustering.resampling import ResampledFit, consensus_k, stable_cut
 from clustering.types import NOISE
+from clustering.ward import best_cut
 
 
 def blobs(centers: np.ndarray, sizes: list[int], spread: float, seed: int = 0) -> np.ndarray:
@@ -212,7 +219,13 @@ def test_second_cut_finds_intents_inside_one_source_and_leaves_broad_sources_who
     for c in np.unique(labels):
         assert len(np.unique(truth[labels == c])) == 1
     sentence = granularity_metrics(info)["granularity"]
-    assert "1 of them was cut again" in sentence and "coarser grain of 3 clusters" in sentence
+    assert "1 of them was cut again" in sentence
+    # No coarser cut of the tree keeps enough of its ratio: the first cut is the grain offered.
+    assert info.coarse_k == 3 and "the first cut's 3 clusters, as 3 groups of the 10" in sentence
+    grouped = coarse_labels(labels, info)
+    assert grouped is not None
+    sources = np.where(truth < 8, 0, truth - 7)  # the 8 intents are one source
+    assert adjusted_rand_score(sources, grouped) == 1.0
 
 
 def test_the_two_way_cut_splits_two_merged_topics_not_a_topic_with_sub_topics() -> None:
@@ -232,3 +245,116 @@ def test_the_two_way_cut_splits_two_merged_topics_not_a_topic_with_sub_topics() 
     assert len(np.unique(cut[first == 2])) == 1
     assert np.array_equal(cut[first != 0], first[first != 0])
     assert np.array_equal(second_cut(X, micro, first, scores, 3, two_way=0.7), first)
+
+
+def sections_with_sub_topics(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BBC News's shape: 3 sections 20 apart, each of 3 sub-topics 4.8 apart (unit spread), the
+    sub-topics as micro-clusters. Returns the points, the micro labels and the sections."""
+    rng = np.random.default_rng(seed)
+    parts, micro, section = [], [], []
+    for i, centre in enumerate(np.eye(5)[:3] * 20):
+        for j, sub in enumerate(centre + 4.8 * np.eye(5)[[1, 2, 3]]):
+            n = 40 + 10 * i + 5 * j
+            parts.append(sub + rng.standard_normal((n, 5)))
+            micro += [3 * i + j] * n
+            section += [i] * n
+    return np.vstack(parts), np.array(micro), np.array(section)
+
+
+def test_a_coarser_grain_of_whole_clusters_is_offered_beside_the_sub_topics() -> None:
+    """The variance ratio picks the 9 sub-topics; the sections' cut keeps 0.92 of it, so it is
+    offered as the coarser grain, each group a union of whole clusters, one per section."""
+    X, micro, section = sections_with_sub_topics()
+    labels, _, info = merge_micro_clusters(X, micro)
+    assert (info.first_cut, info.n_clusters, info.coarse_k) == (9, 9, 3)
+    grouped = coarse_labels(labels, info)
+    assert grouped is not None
+    for g in np.unique(grouped):
+        assert len(np.unique(section[grouped == g])) == 1
+    assert len(np.unique(grouped)) == 3
+    facts = granularity_metrics(info)
+    assert facts["coarse"]["k"] == 3
+    assert set(facts["coarse"]["parent_of"]) == set(np.unique(labels).tolist())
+    assert 0.85 <= facts["coarse"]["variance_ratio_share"] < 1
+    assert "Coarser grain offered: 3 groups of the 9 clusters" in facts["granularity"]
+    assert "default stays at 9 because that cut separates best" in facts["granularity"]
+
+
+def test_coarse_grain_on_bbc_news_curve() -> None:
+    """BBC News, UMAP seed 0: the ratio peaks at 10 (sub-sections); the coarsest cut keeping 85 %
+    of it is 6 (its 5 sections with Sport in two); nothing when no cut is far enough below."""
+    curve = {2: 3240.4, 3: 6246.8, 4: 6305.6, 5: 7452.4, 6: 11391.5, 7: 11695.3, 8: 11811.9}
+    curve |= {9: 12153.9, 10: 12182.8, 11: 11979.4, 12: 11927.1}
+    assert coarse_grain(curve, 10) == 6
+    assert coarse_grain(curve, 10, share=0.6) == 5
+    assert coarse_grain(curve, 7) == 0  # 6 is a neighbouring cut, not a grain of its own
+    assert coarse_grain(curve, 10, share=0.99) == 0
+    assert coarse_grain(curve, 40) == 0  # no ratio for the cut: nothing to compare with
+    assert coarse_grain({}, 3) == 0
+
+
+def test_renumbered_coarse_groups_follow_the_final_cluster_ids() -> None:
+    raw = np.array([5, 5, 5, 7, 7, 2, NOISE, 2])
+    ordered = np.array([0, 0, 0, 1, 1, 2, NOISE, 2])
+    info = Granularity(3, 3, 0.0, 0.0, {}, coarse_k=2, coarse_of=((2, 10), (5, 11), (7, 10)))
+    renumbered = renumber_coarse(info, raw, ordered)
+    # Group 10 holds 4 points (clusters 7 and 2), group 11 holds 3: 10 becomes 0, 11 becomes 1.
+    assert renumbered.coarse_of == ((0, 1), (1, 0), (2, 0))
+    grouped = coarse_labels(ordered, renumbered)
+    assert grouped is not None
+    assert grouped.tolist() == [1, 1, 1, 0, 0, 0, NOISE, 0]
+    plain = Granularity(3, 3, 0.0, 0.0, {})
+    assert renumber_coarse(plain, raw, ordered) is plain
+    assert coarse_labels(ordered, plain) is None
+
+
+def two_close_groups() -> tuple[np.ndarray, np.ndarray]:
+    """Four groups of 50: A and B far apart, C and D 2.5 apart (the ratio still prefers 4)."""
+    rng = np.random.default_rng(0)
+    centres = [(0, 0), (20, 0), (10, 15), (12.5, 15)]
+    X = np.vstack([np.asarray(c) + rng.standard_normal((50, 2)) for c in centres])
+    return X, np.repeat(np.arange(4), 50)
+
+
+def resample_fit(X: np.ndarray, provisional: np.ndarray) -> ResampledFit:
+    return ResampledFit(np.arange(len(X)), provisional, ward_merges(X, provisional), {}, 4)
+
+
+def test_stable_cut_keeps_the_finest_cut_the_resamples_reproduce() -> None:
+    """Resamples that split C and D another way each time do not reproduce the 4-cut (adjusted
+    Rand 0.66) but all reproduce the 3-cut: 3 is kept. Resamples that find C and D keep 4."""
+    X, micro = two_close_groups()
+    scores = calinski_harabasz_path(ward_merges(X, micro))
+    assert best_cut(scores) == 4 and scores[3] >= 0.9 * scores[4]
+    unstable = []
+    for r in range(4):
+        provisional = micro.copy()
+        cd = np.flatnonzero(micro >= 2)
+        provisional[cd] = 2
+        provisional[np.random.default_rng(r).permutation(cd)[:50]] = 3
+        unstable.append(resample_fit(X, provisional))
+    k, agreement = stable_cut(X, micro, 4, unstable)
+    assert k == 3 and agreement[3] == 1.0 and agreement[4] < 0.8
+    assert stable_cut(X, micro, 4, [resample_fit(X, micro)] * 4) == (4, {3: 1.0, 4: 1.0})
+    assert stable_cut(X, micro, 4, unstable, share=None) == (4, {})
+    assert stable_cut(X, micro, 4, []) == (4, {})
+    # Only cuts keeping the share of the best ratio are weighed: at 0.99 the 3-cut is not.
+    assert stable_cut(X, micro, 4, unstable, share=0.99) == (4, {})
+
+
+def test_the_sentence_says_why_the_stable_cut_was_kept() -> None:
+    info = Granularity(
+        20,
+        6,
+        0.1,
+        0.0,
+        {6: 11391.5, 10: 12182.8},
+        first_cut=6,
+        ratio_cut=10,
+        stability={6: 0.9961, 8: 0.9943, 10: 0.8664},
+    )
+    facts = granularity_metrics(info)
+    assert "The variance ratio alone cut at 10" in facts["granularity"]
+    assert "(adjusted Rand 1.00 against 0.87 at 10), so 6 was kept" in facts["granularity"]
+    assert facts["cut_stability"] == {6: 0.9961, 8: 0.9943, 10: 0.8664}
+    assert "cut_stability" not in granularity_metrics(Granularity(20, 6, 0.1, 0.0, {6: 1.0}))

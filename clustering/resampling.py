@@ -1,0 +1,170 @@
+"""How firm the automatic cut is, and which cut the resamples support (``clustering.granularity``
+step 2; measurements in that module's notes, issue 14).
+
+``resampled_curves`` re-clusters ``N_RESAMPLES`` random subsets by steps 1-2 (HDBSCAN
+micro-clusters, Ward, variance ratio); ``consensus_k`` chooses the full data's cut from their
+curves, and ``stable_cut`` moves it to a coarser cut when the resamples reproduce that one
+clearly better (``cut_stability``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from clustering.granularity import CORE_DIST_JOBS, SECOND_CUT_SHARE, second_cut
+from clustering.types import NOISE
+from clustering.ward import (
+    WardMerges,
+    best_cut,
+    calinski_harabasz_path,
+    cut_merges,
+    nearest_centroid_labels,
+    ward_merges,
+)
+
+N_RESAMPLES = 6
+"""Random subsets re-clustered (steps 1-2) to see how firm the cut is (issue 14)."""
+RESAMPLE_SHARE = 0.8
+MIN_RESAMPLE = 50
+K_RULE = "median"
+"""How the resamples choose the cut (``consensus_k``). AG News 4k, 5 UMAP seeds, micro-clusters
+at 0.6x: ``full`` K 3,3,4,3,4 (NMI mean 0.596), ``median`` 3,3,3,3,3 (0.604), as ``mean``."""
+STABLE_SHARE: float | None = 0.9
+"""``stable_cut``: the coarser cuts weighed against the variance ratio's keep at least this share
+of the best ratio (None: the ratio's cut stands)."""
+
+
+@dataclass(frozen=True)
+class ResampledFit:
+    """Steps 1-2 on one random subset: its rows, their micro-cluster partition (noise given the
+    nearest micro-cluster), its Ward tree and variance-ratio curve, and the K it ends with."""
+
+    index: np.ndarray
+    provisional: np.ndarray
+    merges: WardMerges
+    scores: dict[int, float]
+    k: int
+
+
+def resampled_curves(
+    X: np.ndarray,
+    min_cluster_size: int,
+    min_samples: int | None,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    share: float = RESAMPLE_SHARE,
+    random_state: int | None = 0,
+    method: str = "eom",
+    second: float | None = SECOND_CUT_SHARE,
+) -> list[ResampledFit]:
+    """Steps 1-2 on ``n_resamples`` random ``share`` of the points: each resample's Ward tree,
+    variance-ratio curve, and the K it ends with at its own best cut after ``second_cut``."""
+    import hdbscan
+
+    rng = np.random.default_rng(random_state)
+    m = max(MIN_RESAMPLE, int(share * len(X)))
+    if m >= len(X):
+        return []
+    size = max(2, round(min_cluster_size * share))
+    fits = []
+    for _ in range(n_resamples):
+        idx = np.sort(rng.choice(len(X), m, replace=False))
+        micro = hdbscan.HDBSCAN(
+            min_cluster_size=size,
+            min_samples=min(min_samples, m - 1) if min_samples else None,
+            cluster_selection_method=method,
+            core_dist_n_jobs=CORE_DIST_JOBS,
+        ).fit(X[idx])
+        labels = np.asarray(micro.labels_, dtype=np.int64)
+        if (labels != NOISE).any():
+            provisional = nearest_centroid_labels(X[idx], labels)
+            merges = ward_merges(X[idx], provisional)
+            scores = calinski_harabasz_path(merges)
+            if scores:
+                k = best_cut(scores)
+                cut = cut_merges(provisional, merges, k)
+                cut = second_cut(X[idx], provisional, cut, scores, k, second)
+                fits.append(ResampledFit(idx, provisional, merges, scores, len(np.unique(cut))))
+    return fits
+
+
+def consensus_k(full: dict[int, float], curves: list[dict[int, float]], rule: str = K_RULE) -> int:
+    """The cut of the full data's tree: ``median`` of the cuts the resamples (and the full data)
+    chose, ``mean`` the best cut of the curves averaged (each scaled to its max), or ``full`` the
+    full data's best cut (the resamples then only measure the spread)."""
+    if not full:
+        return 0
+    if not curves or rule == "full":
+        return best_cut(full)
+    if rule == "median":
+        ks = sorted([best_cut(c) for c in curves if c] + [best_cut(full)])
+        k = ks[len(ks) // 2]
+    else:
+        total: dict[int, list[float]] = {}
+        for curve in [full, *curves]:
+            top = max(v for v in curve.values() if math.isfinite(v)) if curve else 1.0
+            for key, v in curve.items():
+                total.setdefault(key, []).append(v / top if top > 0 else 0.0)
+        mean = {
+            key: float(np.sum(v)) / (len(curves) + 1) for key, v in total.items() if key in full
+        }
+        k = best_cut(mean)
+    return min(max(k, 2), max(full))
+
+
+def cut_stability(
+    provisional: np.ndarray, merges: WardMerges, fits: list[ResampledFit], ks: list[int]
+) -> dict[int, tuple[float, float]]:
+    """How reproducible each cut ``k`` of the full data's tree is: the mean and standard
+    deviation over the resampled fits of the adjusted Rand index between the full cut (on the
+    resample's points) and the resample's own tree cut at ``k``."""
+    from sklearn.metrics import adjusted_rand_score
+
+    out: dict[int, tuple[float, float]] = {}
+    for k in ks:
+        full = cut_merges(provisional, merges, k)
+        agree = [
+            adjusted_rand_score(full[f.index], cut_merges(f.provisional, f.merges, k))
+            for f in fits
+            if f.merges.n_start >= k
+        ]
+        if agree:
+            out[k] = (float(np.mean(agree)), float(np.std(agree)))
+    return out
+
+
+def stable_cut(
+    X: np.ndarray,
+    micro: np.ndarray,
+    k: int,
+    fits: list[ResampledFit],
+    share: float | None = STABLE_SHARE,
+) -> tuple[int, dict[int, float]]:
+    """Step 2's cut moved to a coarser one the resamples reproduce better: among the cuts no
+    finer than ``k`` that keep ``share`` of the best variance ratio, the finest whose mean
+    agreement with the resamples (``cut_stability``) is within one standard deviation of the
+    most reproducible cut's. Returns the cut and the mean agreement of each cut considered
+    (empty when nothing was compared). BBC News: the ratio's 9-10 sub-section clusters agree
+    0.87-0.99 over resamples, 6-8 agree 0.99-1.00."""
+    if share is None or not fits or k < 3:
+        return k, {}
+    X = np.asarray(X, dtype=np.float64)
+    provisional = nearest_centroid_labels(X, np.asarray(micro, dtype=np.int64))
+    merges = ward_merges(X, provisional)
+    scores = {g: v for g, v in calinski_harabasz_path(merges).items() if math.isfinite(v)}
+    if k not in scores:
+        return k, {}
+    top = max(scores.values())
+    ks = sorted({k} | {g for g, v in scores.items() if g < k and v >= share * top})
+    if len(ks) < 2:
+        return k, {}
+    agreement = cut_stability(provisional, merges, fits, ks)
+    if k not in agreement:
+        return k, {}
+    best = max(agreement, key=lambda g: (agreement[g][0], g))
+    bar = agreement[best][0] - agreement[best][1]
+    chosen = max(g for g, (mean, _) in agreement.items() if mean >= bar)
+    return chosen, {g: round(mean, 4) for g, (mean, _) in agreement.items()}
