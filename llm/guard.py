@@ -125,7 +125,7 @@ def anchor_texts(
 
 def anchor_accuracy(
     answers: dict[int, int],
-    anchors: Sequence[int],
+    anchors: Sequence[int] | np.ndarray,
     nearest: np.ndarray,
     min_anchors: int = GUARD_MIN_ANCHORS,
 ) -> float | None:
