@@ -28,7 +28,7 @@ from clustering.errors import ConfigError
 from clustering.grains import granularity_metrics
 from clustering.labels import KeywordLabeler
 from clustering.metrics import external_metrics, silhouette, summary_metrics
-from clustering.reduce import PCAReducer, UMAPReducer
+from clustering.reduce import UMAPReducer, fit_space_and_map
 from clustering.sample_assign import BatchMapper, sampled_stages
 from clustering.summarize import summarize_clusters
 from clustering.types import (
@@ -177,27 +177,24 @@ def _reduce(vectors: np.ndarray, config: PipelineConfig) -> tuple[np.ndarray, np
         # UMAP would spend minutes on a degenerate neighbour graph.
         n = len(vectors)
         return np.zeros((n, config.n_components), np.float32), np.zeros((n, 2), np.float32)
-    reducer = UMAPReducer(
+    space = UMAPReducer(
         n_components=config.n_components,
         n_neighbors=config.n_neighbors,
         min_dist=config.min_dist,
         random_state=config.random_state,
     )
-    space = reducer.fit_transform(vectors)
     if config.n_components == 2:
-        coords = space
-    elif len(vectors) < 16:
-        coords = PCAReducer(2, config.random_state).fit_transform(vectors)
-    else:
-        coords = UMAPReducer(
-            n_components=2,
-            n_neighbors=config.n_neighbors,
-            min_dist=0.1,
-            random_state=config.random_state,
-            # The map reuses the clustering space's neighbour graph (issue 13): no second search.
-            precomputed_knn=reducer.knn_,
-        ).fit_transform(vectors)
-    return space, coords
+        coords = space.fit_transform(vectors)
+        return coords, coords.copy()
+    # The map reuses the clustering space's neighbour graph (issue 13): no second search, and
+    # both layouts at once where the machine allows.
+    the_map = UMAPReducer(
+        n_components=2,
+        n_neighbors=config.n_neighbors,
+        min_dist=0.1,
+        random_state=config.random_state,
+    )
+    return fit_space_and_map(vectors, space, the_map)
 
 
 def cluster_space(space: np.ndarray, config: PipelineConfig) -> Assignment:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -168,13 +169,10 @@ class UMAPReducer:
         self.random_state = random_state
         self.precomputed_knn = precomputed_knn
 
-    def fit_transform(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32)
+    def neighbour_graph(self, X: np.ndarray) -> tuple[Any, ...] | None:
+        """The graph this reducer lays ``X`` out from: the precomputed one where it fits ``X``,
+        the exact search's where that is allowed, else None (UMAP searches itself)."""
         n = len(X)
-        self.knn_: tuple[Any, ...] | None = None
-        if n < UMAP_MIN_SAMPLES:
-            log.info("%d points: too few for UMAP, using PCA", n)
-            return PCAReducer(self.n_components, self.random_state).fit_transform(X)
         knn = self.precomputed_knn
         if knn is not None and (len(knn[0]) != n or knn[0].shape[1] < min(self.n_neighbors, n - 1)):
             knn = None  # another set of points, or too few neighbours: search again
@@ -184,7 +182,17 @@ class UMAPReducer:
             and n >= UMAP_EXACT_BELOW
             and exact_knn_allowed(n)
         ):
-            knn = exact_cosine_knn(X, min(self.n_neighbors, n - 1))
+            knn = exact_cosine_knn(np.asarray(X, dtype=np.float32), min(self.n_neighbors, n - 1))
+        return knn
+
+    def fit_transform(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        n = len(X)
+        self.knn_: tuple[Any, ...] | None = None
+        if n < UMAP_MIN_SAMPLES:
+            log.info("%d points: too few for UMAP, using PCA", n)
+            return PCAReducer(self.n_components, self.random_state).fit_transform(X)
+        knn = self.neighbour_graph(X)
         self.model_ = make_umap(
             n_components=self.n_components,
             n_neighbors=min(self.n_neighbors, n - 1),
@@ -208,6 +216,39 @@ class UMAPReducer:
             else None
         )
         return out
+
+
+def fit_space_and_map(
+    X: np.ndarray, space: UMAPReducer, map_: UMAPReducer
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both layouts of the same points, from one neighbour graph.
+
+    Where the graph is known before the layouts (the exact search), and the machine has two
+    cores, the two are laid out at once on two threads (``clustering.umap_nogil``: the layout
+    epoch runs without the GIL), with the same coordinates as one after the other. Otherwise the
+    map takes the space's graph once the space is laid out."""
+    X = np.asarray(X, dtype=np.float32)
+    knn = space.neighbour_graph(X) if len(X) >= UMAP_MIN_SAMPLES else None
+    space.precomputed_knn = knn
+    if knn is None or (os.cpu_count() or 1) < 2 or not enable_layout_threads():
+        coords_space = space.fit_transform(X)
+        map_.precomputed_knn = space.knn_
+        return coords_space, map_.fit_transform(X)
+    from concurrent.futures import ThreadPoolExecutor
+
+    map_.precomputed_knn = knn
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        laid_out = pool.submit(space.fit_transform, X)
+        coords = map_.fit_transform(X)  # here, while the pool's thread lays out the space
+        return laid_out.result(), coords
+
+
+def enable_layout_threads() -> bool:
+    """Whether two UMAP layouts can run at once (``clustering.umap_nogil``)."""
+    enable_numba_cache()
+    from clustering import umap_nogil
+
+    return umap_nogil.install()
 
 
 def make_umap(**params: Any) -> Any:

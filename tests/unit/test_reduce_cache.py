@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from clustering.reduce import UMAPReducer, exact_cosine_knn
+from clustering.reduce import UMAPReducer, exact_cosine_knn, fit_space_and_map
 from tests.conftest import REPO
 
 
@@ -47,6 +47,23 @@ def test_the_map_reuses_the_neighbour_graph_of_the_clustering_space(space):
     centres = np.array([coords[np.arange(len(X)) % 3 == b].mean(0) for b in range(3)])
     nearest = np.argmin(((coords[:, None] - centres[None]) ** 2).sum(-1), axis=1)
     assert (nearest == np.arange(len(X)) % 3).mean() > 0.95
+
+
+def test_both_layouts_at_once_give_the_coordinates_of_one_after_the_other(space):
+    """The space and the map laid out on two threads (the epoch without the GIL) must equal the
+    layouts made one after the other from the same graph, to the bit: a run reproduces."""
+    import umap.layouts
+
+    from clustering import umap_nogil
+
+    X = blobs(N_APPROXIMATE)
+    first = space.fit_transform(X)
+    coords = UMAPReducer(n_components=2, min_dist=0.1, precomputed_knn=space.knn_).fit_transform(X)
+    together = UMAPReducer(n_components=5), UMAPReducer(n_components=2, min_dist=0.1)
+    both = fit_space_and_map(X, *together)
+    assert umap.layouts._nb_optimize_layout_euclidean_single_epoch is umap_nogil.epoch_without_gil
+    assert np.array_equal(both[0], first) and np.array_equal(both[1], coords)
+    assert np.array_equal(together[1].knn_[0], space.knn_[0])  # one graph for both
 
 
 def test_a_graph_of_other_points_is_not_used_and_small_sets_have_none(space):
