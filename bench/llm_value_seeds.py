@@ -1,7 +1,8 @@
 """Small-budget ``classify`` over several judge seeds (issue 18's residual case).
 
     python -m bench.llm_value_seeds [--corpus NAME] [--n N] [--p P ...] [--budgets B ...]
-                                    [--seeds S ...] [--stem STEM]
+                                    [--seeds S ...] [--anchors N] [--stem STEM]
+                                    [--report [--merge STEM ...]]
 
 A small budget classifies few texts, so one judge seed is one noisy draw: the rule "never
 worse than the no-LLM run by more than 0.01 NMI" is checked here over several. Per judge seed,
@@ -10,7 +11,8 @@ vectors (the ``classify`` mode's own function, as ``corpusmap.strategies`` calls
 by ``bench.judge.SimulatedJudge``; the budget-0 run is the baseline. Each row also carries the
 guard's accuracy estimates (``guard_llm_accuracy``: the lower of the near-duplicate pairs' and
 the anchors', ``llm.guard``). Writes bench/results/<stem>.json and <stem>.md (default stem
-``llm_value.seeds``).
+``llm_value.seeds``) after every run; ``--report --merge B ...`` rewrites the .md from the
+.json with the rows of other stems (runs of the same texts, split over processes) added.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ def classify_once(
     return row
 
 
-def measure(grid: dict[str, Any]) -> dict[str, Any]:
+def measure(grid: dict[str, Any], save: Any = None) -> dict[str, Any]:
+    """The grid's runs; ``save(report)`` after each, so a stopped run keeps what it measured."""
     from bench.judge import SimulatedJudge
     from corpusmap import service
 
@@ -96,6 +99,16 @@ def measure(grid: dict[str, Any]) -> dict[str, Any]:
     base = classify_once(corpus.texts, corpus.labels, vectors, embedder, k, goal, 0, None)
     print(f"{corpus.name}: K={k}, no LLM NMI {base['nmi']:.4f}", flush=True)
     rows: list[dict[str, Any]] = []
+    report = {
+        "corpus": corpus.name,
+        "classes": k,
+        "goal": goal,
+        "baseline": base,
+        "grid": {key: list(v) if isinstance(v, tuple) else v for key, v in grid.items()},
+        "rows": rows,
+        "written": "",
+        "machine": f"{platform.platform()}, torch CPU capability {_capability()}",
+    }
     for seed in grid["seeds"]:
         for p in grid["p"]:
             with SimulatedJudge(
@@ -117,16 +130,10 @@ def measure(grid: dict[str, Any]) -> dict[str, Any]:
                     row["gain_nmi"] = round(row["nmi"] - base["nmi"], 4)
                     rows.append(row)
                     print(f"  {row}", flush=True)
-    return {
-        "corpus": corpus.name,
-        "classes": k,
-        "goal": goal,
-        "baseline": base,
-        "grid": {key: list(v) if isinstance(v, tuple) else v for key, v in grid.items()},
-        "rows": rows,
-        "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.platform()}, torch CPU capability {_capability()}",
-    }
+                    report["written"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+                    if save is not None:
+                        save(report)
+    return report
 
 
 def _capability() -> str:
@@ -147,6 +154,8 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
     for (p, budget), rows in sorted(cells.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
         gains = np.asarray([r["gain_nmi"] for r in rows])
         accuracy = [r["guard_llm_accuracy"] for r in rows if "guard_llm_accuracy" in r]
+        by_pairs = [r["guard_pair_accuracy"] for r in rows if "guard_pair_accuracy" in r]
+        by_anchors = [r["guard_anchor_accuracy"] for r in rows if "guard_anchor_accuracy" in r]
         out.append(
             {
                 "p": p,
@@ -157,6 +166,8 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "most": round(float(gains.max()), 4),
                 "under_bar": int((gains < -0.01).sum()),
                 "q_mean": round(float(np.mean(accuracy)), 3) if accuracy else None,
+                "q_pairs": round(float(np.mean(by_pairs)), 3) if by_pairs else None,
+                "q_anchors": round(float(np.mean(by_anchors)), 3) if by_anchors else None,
                 "offline": sum(1 for r in rows if r.get("guard") == "offline"),
             }
         )
@@ -178,17 +189,23 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f"`llm.classify.label_then_classify` in-process, K = {report['classes']}, judge seeds "
         f"{report['grid']['seeds']}, anchor texts {_anchors(report)}; no-LLM NMI "
         f"{report['baseline']['nmi']:.4f}. Gain: NMI "
-        "minus the no-LLM run; the bar is -0.01. q: the guard's estimated accuracy (mean over "
-        "seeds); offline: seeds whose run fell back to the offline categories.",
+        "minus the no-LLM run; the bar is -0.01. q: the guard's estimated accuracy, from the "
+        "near-duplicate pairs and from the anchors (means over seeds); offline: seeds whose run "
+        "fell back to the offline categories.",
         "",
-        "| p | budget | seeds | mean gain | least | most | under -0.01 | q | offline |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p | budget | seeds | mean gain | least | most | under -0.01 | q pairs | q anchors "
+        "| offline |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def q(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
     for c in summarise(report):
-        q = "–" if c["q_mean"] is None else f"{c['q_mean']:.3f}"
         lines.append(
             f"| {c['p']} | {c['budget']} | {c['seeds']} | {c['mean']:+.4f} | {c['least']:+.4f} "
-            f"| {c['most']:+.4f} | {c['under_bar']} | {q} | {c['offline']} |"
+            f"| {c['most']:+.4f} | {c['under_bar']} | {q(c['q_pairs'])} | {q(c['q_anchors'])} "
+            f"| {c['offline']} |"
         )
     path.write_text("\n".join(lines) + "\n")
 
@@ -204,7 +221,22 @@ def main(argv: list[str] | None = None) -> None:
         "--anchors", type=int, default=None, help="anchor texts (default: ANCHOR_TEXTS)"
     )
     parser.add_argument("--stem", default="llm_value.seeds")
+    parser.add_argument("--report", action="store_true", help="rewrite the .md from the .json")
+    parser.add_argument(
+        "--merge", nargs="+", default=(), help="with --report: add these stems' rows"
+    )
     args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        report = json.loads((RESULTS / f"{args.stem}.json").read_text())
+        for other in args.merge:
+            more = json.loads((RESULTS / f"{other}.json").read_text())
+            if more["baseline"]["nmi"] != report["baseline"]["nmi"]:
+                raise SystemExit(f"{other}: another no-LLM run ({more['baseline']['nmi']})")
+            report["rows"] += more["rows"]
+            report.setdefault("merged", []).append(other)
+        save(report, args.stem)
+        return
     grid = {
         "corpus": args.corpus,
         "n": args.n,
@@ -213,11 +245,13 @@ def main(argv: list[str] | None = None) -> None:
         "seeds": tuple(args.seeds),
         "anchors": args.anchors,
     }
-    report = measure(grid)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.stem}.json").write_text(json.dumps(report, indent=1))
-    write_markdown(report, RESULTS / f"{args.stem}.md")
+    measure(grid, lambda report: save(report, args.stem))
     print(f"wrote {RESULTS / (args.stem + '.md')}")
+
+
+def save(report: dict[str, Any], stem: str) -> None:
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_markdown(report, RESULTS / f"{stem}.md")
 
 
 if __name__ == "__main__":
