@@ -189,7 +189,8 @@ def cached_embeddings(corpus: LabelledCorpus, *, compute: bool = True) -> np.nda
         )
     if not compute:
         raise FileNotFoundError(f"no cached embeddings at {path}; run python -m bench.data")
-    from clustering.embed import SentenceTransformerEmbedder, embed_texts
+    from clustering.cached_embedding import embed_texts
+    from clustering.embed import SentenceTransformerEmbedder
 
     start = time.perf_counter()
     vectors, counts = embed_texts(corpus.texts, SentenceTransformerEmbedder())

@@ -7,7 +7,7 @@ texts (issue #13).
 
 "raw fp32" is ``SentenceTransformer.encode`` in fp32 on the texts (no hashing, no cache), the
 baseline of the issue's target (stage >= 2x raw fp32). Each "stage" row is
-``clustering.embed.embed_texts`` with ``SentenceTransformerEmbedder(precision=...)``: hashing,
+``clustering.cached_embedding.embed_texts`` with ``SentenceTransformerEmbedder(precision=...)``: hashing,
 de-duplication, chunking, truncation, progress steps. "chosen" is ``precision="auto"``: what a
 run on this machine uses, with the reason the embedder gives. Every variant runs ``--rounds``
 times, alternating, and its fastest round is kept: the machines are shared. Short texts are
@@ -63,7 +63,8 @@ def machine_lines() -> list[str]:
 
 def measure(texts: list[str], rounds: int) -> tuple[list[tuple[str, float, float, float]], str]:
     """``(variant, texts/s, mean cosine, min cosine)`` rows and the auto choice's reason."""
-    from clustering.embed import SentenceTransformerEmbedder, embed_texts
+    from clustering.cached_embedding import embed_texts
+    from clustering.embed import SentenceTransformerEmbedder
 
     embedders = {v: SentenceTransformerEmbedder(precision=v) for v in VARIANTS}
     raw = embedders["fp32"].encoder  # the sentence-transformers model itself

@@ -129,7 +129,8 @@ def build_corpus(
 
 def prefill_cache(db: str) -> int:
     """Put the bench cache's vectors of the real texts into the store's embedding cache."""
-    from clustering.embed import DEFAULT_MODEL, text_hash
+    from clustering.cached_embedding import text_hash
+    from clustering.embed import DEFAULT_MODEL
     from storage import Store
 
     store = Store.open(db)

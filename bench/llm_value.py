@@ -238,7 +238,7 @@ def labeler_value(
 
 
 def run_corpus(name: str, grid: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    from clustering.embed import embed_texts
+    from clustering.cached_embedding import embed_texts
     from clustering.pipeline import PipelineConfig
     from corpusmap import service
     from storage import Store

@@ -196,7 +196,7 @@ def run_one(
 
 
 def run_corpus(name: str, quick: bool, workdir: Path) -> dict[str, Any]:
-    from clustering.embed import embed_texts
+    from clustering.cached_embedding import embed_texts
     from corpusmap import service
     from storage import Store
 

@@ -1,6 +1,7 @@
 """Pure clustering stages: ingest, embed, reduce, cluster, keywords, summaries, labels, metrics."""
 
-from clustering.embed import SentenceTransformerEmbedder, embed_texts, text_hash
+from clustering.cached_embedding import embed_texts, text_hash
+from clustering.embed import SentenceTransformerEmbedder
 from clustering.errors import (
     ClusteringError,
     ColumnError,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from clustering.cached_embedding import embed_texts
 from clustering.cluster import (
     HDBSCANClusterer,
     KMeansClusterer,
@@ -23,7 +24,6 @@ from clustering.cluster import (
     reassign_outliers,
     single_cluster,
 )
-from clustering.embed import embed_texts
 from clustering.errors import ConfigError
 from clustering.grains import granularity_metrics
 from clustering.labels import KeywordLabeler

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from clustering.embed import uncached_texts
+from clustering.cached_embedding import uncached_texts
 from clustering.pipeline import PipelineConfig
 from clustering.types import Embedder
 from corpusmap import service

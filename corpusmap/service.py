@@ -20,11 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clustering.embed import (
-    BUNDLED_MODELS,
-    SentenceTransformerEmbedder,
-    embed_texts,
-)
+from clustering.cached_embedding import embed_texts
+from clustering.embed import BUNDLED_MODELS, SentenceTransformerEmbedder
 from clustering.faithfulness import explanation_faithfulness, guard_llm_labels
 from clustering.labels import KeywordLabeler
 from clustering.summarize import summarize_clusters

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from clustering.embed import embed_texts, plain_encoder, uncached_texts
+from clustering.cached_embedding import embed_texts, uncached_texts
+from clustering.embed import plain_encoder
 from clustering.faithfulness import explanation_faithfulness, guard_llm_labels
 from clustering.pipeline import measure
 from clustering.sample_assign import BatchMapper

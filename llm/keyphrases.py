@@ -201,7 +201,7 @@ class KeyphraseEmbedder:
         self.version = version
         self.batch_size = batch_size
         self.chunk_size = batch_size * CHUNK_BATCHES
-        """``clustering.embed.embed_texts`` hands over whole chunks of this many texts, so every
+        """``clustering.cached_embedding.embed_texts`` hands over whole chunks of this many texts, so every
         LLM call but a run's last one carries ``batch_size`` texts (the plan counts on it)."""
         self.stats = KeyphraseStats()
         self._plain: dict[str, np.ndarray] = {}

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from clustering.embed import text_hash
+from clustering.cached_embedding import text_hash
 from clustering.types import ClusterLabel, Corpus
 from storage.models import (
     ClusterRow,

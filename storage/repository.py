@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Select, delete, func, insert, select, update
 
-from clustering.embed import text_hash
+from clustering.cached_embedding import text_hash
 from clustering.types import Assignment, Corpus
 from storage import migrate
 from storage.access import guarded, unscoped, workspace_wide

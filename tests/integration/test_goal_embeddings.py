@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from clustering import read_corpus
-from clustering.embed import text_hash
+from clustering.cached_embedding import text_hash
 from clustering.errors import ConfigError
 from clustering.pipeline import PipelineConfig
 from corpusmap import api, edits, modes, service, workflow

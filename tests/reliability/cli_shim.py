@@ -13,7 +13,7 @@ import time
 
 import clustering.pipeline as pipeline
 import corpusmap.workflow as workflow
-from clustering.embed import embed_texts
+from clustering.cached_embedding import embed_texts
 from clustering.types import no_progress
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import clustering.embed as embed
-from clustering.embed import embed_texts
+import clustering.cached_embedding as embed
+from clustering.cached_embedding import embed_texts
 from corpusmap.cli import main
 from corpusmap.runs import finished_fraction
 from storage.repository import RunInfo

@@ -11,7 +11,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from clustering.embed import SentenceTransformerEmbedder, embed_texts
+from clustering.cached_embedding import embed_texts
+from clustering.embed import SentenceTransformerEmbedder
 from clustering.precision import (
     Calibration,
     CalibrationCache,
