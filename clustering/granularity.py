@@ -154,7 +154,17 @@ Issue 14 (bench/results/stability.md, bench/stability.py; 5 UMAP seeds per corpu
   sources' 3-12 cuts are the most reproducible). Letting the rule move to finer cuts too (AG
   News's 4-cut agrees 0.989 against 0.990 for its 3-cut on resamples of random_state 0): on the
   pipeline's resamples AG News 0.5772 -> 0.5774 (seed 3 moved to 6, the others stayed at 3), left
-  out. The resamples' own K (``k_spread``) still comes from each one's best ratio, not this rule.
+  out. Each resample's own K (``k_spread``) follows the same rule, the other resamples as its
+  references on the rows they share; the spread stays wide where a resample's own best ratio
+  lies far finer (BBC seed 0: 8-26, two resamples peak at 22 and 26 where no cut keeping 0.9 of
+  their best is coarser).
+- **Merge significance instead** (Duda-Hart's Je(2)/Je(1) and the pseudo-t^2 of each Ward merge,
+  measured on UMAP seed 0, not built): on BBC News every merge down to 8 clusters is strongly
+  significant (Je(2)/Je(1) 0.13-0.33; 0.53-0.67 from 9 on), so a significance stop lands at 8,
+  not 5; on AG News the Business + Sci/Tech merge (4 -> 3) is the least separated of the top
+  merges (0.51 against 0.34-0.36 for 3 -> 2 and 5 -> 4), so no stopping rule on it splits them.
+  The largest jump between successive Ward merge costs picks 3 on both (BBC News: 17,855 to go
+  from 3 to 2 against 3,204 from 4 to 3; AG News: 29,280 against 4,649): no help either.
 - **The coarser grain offered** (``coarse_grain``: the coarsest cut of the same tree keeping
   ``COARSE_SHARE`` 0.85 of the chosen cut's ratio with at most 1/``COARSE_RATIO`` of its K; else
   the first cut when the second cut multiplied K by ``COARSE_RATIO``). Whole clusters grouped

@@ -10,7 +10,8 @@ clearly better (``cut_stability``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -59,9 +60,12 @@ def resampled_curves(
     random_state: int | None = 0,
     method: str = "eom",
     second: float | None = SECOND_CUT_SHARE,
+    stable: float | None = STABLE_SHARE,
 ) -> list[ResampledFit]:
     """Steps 1-2 on ``n_resamples`` random ``share`` of the points: each resample's Ward tree,
-    variance-ratio curve, and the K it ends with at its own best cut after ``second_cut``."""
+    variance-ratio curve, and the K it ends with by the full data's rule: its own best cut,
+    moved by ``stable_cut`` (the other resamples as references, on the points they share),
+    then ``second_cut``. Their range is the run's ``k_spread``."""
     import hdbscan
 
     rng = np.random.default_rng(random_state)
@@ -69,7 +73,7 @@ def resampled_curves(
     if m >= len(X):
         return []
     size = max(2, round(min_cluster_size * share))
-    fits = []
+    trees = []
     for _ in range(n_resamples):
         idx = np.sort(rng.choice(len(X), m, replace=False))
         micro = hdbscan.HDBSCAN(
@@ -84,10 +88,14 @@ def resampled_curves(
             merges = ward_merges(X[idx], provisional)
             scores = calinski_harabasz_path(merges)
             if scores:
-                k = best_cut(scores)
-                cut = cut_merges(provisional, merges, k)
-                cut = second_cut(X[idx], provisional, cut, scores, k, second)
-                fits.append(ResampledFit(idx, provisional, merges, scores, len(np.unique(cut))))
+                trees.append(ResampledFit(idx, provisional, merges, scores, best_cut(scores)))
+    fits = []
+    for i, tree in enumerate(trees):
+        others = trees[:i] + trees[i + 1 :]
+        k = stable_cut_of(tree.provisional, tree.merges, tree.k, others, stable, tree.index)[0]
+        cut = cut_merges(tree.provisional, tree.merges, k)
+        cut = second_cut(X[tree.index], tree.provisional, cut, tree.scores, k, second)
+        fits.append(replace(tree, k=len(np.unique(cut))))
     return fits
 
 
@@ -116,19 +124,31 @@ def consensus_k(full: dict[int, float], curves: list[dict[int, float]], rule: st
 
 
 def cut_stability(
-    provisional: np.ndarray, merges: WardMerges, fits: list[ResampledFit], ks: list[int]
+    provisional: np.ndarray,
+    merges: WardMerges,
+    fits: list[ResampledFit],
+    ks: list[int],
+    index: np.ndarray | None = None,
 ) -> dict[int, tuple[float, float]]:
-    """How reproducible each cut ``k`` of the full data's tree is: the mean and standard
-    deviation over the resampled fits of the adjusted Rand index between the full cut (on the
-    resample's points) and the resample's own tree cut at ``k``."""
+    """How reproducible each cut ``k`` of a tree is: the mean and standard deviation over the
+    resampled fits of the adjusted Rand index between its cut and the resample's own tree cut
+    at ``k``, on the points both hold. ``provisional`` labels the rows ``index`` of the data
+    (None: all rows, so every resample's points)."""
     from sklearn.metrics import adjusted_rand_score
 
+    shared: list[tuple[Any, Any]] = []  # (my rows, the resample's rows) both hold
+    for f in fits:
+        if index is None:
+            shared.append((f.index, slice(None)))
+        else:
+            _, mine, theirs = np.intersect1d(index, f.index, return_indices=True)
+            shared.append((mine, theirs))
     out: dict[int, tuple[float, float]] = {}
     for k in ks:
         full = cut_merges(provisional, merges, k)
         agree = [
-            adjusted_rand_score(full[f.index], cut_merges(f.provisional, f.merges, k))
-            for f in fits
+            adjusted_rand_score(full[mine], cut_merges(f.provisional, f.merges, k)[theirs])
+            for f, (mine, theirs) in zip(fits, shared, strict=True)
             if f.merges.n_start >= k
         ]
         if agree:
@@ -153,7 +173,20 @@ def stable_cut(
         return k, {}
     X = np.asarray(X, dtype=np.float64)
     provisional = nearest_centroid_labels(X, np.asarray(micro, dtype=np.int64))
-    merges = ward_merges(X, provisional)
+    return stable_cut_of(provisional, ward_merges(X, provisional), k, fits, share)
+
+
+def stable_cut_of(
+    provisional: np.ndarray,
+    merges: WardMerges,
+    k: int,
+    fits: list[ResampledFit],
+    share: float | None = STABLE_SHARE,
+    index: np.ndarray | None = None,
+) -> tuple[int, dict[int, float]]:
+    """``stable_cut`` on a ready tree (``provisional`` labels rows ``index``, None: all)."""
+    if share is None or not fits or k < 3:
+        return k, {}
     scores = {g: v for g, v in calinski_harabasz_path(merges).items() if math.isfinite(v)}
     if k not in scores:
         return k, {}
@@ -161,7 +194,7 @@ def stable_cut(
     ks = sorted({k} | {g for g, v in scores.items() if g < k and v >= share * top})
     if len(ks) < 2:
         return k, {}
-    agreement = cut_stability(provisional, merges, fits, ks)
+    agreement = cut_stability(provisional, merges, fits, ks, index)
     if k not in agreement:
         return k, {}
     best = max(agreement, key=lambda g: (agreement[g][0], g))

@@ -28,7 +28,7 @@ from clustering.granularity import (
     ward_merges,
 )
 from clustering.pipeline import PipelineConfig, cluster_space, make_clusterer
-from clustering.resampling import ResampledFit, consensus_k, stable_cut
+from clustering.resampling import ResampledFit, consensus_k, cut_stability, stable_cut
 from clustering.types import NOISE
 from clustering.ward import best_cut
 
@@ -358,3 +358,25 @@ def test_the_sentence_says_why_the_stable_cut_was_kept() -> None:
     assert "(adjusted Rand 1.00 against 0.87 at 10), so 6 was kept" in facts["granularity"]
     assert facts["cut_stability"] == {6: 0.9961, 8: 0.9943, 10: 0.8664}
     assert "cut_stability" not in granularity_metrics(Granularity(20, 6, 0.1, 0.0, {6: 1.0}))
+
+
+def test_cut_stability_compares_two_resamples_on_the_points_they_share() -> None:
+    """A resample's cut is weighed against another resample on their common rows only."""
+    X, micro = two_close_groups()
+    mine = np.arange(0, 200, 2)  # even rows
+    theirs = np.arange(0, 200, 3)  # every third row: 34 shared with mine
+    split = micro.copy()
+    split[(micro >= 2) & (np.arange(200) % 2 == 0)] = 2  # C and D as one group on even rows
+    reference = ResampledFit(theirs, micro[theirs], ward_merges(X[theirs], micro[theirs]), {}, 4)
+    agreement = cut_stability(
+        split[mine], ward_merges(X[mine], split[mine]), [reference], [3], mine
+    )
+    common = np.intersect1d(mine, theirs)
+    expected = adjusted_rand_score(
+        np.where(split[common] >= 2, 2, split[common]),
+        np.where(micro[common] >= 2, 2, micro[common]),
+    )
+    assert agreement[3] == (pytest.approx(expected), 0.0)
+    assert expected == 1.0  # at 3 both merge C and D: they agree on every shared row
+    four = cut_stability(micro[mine], ward_merges(X[mine], micro[mine]), [reference], [4], mine)
+    assert four[4][0] == pytest.approx(1.0)
