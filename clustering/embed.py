@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import string
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,7 @@ class SentenceTransformerEmbedder:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._encoder: Any = None
         self._choice: PrecisionChoice | None = None
+        self._loading = threading.Lock()  # one load, also when two threads ask at once
 
     @property
     def model_id(self) -> str:
@@ -215,7 +217,8 @@ class SentenceTransformerEmbedder:
         return f"{self.model_id}{PRECISION_TAG}{self.precision}"
 
     def with_prefix(self, prefix: str) -> SentenceTransformerEmbedder:
-        """The same model with another instruction prefix, sharing the loaded encoder."""
+        """The same model with another instruction prefix, sharing the encoder (loaded here)."""
+        self.encoder  # noqa: B018 - loads it, or waits for a load under way (``preload``)
         other = SentenceTransformerEmbedder(
             self.model,
             device=self.device,
@@ -224,16 +227,15 @@ class SentenceTransformerEmbedder:
             prefix=prefix,
             cache_dir=self.cache_dir,
         )
-        if self._encoder is not None:
-            other._encoder = self._encoder
-            other._choice = self._choice
-            other.resolved_device = self.resolved_device
+        other._encoder, other._choice = self._encoder, self._choice
+        other.resolved_device = self.resolved_device
         return other
 
     @property
     def encoder(self) -> Any:
-        if self._encoder is None:
-            self._encoder = self._load()
+        with self._loading:
+            if self._encoder is None:
+                self._encoder = self._load()
         return self._encoder
 
     @property
@@ -241,10 +243,6 @@ class SentenceTransformerEmbedder:
         return self.precision
 
     def _load(self) -> Any:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # "Loading weights" bars would flood stderr
-
         device = resolve_device(self.device)
         if self.model.lower() in BUNDLED_MODELS:
             source = str(bundled_model_path())
@@ -253,10 +251,14 @@ class SentenceTransformerEmbedder:
         cpu = read_cpu_info() if device == "cpu" else CpuInfo()
         encoders: dict[str, Any] = {}
         calibration = None
-        if device == "cpu" and self.requested_precision == AUTO:
-            calibration, encoders = self._calibrate(source, cpu)
-        choice = choose_precision(device, cpu, self.requested_precision, calibration)
-        encoder = encoders.get(choice.precision)
+        alone = self._load_alone(source, cpu) if device == "cpu" else None
+        if alone is not None:
+            encoder, choice = alone
+        else:
+            if device == "cpu" and self.requested_precision == AUTO:
+                calibration, encoders = self._calibrate(source, cpu)
+            choice = choose_precision(device, cpu, self.requested_precision, calibration)
+            encoder = encoders.get(choice.precision)
         if encoder is None:
             encoder, choice = self._build(choice, source, device, encoders.get("fp32"))
         log.info(
@@ -272,6 +274,9 @@ class SentenceTransformerEmbedder:
 
     def _load_torch(self, source: str, device: str, precision: str) -> Any:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights" bars would flood stderr
 
         kwargs: dict[str, Any] = {}
         if precision in ("bf16", "fp16"):
@@ -316,10 +321,46 @@ class SentenceTransformerEmbedder:
         folder = onnx_encoder.model_folder(self.cache_dir, self._base_id, source)
         return onnx_encoder.load_exported(precision, fp32, folder, self.model_id)
 
-    def _calibrate(self, source: str, cpu: CpuInfo) -> tuple[Calibration | None, dict[str, Any]]:
-        """The calibration of this machine and model (cached), and the encoders it loaded."""
+    def _calibration_key(self, cpu: CpuInfo, onnx: bool, openvino: bool) -> str:
+        """``CalibrationCache``'s key of this model on ``cpu`` with the runtimes installed (their
+        versions read without importing them)."""
+        from importlib.metadata import version
+
         import torch
 
+        versions = f"torch={torch.__version__}|threads={torch.get_num_threads()}"
+        if onnx:
+            versions += f"|ort={version('onnxruntime')}"
+        if openvino:
+            versions += f"|openvino={version('openvino')}"
+        return CalibrationCache.key(cpu, self._base_id, versions)
+
+    def _load_alone(self, source: str, cpu: CpuInfo) -> tuple[Any, PrecisionChoice] | None:
+        """The OpenVINO encoder this machine's kept calibration chose (or ``--precision`` names),
+        loaded from the files an earlier process exported without loading the model in torch;
+        None where anything is missing (then the full load)."""
+        from clustering import onnx_encoder
+
+        requested = self.requested_precision
+        if requested not in (AUTO, *onnx_encoder.OPENVINO_PRECISIONS):
+            return None
+        if onnx_encoder.openvino_unavailable():
+            return None
+        calibration = None
+        if requested == AUTO:
+            key = self._calibration_key(cpu, onnx_encoder.onnx_unavailable() is None, True)
+            calibration = _CALIBRATIONS.get(key) or CalibrationCache(self.cache_dir).get(key)
+            if calibration is None:
+                return None
+        choice = choose_precision("cpu", cpu, requested, calibration)
+        if choice.precision not in onnx_encoder.OPENVINO_PRECISIONS:
+            return None
+        folder = onnx_encoder.model_folder(self.cache_dir, self._base_id, source)
+        encoder = onnx_encoder.load_openvino_alone(choice.precision, folder)
+        return None if encoder is None else (encoder, choice)
+
+    def _calibrate(self, source: str, cpu: CpuInfo) -> tuple[Calibration | None, dict[str, Any]]:
+        """The calibration of this machine and model (cached), and the encoders it loaded."""
         from clustering import onnx_encoder
 
         fp32 = self._load_torch(source, "cpu", "fp32")
@@ -333,17 +374,8 @@ class SentenceTransformerEmbedder:
         candidates = cpu_candidates(cpu, why_not_onnx is None, why_not_openvino is None)
         if len(candidates) == 1:
             return None, encoders
-        versions = f"torch={torch.__version__}|threads={torch.get_num_threads()}"
-        if why_not_onnx is None:
-            import onnxruntime
-
-            versions += f"|ort={onnxruntime.__version__}"
-        if why_not_openvino is None:
-            import openvino
-
-            versions += f"|openvino={openvino.__version__}"
         store = CalibrationCache(self.cache_dir)
-        key = store.key(cpu, self._base_id, versions)
+        key = self._calibration_key(cpu, why_not_onnx is None, why_not_openvino is None)
 
         def measure() -> Calibration:
             for candidate in candidates[1:]:

@@ -22,6 +22,7 @@ falls back to torch.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -39,26 +40,31 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TOKENIZER_FILE = "tokenizer.json"
+SETTINGS_FILE = "encoder.json"
+"""Beside the exported model: the tokenizer and its settings, so that a later process runs the
+OpenVINO encoder without loading the model in torch (``load_openvino_alone``)."""
 
 
 def onnx_unavailable(st_model: Any | None = None) -> str | None:
     """Why the int8 ONNX path cannot run (a missing package, a model it cannot export), or None."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as err:
-        return f"{err.name} is not installed (pip install onnx onnxruntime)"
-    return _unexportable(st_model)
+    return _missing("onnx", "onnxruntime") or _unexportable(st_model)
 
 
 def openvino_unavailable(st_model: Any | None = None) -> str | None:
     """Why the OpenVINO path cannot run (a missing package, a model it cannot export), or None."""
-    try:
-        import onnx  # noqa: F401
-        import openvino  # noqa: F401
-    except ImportError as err:
-        return f"{err.name} is not installed (pip install onnx openvino)"
-    return _unexportable(st_model)
+    return _missing("onnx", "openvino") or _unexportable(st_model)
+
+
+def _missing(*packages: str) -> str | None:
+    """Which of ``packages`` is not installed, found without importing them (onnx alone takes
+    ~0.8 s to import, and a load from kept files never needs it)."""
+    import importlib.util
+
+    for name in packages:
+        if importlib.util.find_spec(name) is None:
+            return f"{name} is not installed (pip install {' '.join(packages)})"
+    return None
 
 
 def _unexportable(st_model: Any | None) -> str | None:
@@ -91,6 +97,7 @@ def load_exported(precision: str, st_model: Any, folder: Path, model_id: str) ->
         raise EmbedderError(
             f"exporting {model_id} to ONNX failed ({type(err).__name__}: {err})"
         ) from err
+    save_tokenizer(st_model, folder)
     length, threads = int(st_model.max_seq_length or 256), torch.get_num_threads()
     if not openvino:
         return OnnxEncoder(path, st_model.tokenizer, length, threads)
@@ -100,6 +107,91 @@ def load_exported(precision: str, st_model: Any, folder: Path, model_id: str) ->
         raise EmbedderError(
             f"OpenVINO cannot compile {model_id} ({type(err).__name__}: {err})"
         ) from err
+
+
+def load_openvino_alone(precision: str, folder: Path) -> OpenVinoEncoder | None:
+    """The OpenVINO encoder of a model exported into ``folder`` earlier, built from the files
+    alone: no sentence-transformers, transformers or torch model (their import and load are
+    ~3-5 s of a cold run on 2 cores). None where a file is missing (an export from before the
+    tokenizer was kept: the next full load writes it)."""
+    if openvino_unavailable() or not (folder / SETTINGS_FILE).exists():
+        return None
+    import torch
+
+    try:
+        tokenizer = StandaloneTokenizer(folder)
+        return OpenVinoEncoder(
+            folder / "model-fp32.onnx",
+            tokenizer,
+            tokenizer.max_seq_length,
+            torch.get_num_threads(),
+            precision,
+        )
+    except Exception as err:  # a damaged file: the full load rebuilds what it needs
+        log.warning("cannot load the exported model in %s alone: %s", folder, err)
+        return None
+
+
+def save_tokenizer(st_model: Any, target: Path) -> None:
+    """``TOKENIZER_FILE`` and ``SETTINGS_FILE`` in ``target``, unless there; the settings file
+    is written last, so that its presence means both are whole."""
+    settings_path = target / SETTINGS_FILE
+    tokenizer = st_model.tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if settings_path.exists() or backend is None:  # a slow tokenizer: no standalone load
+        return
+    settings = {
+        "max_seq_length": int(st_model.max_seq_length or 256),
+        "pad_id": int(tokenizer.pad_token_id or 0),
+        "pad_token": str(tokenizer.pad_token),
+        "padding_side": str(tokenizer.padding_side),
+        "truncation_side": str(tokenizer.truncation_side),
+    }
+    try:
+        for name, write in (
+            (TOKENIZER_FILE, lambda path: backend.save(str(path))),
+            (SETTINGS_FILE, lambda path: path.write_text(json.dumps(settings))),
+        ):
+            tmp = target / f"{name}.{os.getpid()}.tmp"
+            write(tmp)
+            tmp.replace(target / name)  # atomic, like the exports
+    except OSError as err:  # a read-only data folder: the full load every time
+        log.warning("cannot keep the tokenizer beside the exported model: %s", err)
+
+
+class StandaloneTokenizer:
+    """The model's fast tokenizer through ``tokenizers`` alone, called like the transformers one
+    ``OpenVinoEncoder`` is given: ids, attention mask and type ids as int64 arrays, padded to the
+    longest text of the call and cut at ``max_seq_length`` tokens, special tokens included (the
+    same ids: the transformers tokenizer wraps this very object)."""
+
+    def __init__(self, folder: Path) -> None:
+        from tokenizers import Tokenizer
+
+        settings = json.loads((folder / SETTINGS_FILE).read_text())
+        self.max_seq_length = int(settings["max_seq_length"])
+        self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+        self.truncation_side = settings["truncation_side"]
+        self.tokenizer.enable_truncation(self.max_seq_length, direction=self.truncation_side)
+        self.tokenizer.enable_padding(
+            direction=settings["padding_side"],
+            pad_id=settings["pad_id"],
+            pad_token=settings["pad_token"],
+        )
+
+    def __call__(
+        self, texts: Sequence[str], max_length: int | None = None, **_: Any
+    ) -> dict[str, np.ndarray]:
+        """``texts`` cut at ``max_length`` tokens (default ``max_seq_length``)."""
+        length = max_length or self.max_seq_length
+        if (self.tokenizer.truncation or {}).get("max_length") != length:
+            self.tokenizer.enable_truncation(length, direction=self.truncation_side)
+        encodings = self.tokenizer.encode_batch(list(texts))
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
 
 
 def model_folder(folder: Path, model_id: str, source: str) -> Path:

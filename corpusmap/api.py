@@ -214,6 +214,7 @@ def run(
         raise CorpusmapError("api.run reads a corpus file: give its path (source)")
     configured = llm_session.llm_settings_from({**request.llm.overrides(), "api_key": api_key})
     request.validate(llm_configured=configured is not None)
+    workflow.preload_model(request)  # while the file is read and stored
     store = open_store(db, user=user, workspace=workspace, store=store)
     corpus = read_corpus(request.source, text_column=request.text_column, sheet=request.sheet)
     check_corpus(request, corpus)  # fail before storing anything

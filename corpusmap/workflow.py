@@ -17,6 +17,7 @@ An error marks the run ``failed`` with its message (what was saved stays) and is
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -118,15 +119,35 @@ def _encoder(
 
         distributed.connect(request.ray)
         embedder = distributed.RayEmbedder(request.embedding.model)
-    base = embedder or service.get_embedder(
-        request.embedding.model, precision=request.embedding.precision
-    )
+    base = embedder or _model(request)
     encoder = goal_embedder(base, request.options, request.pipeline)
     if session.expander is not None:
         from llm.keyphrases import KeyphraseEmbedder
 
         encoder = KeyphraseEmbedder(encoder, session.expander, request.goal)
     return encoder
+
+
+def _model(request: RunRequest) -> Any:
+    """The request's sentence-transformers encoder (one per model and precision per process)."""
+    return service.get_embedder(request.embedding.model, precision=request.embedding.precision)
+
+
+def preload_model(request: RunRequest) -> None:
+    """Load the request's model in a background thread while the caller reads and stores the
+    corpus (``api.run``): the import, load and compile of a cold process (~3-5 s) leave the
+    critical path. The run then finds the model loaded, or waits for the load under way; a load
+    that fails here fails again, with its message, where the run asks for the model."""
+    if request.ray:
+        return
+
+    def load() -> None:
+        try:
+            _model(request).encoder  # noqa: B018 - loading is the point
+        except Exception as err:  # the run reports it; this thread only saves time
+            log.debug("preloading the model failed: %s", err)
+
+    threading.Thread(target=load, name="corpusmap-load-model", daemon=True).start()
 
 
 def _plan(

@@ -260,3 +260,38 @@ def test_without_its_runtime_an_exported_precision_falls_back_to_fp32_and_says_w
     assert f"{missing} is not installed" in embedder.precision_reason
     assert embedder.cache_key.endswith("|precision=fp32")
     assert embedder.embed(["still works"]).shape == (1, 384)
+
+
+def test_a_later_load_builds_the_openvino_encoder_from_kept_files_alone(
+    tmp_path, shared_data, monkeypatch
+):
+    """The first load exports the model and keeps its tokenizer beside it; a later one (a new
+    process's embedder) builds the OpenVINO encoder from those files, without the torch model,
+    and gives the same vectors to the bit, long texts cut at 256 tokens included. Where a kept
+    file is missing, the full load runs again."""
+    pytest.importorskip("openvino")
+    from clustering import embed, onnx_encoder
+
+    monkeypatch.setattr(embed, "_CALIBRATIONS", {})  # this process's calibrations: none
+    posts = [r["text"] for r in read_jsonl_gz("20newsgroups.jsonl.gz", 20)]
+    texts = [*real_texts()[::4], *posts, "", "x" * 5000]
+    first = SentenceTransformerEmbedder(precision="openvino-fp32", cache_dir=tmp_path)
+    expected = first.embed(texts)
+    assert not isinstance(first.encoder.tokenizer, onnx_encoder.StandaloneTokenizer)
+    later = SentenceTransformerEmbedder(precision="openvino-fp32", cache_dir=tmp_path)
+    assert isinstance(later.encoder.tokenizer, onnx_encoder.StandaloneTokenizer)
+    assert np.array_equal(later.embed(texts), expected)
+    assert later.precision_reason == first.precision_reason
+    # auto: a kept calibration that chose OpenVINO loads it alone too.
+    key = later._calibration_key(read_cpu_info(), onnx_encoder.onnx_unavailable() is None, True)
+    chosen = Calibration({"fp32": 100.0, "openvino-fp32": 300.0}, {"openvino-fp32": 1.0})
+    CalibrationCache(tmp_path).put(key, chosen)
+    auto = SentenceTransformerEmbedder(cache_dir=tmp_path)
+    assert auto.precision == "openvino-fp32" and "300 texts/s" in auto.precision_reason
+    assert isinstance(auto.encoder.tokenizer, onnx_encoder.StandaloneTokenizer)
+    # A kept file gone: the full load, which keeps it again.
+    settings = next(tmp_path.glob(f"*/{onnx_encoder.SETTINGS_FILE}"))
+    settings.unlink()
+    full = SentenceTransformerEmbedder(precision="openvino-fp32", cache_dir=tmp_path)
+    assert not isinstance(full.encoder.tokenizer, onnx_encoder.StandaloneTokenizer)
+    assert settings.exists()
