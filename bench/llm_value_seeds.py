@@ -45,6 +45,7 @@ STAT_KEYS = (
     "guard_dropped",
     "guard",
     "llm_classified",
+    "classify_skipped",
 )
 
 

@@ -48,8 +48,15 @@ TRUST_ACCURACY = 0.8
 """From this estimated accuracy up, every LLM answer stands."""
 GUARD_MIN_PAIRS = 5
 """Fewer answered calibration pairs than this and the guard keeps every LLM answer."""
-ANCHOR_TEXTS = 15
-"""Texts the embedding is surest of, asked among the first (step 3 of the module docstring)."""
+ANCHOR_TEXTS = 0
+"""Texts the embedding is surest of, asked among the first (step 3 of the module docstring);
+none by default. Measured with 15 (``bench.llm_value_seeds``, Banking77 400, budgets 10-30,
+judge seeds 0-3): the anchors read a judge right every time 0.87-1.0 and one right half the
+time 0.67-0.73, but one right 3 times in 4 anywhere from 0.67 to 0.87 (the embedding's own
+mistakes on anchors count against the model, and 15 texts vary). As the fallback's trigger
+they dropped that judge's +0.02/+0.04; as the guard's accuracy only, they cost the good
+judges 0.005-0.02 (15 texts of the budget not classified) and did not hold the half-right
+judge (-0.020 against -0.016 without them)."""
 GUARD_MIN_ANCHORS = 5
 """Fewer answered anchors than this and the anchors give no estimate."""
 

@@ -162,35 +162,59 @@ def intents(shared_data) -> tuple[list[str], list[str]]:
     return corpus.texts, [str(label) for label in corpus.labels]
 
 
+def classify_with(texts, gold, vectors, embedder, p, budget, seed=0, **options):
+    """``label_then_classify`` answered by a judge right with probability ``p``: its NMI, its
+    stats and the judge's calls by kind."""
+    k = len(set(gold))
+    with SimulatedJudge(texts, gold, vectors, p, random_state=seed, embed=embedder.embed) as j:
+        settings = LLMSettings(**j.overrides())
+        asker = JSONAsker(settings, prompt_version=GOAL_PROMPT_VERSION, budget=CallBudget(budget))
+        try:
+            config = ClassifyConfig(goal=GOAL, n_clusters=k, budget=budget, **options)
+            result = label_then_classify(texts, vectors, embedder, config, asker)
+        finally:
+            asker.close()
+        calls = j.usage()["by_kind"]
+    return external_metrics(gold, result.assignment.labels)["nmi"], result.stats, calls
+
+
 @pytest.mark.slow
-def test_classify_anchors_catch_a_model_consistent_but_wrong(intents, embedder):
-    """Banking77, 77 intents, budget 20: four proposal calls name some intents, keyword
-    categories stand for the rest, and a judge right half the time mostly puts both texts of
-    a near-duplicate pair in one category (its confusions fall in one category), so the pairs
-    read it at 0.8 or more. The anchors (texts the embedding is surest of) must read it under
-    0.8 and hold the run within 0.01 of no LLM; a judge right every time must read 0.8 or more
-    on the anchors too and keep its gain."""
+def test_classify_anchors_read_a_model_consistent_but_wrong_lower_than_pairs(intents, embedder):
+    """Banking77, 77 intents, budget 20, 15 anchors (off by default: ``llm.guard.ANCHOR_TEXTS``):
+    four proposal calls name some intents, keyword categories stand for the rest, and a judge
+    right half the time mostly puts both texts of a near-duplicate pair in one category (its
+    confusions fall in one category), so the pairs read it at 0.8 or more. The anchors (texts
+    the embedding is surest of) read it under 0.8, and the guard takes the lower; a judge
+    right every time reads 0.8 or more on the anchors too and keeps its gain."""
     texts, gold = intents
     vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
-    k = len(set(gold))
-    config = ClassifyConfig(goal=GOAL, n_clusters=k, budget=0)
+    config = ClassifyConfig(goal=GOAL, n_clusters=len(set(gold)), budget=0)
     offline = label_then_classify(texts, vectors, embedder, config, None)
     baseline = external_metrics(gold, offline.assignment.labels)["nmi"]
-    figures, stats = {}, {}
-    for p in (0.5, 1.0):
-        with SimulatedJudge(texts, gold, vectors, p, embed=embedder.embed) as judge:
-            settings = LLMSettings(**judge.overrides())
-            asker = JSONAsker(settings, prompt_version=GOAL_PROMPT_VERSION, budget=CallBudget(20))
-            try:
-                config = ClassifyConfig(goal=GOAL, n_clusters=k, budget=20)
-                result = label_then_classify(texts, vectors, embedder, config, asker)
-            finally:
-                asker.close()
-        figures[p] = external_metrics(gold, result.assignment.labels)["nmi"]
-        stats[p] = result.stats
-    assert stats[0.5]["guard_pair_accuracy"] >= 0.8, "the pairs should take it for a good model"
-    assert stats[0.5]["guard_anchor_accuracy"] < 0.8
-    assert stats[0.5]["guard_llm_accuracy"] == stats[0.5]["guard_anchor_accuracy"]
-    assert figures[0.5] >= baseline - 0.01, (figures, baseline)
-    assert stats[1.0]["guard_anchor_accuracy"] >= 0.8
-    assert figures[1.0] >= baseline + 0.02, (figures, baseline)
+    half, half_stats, _ = classify_with(texts, gold, vectors, embedder, 0.5, 20, anchors=15)
+    right, right_stats, _ = classify_with(texts, gold, vectors, embedder, 1.0, 20, anchors=15)
+    assert half_stats["guard_pair_accuracy"] >= 0.8, "the pairs should take it for a good model"
+    assert half_stats["guard_anchor_accuracy"] < 0.8
+    assert half_stats["guard_llm_accuracy"] == half_stats["guard_anchor_accuracy"]
+    assert half >= baseline - 0.01, (half, baseline)
+    assert right_stats["guard_anchor_accuracy"] >= 0.8
+    assert right >= baseline + 0.02, (right, baseline)
+
+
+@pytest.mark.slow
+def test_classify_with_too_few_answers_per_category_sends_none(intents, embedder):
+    """Banking77, 77 intents, budget 10 (90 answers, under 2 per category): a judge right half
+    the time (judge seed 1) left the run 0.016 NMI under no LLM through its answers. Now no text
+    is sent to be classified, the proposed categories' prototypes move onto their texts, and
+    the run ends within 0.01 of no LLM; unguarded, the answers are sent."""
+    texts, gold = intents
+    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+    config = ClassifyConfig(goal=GOAL, n_clusters=len(set(gold)), budget=0)
+    offline = label_then_classify(texts, vectors, embedder, config, None)
+    baseline = external_metrics(gold, offline.assignment.labels)["nmi"]
+    nmi, stats, calls = classify_with(texts, gold, vectors, embedder, 0.5, 10, seed=1)
+    assert calls.get("classify", 0) == 0 and calls.get("propose", 0) >= 1
+    assert stats["classify_skipped"] and stats["llm_classified"] == 0
+    assert nmi >= baseline - 0.01, (nmi, baseline)
+    _, _, unguarded = classify_with(texts, gold, vectors, embedder, 0.5, 10, seed=1, guard=False)
+    assert unguarded.get("classify", 0) == 6

@@ -236,6 +236,24 @@ def test_label_then_classify_with_the_oracle_classifies_within_the_budget(
     assert external_metrics(truth, result.assignment.labels)["acc"] > 0.75
 
 
+def test_classify_spends_no_call_on_too_few_answers_per_category():
+    """Budget 10 on 400 texts: 6 classification calls, 90 answers. For 77 categories (under 2
+    answers each) the guard cannot tell a good model from a bad one with so few and the
+    answers cannot move the categories: the plan and the run send none; for 4 they go."""
+    texts = [f"text {i}" for i in range(400)]
+    many = plan_classify(texts, ClassifyConfig(n_clusters=77, budget=10))
+    few = plan_classify(texts, ClassifyConfig(n_clusters=4, budget=10))
+    unguarded = plan_classify(texts, ClassifyConfig(n_clusters=77, budget=10, guard=False))
+    assert many.detail["classify_calls"] == 0 and many.detail["propose_calls"] == 3
+    assert few.detail["classify_calls"] == 6
+    assert unguarded.detail["classify_calls"] == 6
+    # 20 calls: 15 classification calls, 225 answers, about 3 per category: they go.
+    assert (
+        plan_classify(texts, ClassifyConfig(n_clusters=77, budget=20)).detail["classify_calls"]
+        == 15
+    )
+
+
 def test_classify_with_given_categories_and_no_llm_is_nearest_category(
     ag_slice, ag_vectors, embedder
 ):
