@@ -22,6 +22,7 @@ from clustering.ward import (
     best_cut,
     calinski_harabasz_path,
     cut_merges,
+    cuts_of_merges,
     nearest_centroid_labels,
     ward_merges,
 )
@@ -134,8 +135,6 @@ def cut_stability(
     resampled fits of the adjusted Rand index between its cut and the resample's own tree cut
     at ``k``, on the points both hold. ``provisional`` labels the rows ``index`` of the data
     (None: all rows, so every resample's points)."""
-    from sklearn.metrics import adjusted_rand_score
-
     shared: list[tuple[Any, Any]] = []  # (my rows, the resample's rows) both hold
     for f in fits:
         if index is None:
@@ -143,17 +142,42 @@ def cut_stability(
         else:
             _, mine, theirs = np.intersect1d(index, f.index, return_indices=True)
             shared.append((mine, theirs))
+    full = cuts_of_merges(provisional, merges, ks)
+    theirs_cuts = [
+        cuts_of_merges(f.provisional, f.merges, [k for k in ks if k <= f.merges.n_start])
+        for f in fits
+    ]
     out: dict[int, tuple[float, float]] = {}
     for k in ks:
-        full = cut_merges(provisional, merges, k)
         agree = [
-            adjusted_rand_score(full[mine], cut_merges(f.provisional, f.merges, k)[theirs])
-            for f, (mine, theirs) in zip(fits, shared, strict=True)
-            if f.merges.n_start >= k
+            adjusted_rand(full[k][mine], cuts[k][theirs])
+            for cuts, (mine, theirs) in zip(theirs_cuts, shared, strict=True)
+            if k in cuts
         ]
         if agree:
             out[k] = (float(np.mean(agree)), float(np.std(agree)))
     return out
+
+
+def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
+    """The adjusted Rand index of two labelings (sklearn's ``adjusted_rand_score``, without its
+    input checks: they took 95 % of ``stable_cut``'s time, 916 calls on CLINC150)."""
+    a = np.unique(a, return_inverse=True)[1].ravel()
+    b = np.unique(b, return_inverse=True)[1].ravel()
+    n = len(a)
+    if n < 2:
+        return 1.0
+    table = np.bincount(a * (int(b.max()) + 1) + b).astype(np.float64)
+    pairs = float((table * (table - 1)).sum() / 2)
+    rows = np.bincount(a).astype(np.float64)
+    cols = np.bincount(b).astype(np.float64)
+    pairs_a = float((rows * (rows - 1)).sum() / 2)
+    pairs_b = float((cols * (cols - 1)).sum() / 2)
+    expected = pairs_a * pairs_b / (n * (n - 1) / 2)
+    top = (pairs_a + pairs_b) / 2
+    if top == expected:  # one cluster each, or every point alone in both
+        return 1.0
+    return (pairs - expected) / (top - expected)
 
 
 def stable_cut(

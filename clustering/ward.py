@@ -94,12 +94,40 @@ def calinski_harabasz_path(merges: WardMerges) -> dict[int, float]:
 
 def cut_merges(labels: np.ndarray, merges: WardMerges, n_clusters: int) -> np.ndarray:
     """``labels`` with the first ``k - n_clusters`` merges applied; noise stays noise."""
+    return cuts_of_merges(labels, merges, [n_clusters])[n_clusters]
+
+
+def cuts_of_merges(
+    labels: np.ndarray, merges: WardMerges, ks: list[int] | tuple[int, ...]
+) -> dict[int, np.ndarray]:
+    """``cut_merges`` at every K of ``ks`` in one pass over the merges (union-find; a merged
+    group keeps the id of its first cluster). Labels that are noise or not in the tree are -1."""
     k0 = merges.n_start
-    root = np.arange(k0)
-    for i, j in merges.pairs[: max(0, k0 - n_clusters)]:
-        root[root == root[j]] = root[i]
-    mapping = dict(zip(merges.ids.tolist(), merges.ids[root].tolist(), strict=True))
-    return np.array([mapping.get(int(x), NOISE) for x in labels], dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    pos = np.searchsorted(merges.ids, labels) if k0 else np.zeros(len(labels), dtype=np.int64)
+    pos = np.minimum(pos, max(k0 - 1, 0))
+    known = (labels != NOISE) & (merges.ids[pos] == labels) if k0 else np.zeros(len(labels), bool)
+    parent = list(range(k0))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    out: dict[int, np.ndarray] = {}
+    step = 0
+    for k in sorted(set(ks), reverse=True):
+        while step < min(len(merges.pairs), max(0, k0 - k)):
+            i, j = merges.pairs[step]
+            parent[find(int(j))] = find(int(i))
+            step += 1
+        roots = np.array([find(x) for x in range(k0)], dtype=np.int64)
+        cut = np.full(len(labels), NOISE, dtype=np.int64)
+        if k0:
+            cut[known] = merges.ids[roots[pos[known]]]
+        out[k] = cut
+    return out
 
 
 def choose_n_clusters(merges: WardMerges) -> int:

@@ -28,9 +28,15 @@ from clustering.granularity import (
     ward_merges,
 )
 from clustering.pipeline import PipelineConfig, cluster_space, make_clusterer
-from clustering.resampling import ResampledFit, consensus_k, cut_stability, stable_cut
+from clustering.resampling import (
+    ResampledFit,
+    adjusted_rand,
+    consensus_k,
+    cut_stability,
+    stable_cut,
+)
 from clustering.types import NOISE
-from clustering.ward import best_cut
+from clustering.ward import best_cut, cuts_of_merges
 
 
 def blobs(centers: np.ndarray, sizes: list[int], spread: float, seed: int = 0) -> np.ndarray:
@@ -380,3 +386,29 @@ def test_cut_stability_compares_two_resamples_on_the_points_they_share() -> None
     assert expected == 1.0  # at 3 both merge C and D: they agree on every shared row
     four = cut_stability(micro[mine], ward_merges(X[mine], micro[mine]), [reference], [4], mine)
     assert four[4][0] == pytest.approx(1.0)
+
+
+def test_adjusted_rand_matches_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        n = int(rng.integers(2, 300))
+        a = rng.integers(0, int(rng.integers(1, 20)), n) * 7 + 100
+        b = np.where(rng.random(n) < 0.3 * (t % 3), rng.integers(0, 15, n) - 3, a)
+        assert adjusted_rand(a, b) == pytest.approx(adjusted_rand_score(a, b), abs=1e-12)
+    assert adjusted_rand(np.array([0, 0]), np.array([1, 1])) == 1.0
+    assert adjusted_rand(np.array([0, 1, 2]), np.array([0, 0, 0])) == adjusted_rand_score(
+        [0, 1, 2], [0, 0, 0]
+    )
+
+
+def test_cuts_at_several_k_match_one_cut_at_a_time() -> None:
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((120, 3))
+    labels = np.arange(120) % 9
+    labels[:5] = NOISE
+    merges = ward_merges(X, labels)
+    cuts = cuts_of_merges(labels, merges, [9, 6, 4, 2, 1])
+    for k, cut in cuts.items():
+        assert np.array_equal(cut, cut_merges(labels, merges, k))
+        assert len(np.unique(cut[cut != NOISE])) == k
+        assert np.all(cut[:5] == NOISE)
