@@ -12,8 +12,8 @@ from clustering.pipeline import PipelineConfig, reduce_vectors
 
 SEEDS = (0, 1, 2, 3, 4)
 BAND = (65, 100)
-"""Every seed's K lies in this band (77 intents; measured 90, 87, 88, 89, 94 on seeds 0-4, NMI
-0.830-0.834 as k-means given K=77: bench/results/stability.md) ..."""
+"""Every seed's K lies in this band (77 intents; bench.compare's cached spaces, seeds 0-4: 87, 77,
+79, 85, 79 with the stable cut, NMI 0.826-0.833; 90, 87, 88, 89, 94 before it) ..."""
 MAX_SPREAD = 12
 """... and the highest and lowest K over the 5 seeds differ by at most this."""
 
