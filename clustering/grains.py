@@ -107,23 +107,25 @@ def granularity_metrics(info: Granularity) -> dict[str, Any]:
         how = "the cut with the highest variance ratio (Calinski-Harabasz)"
     why = f"{k_spread_sentence(spread)}. "
     tree = f"the Ward tree over {info.n_micro} HDBSCAN micro-clusters"
+    moved = bool(info.ratio_cut and info.stability)
+    if moved:
+        agree = info.stability
+        why += (
+            f"The cut at {info.ratio_cut}, {how} of {tree}, moved to {k}: among the cuts keeping "
+            f"{STABLE_SHARE:.0%} of the best ratio, {k} is the finest the resampled fits reproduce "
+            f"about as well as the most reproducible one (adjusted Rand {agree.get(k, 0):.2f} "
+            f"against {agree.get(info.ratio_cut, 0):.2f} at {info.ratio_cut})."
+        )
+    elif info.recut:
+        why += f"{k} clusters chosen as {how} of {tree}."
+    else:
+        why += f"Chosen as {how} of {tree}."
     if info.recut:
         one = info.recut == 1
         why += (
-            f"{k} clusters chosen as {how} of {tree}; {info.recut} of them "
-            f"{'was' if one else 'were'} cut again at {'its' if one else 'their'} own best "
-            f"variance ratio, {'its' if one else 'their'} groups being as separate as the "
-            "clusters themselves."
-        )
-    else:
-        why += f"Chosen as {how} of {tree}."
-    if info.ratio_cut and info.stability:
-        agree = info.stability
-        why += (
-            f" The variance ratio alone cut at {info.ratio_cut}; among the cuts keeping "
-            f"{STABLE_SHARE:.0%} of its best, {k} is the finest the resampled fits reproduce about "
-            f"as well as the most reproducible one (adjusted Rand {agree.get(k, 0):.2f} against "
-            f"{agree.get(info.ratio_cut, 0):.2f} at {info.ratio_cut}), so {k} was kept."
+            f" {info.recut} of the {k} {'was' if one else 'were'} cut again at "
+            f"{'its' if one else 'their'} own best variance ratio, {'its' if one else 'their'} "
+            "groups being as separate as the clusters themselves."
         )
     facts: dict[str, Any] = {"k_spread": spread, "grains": found}
     if info.stability:
@@ -132,7 +134,7 @@ def granularity_metrics(info: Granularity) -> dict[str, Any]:
         if info.coarse_k != k:  # else said with the offered grain below
             why += f" A coarser grain of {k} clusters: ask for {k}, or see the hierarchy's parents."
     else:
-        others = [g for g in found if g not in (k, info.coarse_k)]
+        others = [g for g in found if g not in (k, info.coarse_k, info.ratio_cut)]
         if others and info.scores.get(k):
             g = others[0]
             grain = "coarser" if g < k else "finer"
@@ -153,9 +155,9 @@ def granularity_metrics(info: Granularity) -> dict[str, Any]:
             why += (
                 f" Coarser grain offered: {info.coarse_k} groups of the {n_clusters} clusters "
                 f"(whole clusters joined along the same tree), keeping {share:.0%} of the chosen "
-                f"cut's variance ratio; the default stays at {n_clusters} because that cut "
-                f"separates best. Ask for {info.coarse_k} clusters, or read the grouping in "
-                "metrics['coarse']."
+                f"cut's variance ratio; the default stays at {n_clusters} because its cut "
+                f"separates best{' of those the resamples reproduce' if moved else ''}. Ask for "
+                f"{info.coarse_k} clusters, or read the grouping in metrics['coarse']."
             )
         facts["coarse"] = {
             "k": info.coarse_k,

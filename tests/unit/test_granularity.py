@@ -225,7 +225,7 @@ def test_second_cut_finds_intents_inside_one_source_and_leaves_broad_sources_who
     for c in np.unique(labels):
         assert len(np.unique(truth[labels == c])) == 1
     sentence = granularity_metrics(info)["granularity"]
-    assert "1 of them was cut again" in sentence
+    assert "1 of the 3 was cut again" in sentence
     # No coarser cut of the tree keeps enough of its ratio: the first cut is the grain offered.
     assert info.coarse_k == 3 and "the first cut's 3 clusters, as 3 groups of the 10" in sentence
     grouped = coarse_labels(labels, info)
@@ -283,7 +283,7 @@ def test_a_coarser_grain_of_whole_clusters_is_offered_beside_the_sub_topics() ->
     assert set(facts["coarse"]["parent_of"]) == set(np.unique(labels).tolist())
     assert 0.85 <= facts["coarse"]["variance_ratio_share"] < 1
     assert "Coarser grain offered: 3 groups of the 9 clusters" in facts["granularity"]
-    assert "default stays at 9 because that cut separates best" in facts["granularity"]
+    assert "default stays at 9 because its cut separates best." in facts["granularity"]
 
 
 def test_coarse_grain_on_bbc_news_curve() -> None:
@@ -360,8 +360,9 @@ def test_the_sentence_says_why_the_stable_cut_was_kept() -> None:
         stability={6: 0.9961, 8: 0.9943, 10: 0.8664},
     )
     facts = granularity_metrics(info)
-    assert "The variance ratio alone cut at 10" in facts["granularity"]
-    assert "(adjusted Rand 1.00 against 0.87 at 10), so 6 was kept" in facts["granularity"]
+    assert "The cut at 10, the cut with the highest variance ratio" in facts["granularity"]
+    assert "moved to 6: among the cuts keeping 90% of the best ratio" in facts["granularity"]
+    assert "(adjusted Rand 1.00 against 0.87 at 10)." in facts["granularity"]
     assert facts["cut_stability"] == {6: 0.9961, 8: 0.9943, 10: 0.8664}
     assert "cut_stability" not in granularity_metrics(Granularity(20, 6, 0.1, 0.0, {6: 1.0}))
 
