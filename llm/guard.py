@@ -48,15 +48,19 @@ TRUST_ACCURACY = 0.8
 """From this estimated accuracy up, every LLM answer stands."""
 GUARD_MIN_PAIRS = 5
 """Fewer answered calibration pairs than this and the guard keeps every LLM answer."""
-ANCHOR_TEXTS = 0
-"""Texts the embedding is surest of, asked among the first (step 3 of the module docstring);
-none by default. Measured with 15 (``bench.llm_value_seeds``, Banking77 400, budgets 10-30,
-judge seeds 0-3): the anchors read a judge right every time 0.87-1.0 and one right half the
-time 0.67-0.73, but one right 3 times in 4 anywhere from 0.67 to 0.87 (the embedding's own
-mistakes on anchors count against the model, and 15 texts vary). As the fallback's trigger
-they dropped that judge's +0.02/+0.04; as the guard's accuracy only, they cost the good
-judges 0.005-0.02 (15 texts of the budget not classified) and did not hold the half-right
-judge (-0.020 against -0.016 without them)."""
+ANCHOR_TEXTS = 15
+"""Texts the embedding is surest of, asked among the first (step 3 of the module docstring).
+Measured (``bench.llm_value_seeds``, 400 texts, budgets 10-30, judge seeds 0-4 / 0-2): on AG
+News a judge right 3 times in 4 read 0.84 on the pairs for two seeds of three and ended up to
+0.081 NMI under no LLM (5 of 9 cells under -0.01); with the anchors (0.60-0.73) 2 of 9. A
+judge right 9 times in 10 gained as much or more on average (+0.027 / +0.105 / +0.121 ->
++0.031 / +0.115 / +0.123 at budgets 10 / 20 / 30), but one seed of three, read 0.73 on the
+anchors, lost 0.017-0.029 of its gain at budgets 20-30; one always right, +0.001 to +0.028
+more. On Banking77 they moved the
+gains of budgets 20-30 by -0.003 to +0.003 and put one cell of a judge right half the time
+at -0.012 (none without). The anchors count the embedding's own mistakes on them against the
+model (a judge always right reads 0.80 on AG News), so they decide which answers stand, never
+alone the fallback to the offline categories (``llm.classify``, step 5)."""
 GUARD_MIN_ANCHORS = 5
 """Fewer answered anchors than this and the anchors give no estimate."""
 
@@ -115,18 +119,22 @@ def anchor_texts(
     eligible: Sequence[int] | None = None,
     exclude: Sequence[int] = (),
 ) -> np.ndarray:
-    """Up to ``n_anchors`` texts, each the largest-margin text of its nearest option (so the
-    anchors spread over options), the surest first; only texts whose nearest option is in
-    ``eligible`` (all with ``None``), none of ``exclude``."""
+    """Up to ``n_anchors`` texts the embedding is surest of, in rounds over the options: the
+    largest-margin text of each option, then the second of each, and so on (so the anchors
+    spread over options, and a few options still give enough), each round surest first; only
+    texts whose nearest option is in ``eligible`` (all with ``None``), none of ``exclude``."""
     allowed = np.ones(len(nearest), dtype=bool)
     allowed[np.asarray(list(exclude), dtype=np.int64)] = False
     if eligible is not None:
         allowed &= np.isin(nearest, np.asarray(list(eligible), dtype=np.int64))
     ids = np.flatnonzero(allowed)
-    best: dict[int, int] = {}
+    rank: dict[int, int] = {}
+    keyed = []
     for i in ids[np.argsort(-margin[ids], kind="stable")]:
-        best.setdefault(int(nearest[i]), int(i))
-    picked = sorted(best.values(), key=lambda i: (-margin[i], i))[:n_anchors]
+        option = int(nearest[i])
+        keyed.append((rank.get(option, 0), -float(margin[i]), int(i)))
+        rank[option] = rank.get(option, 0) + 1
+    picked = [i for *_, i in sorted(keyed)[:n_anchors]]
     return np.asarray(picked, dtype=np.int64)
 
 

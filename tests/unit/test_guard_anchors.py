@@ -15,13 +15,13 @@ from llm.guard import (
 )
 
 
-def test_anchors_are_the_surest_text_of_each_option_and_spread_over_options():
+def test_anchors_go_in_rounds_over_options_surest_first():
     nearest = np.array([0, 0, 0, 1, 1, 2, 2, 2])
     margin = np.array([0.9, 0.8, 0.1, 0.5, 0.6, 0.7, 0.2, 0.3])
-    anchors = anchor_texts(nearest, margin, 5)
-    # One per option (its largest margin), the surest first: option 0 gives text 0 only.
-    assert anchors.tolist() == [0, 5, 4]
+    # The largest-margin text of each option first, surest first; then the second of each.
     assert anchor_texts(nearest, margin, 2).tolist() == [0, 5]
+    assert anchor_texts(nearest, margin, 5).tolist() == [0, 5, 4, 1, 3]
+    assert len(anchor_texts(nearest, margin, 20)) == len(nearest)
 
 
 def test_anchors_keep_to_eligible_options_and_leave_out_excluded_texts():
@@ -29,7 +29,7 @@ def test_anchors_keep_to_eligible_options_and_leave_out_excluded_texts():
     margin = np.array([0.9, 0.8, 0.7, 0.6, 0.95])
     # Option 2 is a keyword category (not named by the model); text 0 is a calibration pair's.
     anchors = anchor_texts(nearest, margin, 5, eligible=[0, 1], exclude=[0])
-    assert anchors.tolist() == [1, 2]
+    assert anchors.tolist() == [1, 2, 3]
     assert anchor_texts(nearest, margin, 5, eligible=[]).tolist() == []
 
 
