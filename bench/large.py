@@ -230,14 +230,14 @@ def run_child(corpus_path: Path, db: str, sample_size: int, out: Path) -> dict[s
     from corpusmap.request import RunRequest
     from storage import Store
 
-    faithfulness = service._faithfulness
+    faithfulness = workflow.explanation_faithfulness
     with StagePeaks() as peaks:
 
         def measured_faithfulness(*args: Any, **kwargs: Any) -> Any:
             peaks.enter("faithfulness+save")
             return faithfulness(*args, **kwargs)
 
-        service._faithfulness = measured_faithfulness  # type: ignore[assignment]
+        workflow.explanation_faithfulness = measured_faithfulness  # type: ignore[assignment]
         peaks.enter("ingest")
         corpus = read_corpus(corpus_path)
         peaks.enter("store corpus")
