@@ -409,10 +409,12 @@ class OpenVinoEncoder:
                 out[rows] = requests[slot].get_output_tensor(0).data
                 pending[slot] = None
 
-        for n, start in enumerate(range(0, len(texts), OPENVINO_BATCH_SIZE)):
+        # A call of few texts is shared out so that every stream works (8 titles: 4 + 4).
+        size = max(1, min(OPENVINO_BATCH_SIZE, -(-len(texts) // len(requests))))
+        for n, start in enumerate(range(0, len(texts), size)):
             slot = n % len(requests)
             collect(slot)
-            rows = order[start : start + OPENVINO_BATCH_SIZE]
+            rows = order[start : start + size]
             enc = self.tokenizer(
                 [texts[i] for i in rows],
                 padding=True,
