@@ -252,6 +252,7 @@ class _Run:
             self.stage_done("embed", resumed=resumed is not None)
 
             outcome = self._kept(resumed, texts, doc_ids, constraints)
+            measured: dict[str, Any] | None = None  # the clusters' metrics, once per process
             if outcome is None:
                 self.progress("reduce", 0.0, "laying out the map (UMAP)")
                 outcome = compute_mode(
@@ -267,10 +268,8 @@ class _Run:
                 )
                 store.save_assignment(run_id, doc_ids.tolist(), outcome.assignment, outcome.coords)
                 # Saved now so that a run resumed after this stage keeps them.
-                early = {
-                    **measure(outcome.space, outcome.assignment.labels, truth),
-                    **outcome.metrics,
-                }
+                measured = measure(outcome.space, outcome.assignment.labels, truth)
+                early = {**measured, **outcome.metrics}
                 store.save_metrics(run_id, {k: v for k, v in early.items() if v is not None})
                 self.stage_done("cluster")
 
@@ -312,8 +311,10 @@ class _Run:
             self.stage_done("label")
 
             self.progress("metrics", 0.0, "measuring, rules and hierarchy")
+            if measured is None:  # a resumed run: measured by the process that clustered
+                measured = measure(outcome.space, outcome.assignment.labels, truth)
             metrics = {
-                **measure(outcome.space, outcome.assignment.labels, truth),
+                **measured,
                 **outcome.metrics,
                 "faithfulness": faith.overall,
             }
