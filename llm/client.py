@@ -11,14 +11,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import openai
 
 from llm.cache import STATUS_ERROR
 from llm.errors import LLMCallError
 from llm.settings import LLMSettings
+
+if TYPE_CHECKING:
+    import openai  # imported where a client is made: a run without an LLM never loads it
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ class ChatClient:
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
+        import openai
+
         self._client = openai.OpenAI(
             base_url=settings.endpoint,
             api_key=settings.api_key or KEYLESS_API_KEY,
@@ -143,6 +146,8 @@ class ChatClient:
         to a request with ``response_format`` (or any error naming it, as llama.cpp's 500 does)
         raises ``FormatRejectedError``.
         """
+        import openai
+
         if format_settled is None:
             format_settled = self.response_format_level()[1]
         start = time.perf_counter()
