@@ -9,11 +9,11 @@ within a call budget.
    lasts; its answers replace the embedding's. Category 0 in a reply ("none fits") makes the
    text an outlier.
 4. The guard (issue 18; the mechanism is ``llm.guard``, shared with keyphrase expansion): the
-   first texts the LLM classifies are ``CALIBRATION_PAIRS`` pairs of near-duplicates and
-   ``ANCHOR_TEXTS`` anchors (texts the embedding is surest of, nearest a category the LLM
-   named), mixed. How often it puts both texts of a pair in one category estimates its
-   accuracy from its consistency, how often it gives an anchor the embedding's category
-   estimates it from below; ``q`` is the lower of the two. With too few
+   first texts the LLM classifies are ``CALIBRATION_PAIRS`` pairs of near-duplicates (and,
+   with ``anchors``, texts the embedding is surest of, nearest a category the LLM named: none
+   by default, ``llm.guard.ANCHOR_TEXTS`` says why), mixed. How often it puts both texts of a
+   pair in one category estimates its accuracy from its consistency, how often it gives an
+   anchor the embedding's category estimates it from below; ``q`` is the lower of the two. With too few
    answers per category to tell a good model from a bad one (``too_few_answers``), no text is
    sent to be classified: the budget buys categories only. At
    ``TRUST_ACCURACY`` or more, every answer stands; under it, where the LLM and the nearest

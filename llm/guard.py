@@ -48,20 +48,22 @@ TRUST_ACCURACY = 0.8
 """From this estimated accuracy up, every LLM answer stands."""
 GUARD_MIN_PAIRS = 5
 """Fewer answered calibration pairs than this and the guard keeps every LLM answer."""
-ANCHOR_TEXTS = 15
-"""Texts the embedding is surest of, asked among the first (step 3 of the module docstring).
-Measured (``bench.llm_value_seeds``, 400 texts, budgets 10-30, judge seeds 0-4 / 0-2): on AG
+ANCHOR_TEXTS = 0
+"""Texts the embedding is surest of, asked among the first (step 3 of the module docstring);
+none by default: they cost good models their gain. Measured with 15 (``bench.llm_value_seeds``,
+400 texts, budgets 10-30, judge seeds 0-4 / 0-2; ``bench.llm_value``, 1,000 texts): on AG
 News a judge right 3 times in 4 read 0.84 on the pairs for two seeds of three and ended up to
-0.081 NMI under no LLM (5 of 9 cells under -0.01); with the anchors (0.60-0.73) 2 of 9. A
-judge right 9 times in 10 gained as much or more on average (+0.027 / +0.105 / +0.121 ->
-+0.031 / +0.115 / +0.123 at budgets 10 / 20 / 30), but one seed of three, read 0.73 on the
-anchors, lost 0.017-0.029 of its gain at budgets 20-30; one always right, +0.001 to +0.028
-more. On Banking77 (77 categories) they cost budgets 20-30 up to 0.006 of mean gain, and
-a judge right half the time ended under -0.01 in 3 of 10 runs (-0.011, -0.012; none
-without): kept on for the larger harm they stop. The anchors count the embedding's own
-mistakes on them against the model (a judge always right reads 0.80 on AG News), so they
-decide which answers stand, never alone the fallback to the offline categories
-(``llm.classify``, step 5)."""
+0.081 NMI under no LLM (5 of 9 runs under -0.01); with the anchors (0.60-0.73) 2 of 9. But
+the anchors count the embedding's own mistakes on them against the model (a judge always
+right reads 0.80 on AG News), so a judge right 9 times in 10 read 0.73 lost 0.017-0.029 (400
+texts) and 0.029 / 0.063 (1,000 texts, budgets 50 / 200) of its gain; on Banking77 (1,000
+texts, budget 200) p = 0.9 +0.115 -> +0.091, p = 0.5 +0.041 -> +0.003, and at budgets 20-30
+a judge right half the time ended under -0.01 in 3 of 10 runs (none without). Taking the
+anchors' category from the embedding's own clusters (the categories refined without answers)
+read a judge always right 0.93 on AG News but let the 3-in-4 judge through again (5 of 9).
+As the trigger of the fallback to the offline categories they dropped a judge right 3 times
+in 4 on Banking77 with its +0.022 / +0.038 (budgets 20 / 30), so where used they only decide
+which answers stand (``llm.classify``, step 5)."""
 GUARD_MIN_ANCHORS = 5
 """Fewer answered anchors than this and the anchors give no estimate."""
 

@@ -180,7 +180,7 @@ def classify_with(texts, gold, vectors, embedder, p, budget, seed=0, **options):
 
 @pytest.mark.slow
 def test_classify_anchors_read_a_model_consistent_but_wrong_lower_than_pairs(intents, embedder):
-    """Banking77, 77 intents, budget 20, 15 anchors (``llm.guard.ANCHOR_TEXTS``):
+    """Banking77, 77 intents, budget 20, 15 anchors (off by default: ``llm.guard.ANCHOR_TEXTS``):
     four proposal calls name some intents, keyword categories stand for the rest, and a judge
     right half the time mostly puts both texts of a near-duplicate pair in one category (its
     confusions fall in one category), so the pairs read it at 0.8 or more. The anchors (texts
