@@ -243,6 +243,19 @@ def fit_space_and_map(
         return laid_out.result(), coords
 
 
+def warm_up_layouts(X: np.ndarray) -> None:
+    """Compile (or load from the numba cache) what a run of 4,096 texts or more lays out with, on
+    a few points: the two layouts at once from a precomputed graph (the first such run on a new
+    machine otherwise compiles it, ~20 s on 2 cores)."""
+    X = np.asarray(X, dtype=np.float32)
+    if len(X) < UMAP_MIN_SAMPLES:
+        return
+    knn = exact_cosine_knn(X, min(15, len(X) - 1))
+    fit_space_and_map(
+        X, UMAPReducer(n_components=5, precomputed_knn=knn), UMAPReducer(2, min_dist=0.1)
+    )
+
+
 def enable_layout_threads() -> bool:
     """Whether two UMAP layouts can run at once (``clustering.umap_nogil``)."""
     enable_numba_cache()

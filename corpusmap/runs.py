@@ -118,9 +118,11 @@ def warm_up(embedder: object) -> float:
     import time
 
     from clustering.pipeline import reduce_vectors
+    from clustering.reduce import warm_up_layouts
 
     start = time.perf_counter()
     texts = [f"warm up text number {i} about topic {i % 4}" for i in range(WARM_UP_TEXTS)]
     vectors = embedder.embed(texts)  # type: ignore[attr-defined]
-    reduce_vectors(vectors, PipelineConfig())
+    reduce_vectors(vectors, PipelineConfig())  # below 4,096 texts: UMAP's own search
+    warm_up_layouts(vectors)  # from 4,096: the exact graph, both layouts at once
     return time.perf_counter() - start

@@ -132,3 +132,24 @@ def test_umaps_compiled_code_is_kept_in_the_data_folder(tmp_path):
         seconds.append(float(done.stdout.split()[-1]))
     assert any((tmp_path / "numba").rglob("*.nbi"))  # the index of a cached function
     assert seconds[1] < seconds[0] * 0.7, seconds  # loaded, not compiled again
+
+
+def test_the_warm_up_compiles_the_layout_without_the_gil_for_umaps_types():
+    """In a fresh process (the app's server), the warm-up on a few points leaves the epoch
+    that runs without the GIL compiled for the very types a run of 4,096+ texts passes it: the
+    run's two layouts then add no second signature."""
+    script = (
+        "from clustering import umap_nogil; "
+        "from clustering.reduce import UMAPReducer, fit_space_and_map, warm_up_layouts; "
+        "from tests.unit.test_reduce_cache import N_APPROXIMATE, blobs; "
+        "compiled = lambda: len(umap_nogil.epoch_without_gil.signatures); assert not compiled(); "
+        "warm_up_layouts(blobs(64)); warmed = compiled(); "
+        "fit_space_and_map(blobs(N_APPROXIMATE), UMAPReducer(5), UMAPReducer(2, min_dist=0.1)); "
+        "print(warmed, compiled())"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == ["1", "1"]
