@@ -234,7 +234,10 @@ def main(argv: list[str] | None = None) -> None:
             more = json.loads((RESULTS / f"{other}.json").read_text())
             if more["baseline"]["nmi"] != report["baseline"]["nmi"]:
                 raise SystemExit(f"{other}: another no-LLM run ({more['baseline']['nmi']})")
-            report["rows"] += more["rows"]
+            have = {(r["seed"], r["p"], r["budget"]) for r in report["rows"]}
+            report["rows"] += [
+                r for r in more["rows"] if (r["seed"], r["p"], r["budget"]) not in have
+            ]
             report.setdefault("merged", []).append(other)
         save(report, args.stem)
         return
