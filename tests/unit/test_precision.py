@@ -295,3 +295,14 @@ def test_a_later_load_builds_the_openvino_encoder_from_kept_files_alone(
     full = SentenceTransformerEmbedder(precision="openvino-fp32", cache_dir=tmp_path)
     assert not isinstance(full.encoder.tokenizer, onnx_encoder.StandaloneTokenizer)
     assert settings.exists()
+
+
+def test_two_threads_asking_for_the_model_at_once_load_it_once(tmp_path):
+    """``api.run`` loads the model in a background thread while it stores the corpus; the run's
+    own first use must wait for that load, not start a second one."""
+    embedder = SentenceTransformerEmbedder(precision="fp32", cache_dir=tmp_path)
+    with ThreadPoolExecutor(2) as pool:
+        loaded = list(pool.map(lambda _: embedder.encoder, range(2)))
+    assert loaded[0] is loaded[1] is embedder.encoder
+    prefixed = embedder.with_prefix("query: ")
+    assert prefixed.encoder is embedder.encoder and prefixed.precision == "fp32"
