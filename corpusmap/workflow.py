@@ -311,7 +311,7 @@ class _Run:
             self.stage_done("label")
 
             self.progress("metrics", 0.0, "measuring, rules and hierarchy")
-            if measured is None:  # a resumed run: measured by the process that clustered
+            if measured is None:  # a resumed run: the clustering stage ran in another process
                 measured = measure(outcome.space, outcome.assignment.labels, truth)
             metrics = {
                 **measured,

@@ -178,6 +178,16 @@ def classify_with(texts, gold, vectors, embedder, p, budget, seed=0, **options):
     return external_metrics(gold, result.assignment.labels)["nmi"], result.stats, calls
 
 
+def with_offline_nmi(intents, embedder):
+    """The texts, gold labels and vectors of ``intents``, and the NMI of ``classify`` on them
+    with no LLM: the baseline a guarded run must stay within 0.01 of."""
+    texts, gold = intents
+    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+    config = ClassifyConfig(goal=GOAL, n_clusters=len(set(gold)), budget=0)
+    offline = label_then_classify(texts, vectors, embedder, config, None)
+    return texts, gold, vectors, external_metrics(gold, offline.assignment.labels)["nmi"]
+
+
 @pytest.mark.slow
 def test_classify_anchors_read_a_model_consistent_but_wrong_lower_than_pairs(intents, embedder):
     """Banking77, 77 intents, budget 20, 15 anchors (off by default: ``llm.guard.ANCHOR_TEXTS``):
@@ -186,11 +196,7 @@ def test_classify_anchors_read_a_model_consistent_but_wrong_lower_than_pairs(int
     confusions fall in one category), so the pairs read it at 0.8 or more. The anchors (texts
     the embedding is surest of) read it under 0.8, and the guard takes the lower; a judge
     right every time reads 0.8 or more on the anchors too and keeps its gain."""
-    texts, gold = intents
-    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
-    config = ClassifyConfig(goal=GOAL, n_clusters=len(set(gold)), budget=0)
-    offline = label_then_classify(texts, vectors, embedder, config, None)
-    baseline = external_metrics(gold, offline.assignment.labels)["nmi"]
+    texts, gold, vectors, baseline = with_offline_nmi(intents, embedder)
     half, half_stats, _ = classify_with(texts, gold, vectors, embedder, 0.5, 20, anchors=15)
     right, right_stats, _ = classify_with(texts, gold, vectors, embedder, 1.0, 20, anchors=15)
     assert half_stats["guard_pair_accuracy"] >= 0.8, "the pairs should take it for a good model"
@@ -207,11 +213,7 @@ def test_classify_with_too_few_answers_per_category_sends_none(intents, embedder
     the time (judge seed 1) left the run 0.016 NMI under no LLM through its answers. Now no text
     is sent to be classified, the proposed categories' prototypes move onto their texts, and
     the run ends within 0.01 of no LLM; unguarded, the answers are sent."""
-    texts, gold = intents
-    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
-    config = ClassifyConfig(goal=GOAL, n_clusters=len(set(gold)), budget=0)
-    offline = label_then_classify(texts, vectors, embedder, config, None)
-    baseline = external_metrics(gold, offline.assignment.labels)["nmi"]
+    texts, gold, vectors, baseline = with_offline_nmi(intents, embedder)
     nmi, stats, calls = classify_with(texts, gold, vectors, embedder, 0.5, 10, seed=1)
     assert calls.get("classify", 0) == 0 and calls.get("propose", 0) >= 1
     assert stats["classify_skipped"] and stats["llm_classified"] == 0
