@@ -235,9 +235,10 @@ def test_second_cut_finds_intents_inside_one_source_and_leaves_broad_sources_who
 
 
 def test_the_two_way_cut_splits_two_merged_topics_not_a_topic_with_sub_topics() -> None:
-    """``TWO_WAY_SHARE`` (measured, off by default): a first-cut cluster of two lobes (AG News's
-    Business + Sci/Tech) is cut in two; one of four lobes (a section and its sub-topics) is not,
-    and neither reaches the plain second cut's bar."""
+    """``TWO_WAY_SHARE``: a first-cut cluster of two lobes (AG News's Business + Sci/Tech) is cut
+    in two; one of four lobes (a section and its sub-topics) is not, and neither reaches the plain
+    second cut's bar. Only a section-size cluster (``TWO_WAY_MIN_SHARE`` of the points) is cut:
+    the two lobes hold 120 of 420 points here (0.29)."""
     rng = np.random.default_rng(0)
     centres = [(0, 0), (0, 4), (25, -3), (25, 3), (22, 0), (28, 0), (12, 22)]
     X = np.vstack([np.asarray(c) + 0.5 * rng.standard_normal((60, 2)) for c in centres])
@@ -246,11 +247,14 @@ def test_the_two_way_cut_splits_two_merged_topics_not_a_topic_with_sub_topics() 
     scores = calinski_harabasz_path(ward_merges(X, first))
     # Inner separation per point against the corpus's: two lobes 0.61, four lobes 0.47.
     assert np.array_equal(second_cut(X, micro, first, scores, 3, two_way=None), first)
-    cut = second_cut(X, micro, first, scores, 3, two_way=0.25)
+    assert np.array_equal(second_cut(X, micro, first, scores, 3, two_way=0.25), first)
+    cut = second_cut(X, micro, first, scores, 3, two_way=0.25, two_way_min_share=0.28)
     assert len(np.unique(cut[first == 0])) == 2
     assert len(np.unique(cut[first == 2])) == 1
     assert np.array_equal(cut[first != 0], first[first != 0])
-    assert np.array_equal(second_cut(X, micro, first, scores, 3, two_way=0.7), first)
+    assert np.array_equal(
+        second_cut(X, micro, first, scores, 3, two_way=0.7, two_way_min_share=0.28), first
+    )
 
 
 def sections_with_sub_topics(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -413,3 +417,23 @@ def test_cuts_at_several_k_match_one_cut_at_a_time() -> None:
         assert np.array_equal(cut, cut_merges(labels, merges, k))
         assert len(np.unique(cut[cut != NOISE])) == k
         assert np.all(cut[:5] == NOISE)
+
+
+def test_a_section_size_cluster_of_two_lobes_is_cut_by_default() -> None:
+    """On by default: two lobes holding half of the points (AG News's Business + Sci/Tech held
+    43 %) are cut in two by ``second_cut`` with its defaults, and the rest is left whole."""
+    rng = np.random.default_rng(1)
+    centres = [(0, 0), (0, 4), (25, -3), (25, 3), (22, 0), (28, 0), (12, 22)]
+    sizes = [150, 150, 60, 60, 60, 60, 60]
+    X = np.vstack(
+        [
+            np.asarray(c) + 0.5 * rng.standard_normal((n, 2))
+            for c, n in zip(centres, sizes, strict=True)
+        ]
+    )
+    micro = np.repeat(np.arange(7), sizes)
+    first = np.repeat([0, 0, 2, 2, 2, 2, 6], sizes)
+    scores = calinski_harabasz_path(ward_merges(X, first))
+    cut = second_cut(X, micro, first, scores, 3)
+    assert len(np.unique(cut[first == 0])) == 2
+    assert np.array_equal(cut[first != 0], first[first != 0])
