@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from clustering.granularity import Granularity
+from clustering.granularity import TWO_WAY_MIN_SHARE, Granularity
 from clustering.resampling import K_RULE, STABLE_SHARE
 from clustering.types import NOISE
 
@@ -120,12 +120,20 @@ def granularity_metrics(info: Granularity) -> dict[str, Any]:
         why += f"{k} clusters chosen as {how} of {tree}."
     else:
         why += f"Chosen as {how} of {tree}."
-    if info.recut:
-        one = info.recut == 1
+    separate = info.recut - info.two_way
+    if separate:
+        one = separate == 1
         why += (
-            f" {info.recut} of the {k} {'was' if one else 'were'} cut again at "
+            f" {separate} of the {k} {'was' if one else 'were'} cut again at "
             f"{'its' if one else 'their'} own best variance ratio, {'its' if one else 'their'} "
             "groups being as separate as the clusters themselves."
+        )
+    if info.two_way:
+        one = info.two_way == 1
+        why += (
+            f" {info.two_way} of the {k}, holding {TWO_WAY_MIN_SHARE:.0%} of the texts or more, "
+            f"{'was' if one else 'were'} cut in two: {'its' if one else 'their'} own tree "
+            "separates best into two lobes (two topics joined, not a topic with sub-topics)."
         )
     facts: dict[str, Any] = {"k_spread": spread, "grains": found}
     if info.stability:

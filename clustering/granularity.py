@@ -281,7 +281,9 @@ class Granularity:
     first_cut: int = 0
     """The cut of the corpus-wide Ward tree, before ``second_cut`` (0: not recorded)."""
     recut: int = 0
-    """How many of the first cut's clusters ``second_cut`` cut again."""
+    """How many of the first cut's clusters ``second_cut`` cut again ..."""
+    two_way: int = 0
+    """... of them, how many in two by its two-way rule (two lobes in a section-size cluster)."""
     ratio_cut: int = 0
     """The variance ratio's cut when ``stable_cut`` moved it (0: not moved)."""
     stability: dict[int, float] = field(default_factory=dict)
@@ -328,7 +330,7 @@ def second_cut(
     share: float | None = SECOND_CUT_SHARE,
     two_way: float | None = TWO_WAY_SHARE,
     two_way_min_share: float = TWO_WAY_MIN_SHARE,
-) -> np.ndarray:
+) -> tuple[np.ndarray, int]:
     """Step 2b: a cluster of the first cut whose own Ward tree (over its micro-clusters, on its
     own points) separates at least ``share`` times as well as the first cut separates the
     corpus is cut again at its own best variance ratio. Separation = the variance ratio at the
@@ -337,12 +339,14 @@ def second_cut(
     source's clusters it can. A cluster whose own best cut is two-way is cut in two from
     ``two_way`` times the corpus's separation on when it holds at least ``two_way_min_share`` of
     the points (two topics merged: AG News's Business and Sci/Tech). ``labels`` and ``provisional`` have no noise; ids of new clusters are the
-    micro-cluster ids of ``provisional`` (unique, so no clash)."""
+    micro-cluster ids of ``provisional`` (unique, so no clash). Returns the labels and how many
+    clusters were cut in two by the two-way rule (not by ``share``)."""
     if share is None or k not in scores or not math.isfinite(scores[k]) or len(labels) == 0:
-        return labels
+        return labels, 0
     per_point = scores[k] / len(labels)
     bar = share * per_point
     result = labels.copy()
+    n_two_way = 0
     for group in np.unique(labels):
         members = np.flatnonzero(labels == group)
         inner = provisional[members]
@@ -355,14 +359,16 @@ def second_cut(
             continue
         g = best_cut(finite)
         separation = finite[g] / len(members)
-        if separation >= bar or (
+        two_lobes = (
             two_way is not None
             and g == 2
             and separation >= two_way * per_point
             and len(members) >= two_way_min_share * len(labels)
-        ):
+        )
+        if separation >= bar or two_lobes:
             result[members] = cut_merges(inner, merges, g)
-    return result
+            n_two_way += separation < bar
+    return result, n_two_way
 
 
 def merge_micro_clusters(
@@ -392,7 +398,7 @@ def merge_micro_clusters(
     scores = calinski_harabasz_path(merges)
     k = choose_n_clusters(merges) if n_clusters is None else min(n_clusters, merges.n_start)
     first = cut_merges(provisional, merges, k)
-    labels = second_cut(X, provisional, first, scores, k, second)
+    labels, two_way = second_cut(X, provisional, first, scores, k, second)
     recut = sum(len(np.unique(labels[first == g])) > 1 for g in np.unique(first))
     first_cut, k = k, len(np.unique(labels))
     # The coarser grain offered: a coarser cut of the same tree, else the first cut when the
@@ -421,6 +427,7 @@ def merge_micro_clusters(
         resampled_k=tuple(resampled_k),
         first_cut=first_cut,
         recut=recut,
+        two_way=two_way,
         coarse_k=coarse_k,
         coarse_of=coarse_of,
         ratio_cut=ratio_cut,

@@ -95,7 +95,7 @@ def resampled_curves(
         others = trees[:i] + trees[i + 1 :]
         k = stable_cut_of(tree.provisional, tree.merges, tree.k, others, stable, tree.index)[0]
         cut = cut_merges(tree.provisional, tree.merges, k)
-        cut = second_cut(X[tree.index], tree.provisional, cut, tree.scores, k, second)
+        cut = second_cut(X[tree.index], tree.provisional, cut, tree.scores, k, second)[0]
         fits.append(replace(tree, k=len(np.unique(cut))))
     return fits
 

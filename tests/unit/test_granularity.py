@@ -246,14 +246,15 @@ def test_the_two_way_cut_splits_two_merged_topics_not_a_topic_with_sub_topics() 
     first = np.repeat([0, 0, 2, 2, 2, 2, 6], 60)
     scores = calinski_harabasz_path(ward_merges(X, first))
     # Inner separation per point against the corpus's: two lobes 0.61, four lobes 0.47.
-    assert np.array_equal(second_cut(X, micro, first, scores, 3, two_way=None), first)
-    assert np.array_equal(second_cut(X, micro, first, scores, 3, two_way=0.25), first)
-    cut = second_cut(X, micro, first, scores, 3, two_way=0.25, two_way_min_share=0.28)
+    assert np.array_equal(second_cut(X, micro, first, scores, 3, two_way=None)[0], first)
+    assert np.array_equal(second_cut(X, micro, first, scores, 3, two_way=0.25)[0], first)
+    cut, two_way = second_cut(X, micro, first, scores, 3, two_way=0.25, two_way_min_share=0.28)
+    assert two_way == 1
     assert len(np.unique(cut[first == 0])) == 2
     assert len(np.unique(cut[first == 2])) == 1
     assert np.array_equal(cut[first != 0], first[first != 0])
     assert np.array_equal(
-        second_cut(X, micro, first, scores, 3, two_way=0.7, two_way_min_share=0.28), first
+        second_cut(X, micro, first, scores, 3, two_way=0.7, two_way_min_share=0.28)[0], first
     )
 
 
@@ -434,6 +435,20 @@ def test_a_section_size_cluster_of_two_lobes_is_cut_by_default() -> None:
     micro = np.repeat(np.arange(7), sizes)
     first = np.repeat([0, 0, 2, 2, 2, 2, 6], sizes)
     scores = calinski_harabasz_path(ward_merges(X, first))
-    cut = second_cut(X, micro, first, scores, 3)
+    cut, two_way = second_cut(X, micro, first, scores, 3)
+    assert two_way == 1
     assert len(np.unique(cut[first == 0])) == 2
     assert np.array_equal(cut[first != 0], first[first != 0])
+
+
+def test_the_run_says_a_cluster_was_cut_in_two_lobes_not_as_separate_groups() -> None:
+    """The granularity sentence tells the two-way cut (AG News: 3 first, 4 in the end) from the
+    plain second cut, whose groups are as separate as the clusters."""
+    scores = {2: 0.5, 3: 1.0, 4: 0.9}
+    two_lobes = Granularity(95, 4, 0.1, 0.0, scores, first_cut=3, recut=1, two_way=1)
+    sentence = granularity_metrics(two_lobes)["granularity"]
+    assert "1 of the 3, holding 30% of the texts or more, was cut in two" in sentence
+    assert "as separate as" not in sentence
+    plain = Granularity(95, 4, 0.1, 0.0, scores, first_cut=3, recut=1)
+    sentence = granularity_metrics(plain)["granularity"]
+    assert "1 of the 3 was cut again" in sentence and "cut in two" not in sentence
