@@ -4,9 +4,9 @@ with the true K, all on the same cached embeddings.
     python -m bench.compare [DATASETS...] [--fresh-umap] [--seeds 0 1 2 3 4] [--no-names]
 
 Datasets: the four of ../shared/data and the two-grain corpora of ``bench.data`` (default: all
-six), and the external corpora of ``bench.data.EXTERNAL`` (BBC News, CLINC150, Tweet89: run by
-name, ``python -m bench.compare bbc_news clinc150 tweet89``; skipped with a message when their
-files are absent). Issue 14 added, per corpus: the spread of the automatic K and its NMI over UMAP seeds
+six), and the external corpora of ``bench.data.EXTERNAL`` (BBC News, CLINC150, Tweet89,
+GoogleNews-T: run by name, ``python -m bench.compare bbc_news clinc150 tweet89 googlenews_t``;
+skipped with a message when their files are absent). Issue 14 added, per corpus: the spread of the automatic K and its NMI over UMAP seeds
 (``--seeds``; each seed is one more UMAP fit, cached), the spread the resampled fits report
 within one run, NMI against the coarse labels of two-grain corpora (and "K given" at the coarse
 K), and the offline names' measures of ``bench.names`` on the automatic clusters (shared words,

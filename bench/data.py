@@ -30,6 +30,8 @@ when absent.
   plus ``oos_test`` (1,000 out-of-scope, one label): 5,500 queries, 151 labels.
 - ``tweet89``: the Tweet set of Yin & Wang's GSDMM (KDD 2014), 2,472 preprocessed tweets, 89
   clusters (``{"text", "cluster"}`` lines).
+- ``googlenews_t``: the GoogleNews-T set of the same repository, 11,109 news titles
+  (lower-cased, stop words removed) in 152 event clusters: a fine grain of many small classes.
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ EXTERNAL = {
         "repository": "jackyin12/GSDMM",
         "commit": "1b344d9de28faee43ec0df0c3cf7ea57737fe14e",
         "path": "data/Tweet",
+    },
+    "googlenews_t": {
+        "repository": "jackyin12/GSDMM",
+        "commit": "1b344d9de28faee43ec0df0c3cf7ea57737fe14e",
+        "path": "data/T",
     },
 }
 ALL_CORPORA = (
@@ -237,7 +244,7 @@ def external_rows(name: str, git_dir: Path, commit: str | None = None) -> list[d
     if name == "clinc150":
         data = json.loads(git_show(git_dir, commit, EXTERNAL[name]["path"]))
         return [{"text": t, "label": y} for t, y in data["test"] + data["oos_test"]]
-    if name == "tweet89":
+    if name in ("tweet89", "googlenews_t"):
         lines = git_show(git_dir, commit, EXTERNAL[name]["path"]).decode("utf-8").splitlines()
         return [
             {"text": row["text"], "label": str(row["cluster"])}

@@ -90,6 +90,20 @@ def test_tweet_clusters_become_labels(tmp_path: Path, folders: Path) -> None:
     assert corpus.n_classes == 2
 
 
+def test_googlenews_titles_read_their_own_file_of_the_same_repository(
+    tmp_path: Path, folders: Path
+) -> None:
+    files = {
+        "data/Tweet": b'{"text": "trailer talk", "cluster": 14}\n',
+        "data/T": b'{"text": "mourinho seek killer instinct", "cluster": 96}\n',
+    }
+    git_dir, commit = git_repo(tmp_path / "gsdmm", files)
+    data.convert_external("googlenews_t", git_dir, commit=commit)
+    corpus = data.load_corpus("googlenews_t")
+    assert corpus.texts == ["mourinho seek killer instinct"]
+    assert corpus.labels == ["96"]
+
+
 def test_a_missing_commit_fails_loudly(tmp_path: Path, folders: Path) -> None:
     git_dir, _ = git_repo(tmp_path / "other", {"README": b"x"})
     with pytest.raises(subprocess.CalledProcessError):
