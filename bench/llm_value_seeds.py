@@ -42,6 +42,8 @@ STAT_KEYS = (
     "guard_llm_accuracy",
     "guard_pair_accuracy",
     "guard_anchor_accuracy",
+    "guard_surest_accuracy",
+    "guard_used_accuracy",
     "guard_dropped",
     "guard",
     "llm_classified",
@@ -157,6 +159,7 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
         accuracy = [r["guard_llm_accuracy"] for r in rows if "guard_llm_accuracy" in r]
         by_pairs = [r["guard_pair_accuracy"] for r in rows if "guard_pair_accuracy" in r]
         by_anchors = [r["guard_anchor_accuracy"] for r in rows if "guard_anchor_accuracy" in r]
+        surest = [r["guard_surest_accuracy"] for r in rows if "guard_surest_accuracy" in r]
         out.append(
             {
                 "p": p,
@@ -169,6 +172,7 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "q_mean": round(float(np.mean(accuracy)), 3) if accuracy else None,
                 "q_pairs": round(float(np.mean(by_pairs)), 3) if by_pairs else None,
                 "q_anchors": round(float(np.mean(by_anchors)), 3) if by_anchors else None,
+                "q_surest": round(float(np.mean(surest)), 3) if surest else None,
                 "offline": sum(1 for r in rows if r.get("guard") == "offline"),
             }
         )
@@ -191,12 +195,13 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f"{report['grid']['seeds']}, anchor texts {_anchors(report)}; no-LLM NMI "
         f"{report['baseline']['nmi']:.4f}. Gain: NMI "
         "minus the no-LLM run; the bar is -0.01. q: the guard's estimated accuracy, from the "
-        "near-duplicate pairs and from the anchors (means over seeds); offline: seeds whose run "
+        "near-duplicate pairs, from the anchors and from the surest texts "
+        "(`llm.guard.surest_agreement`; means over seeds); offline: seeds whose run "
         "fell back to the offline categories.",
         "",
         "| p | budget | seeds | mean gain | least | most | under -0.01 | q pairs | q anchors "
-        "| offline |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| q surest | offline |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def q(value: float | None) -> str:
@@ -206,7 +211,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         lines.append(
             f"| {c['p']} | {c['budget']} | {c['seeds']} | {c['mean']:+.4f} | {c['least']:+.4f} "
             f"| {c['most']:+.4f} | {c['under_bar']} | {q(c['q_pairs'])} | {q(c['q_anchors'])} "
-            f"| {c['offline']} |"
+            f"| {q(c.get('q_surest'))} | {c['offline']} |"
         )
     path.write_text("\n".join(lines) + "\n")
 

@@ -11,7 +11,9 @@ from llm.guard import (
     anchor_accuracy,
     anchor_texts,
     estimate_accuracy,
+    guard_answers,
     lower_accuracy,
+    surest_agreement,
 )
 
 
@@ -54,3 +56,26 @@ def test_anchor_accuracy_needs_enough_answered_anchors_and_lower_skips_missing()
     assert lower_accuracy(None, 0.9) == 0.9
     assert lower_accuracy(None, None) is None
     assert lower_accuracy(accuracy_from_agreement(1.0), 0.75) == 0.75
+
+
+def test_surest_agreement_reads_the_surest_fifth_of_the_answers():
+    nearest = np.zeros(100, dtype=np.int64)
+    margin = np.arange(100, dtype=float)
+    # The 20 surest texts (margins 80-99): 15 given the embedding's answer, 5 another; the
+    # less sure texts all disagree and must not count.
+    answers = {i: (0 if i >= 85 else 1) for i in range(100)}
+    assert surest_agreement(answers, nearest, margin) == 0.75
+    assert surest_agreement({i: 0 for i in range(10)}, nearest, margin) is None
+    assert surest_agreement({}, nearest, margin) is None
+
+
+def test_guard_answers_without_a_trust_line_weighs_even_a_model_read_as_good():
+    nearest = np.zeros(60, dtype=np.int64)
+    margin = np.linspace(0.0, 3.0, 60)
+    # The model agrees with the embedding on every text but the surest one.
+    answers = {i: 0 for i in range(59)} | {59: 1}
+    kept = guard_answers(answers, nearest, margin, 0.85, {})
+    assert 59 in kept, "at or over TRUST_ACCURACY every answer stands"
+    stats: dict = {}
+    weighed = guard_answers(answers, nearest, margin, 0.85, stats, trust=None)
+    assert 59 not in weighed and stats["guard_dropped"] == 1
