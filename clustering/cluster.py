@@ -133,7 +133,7 @@ class MergedHDBSCANClusterer:
             return found
         k: int | None = None
         resampled: tuple[int, ...] = ()
-        ratio_cut, stability = 0, dict[int, float]()
+        ratio_cut, stability, section = 0, dict[int, float](), False
         if self.n_resamples:
             fits = resampled_curves(
                 np.asarray(X, dtype=np.float64),
@@ -148,7 +148,7 @@ class MergedHDBSCANClusterer:
             resampled = tuple(f.k for f in fits)
             if k:
                 k_ratio = k
-                k, stability = stable_cut(X, found.labels, k, fits)
+                k, stability, section = stable_cut(X, found.labels, k, fits)
                 ratio_cut = k_ratio if k != k_ratio else 0
         labels, confidence, self.granularity_ = merge_micro_clusters(
             X,
@@ -157,6 +157,7 @@ class MergedHDBSCANClusterer:
             resampled_k=resampled,
             ratio_cut=ratio_cut,
             stability=stability,
+            section_cut=section,
         )
         probabilities = np.where(found.labels == NOISE, confidence, found.probabilities)
         probabilities = np.where(labels == NOISE, 0.0, probabilities)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from clustering.granularity import TWO_WAY_MIN_SHARE, Granularity
-from clustering.resampling import K_RULE, STABLE_SHARE
+from clustering.resampling import K_RULE, SECTION_SHARE, STABLE_SHARE
 from clustering.types import NOISE
 
 COARSER_GRAIN = 1.5
@@ -110,12 +110,25 @@ def granularity_metrics(info: Granularity) -> dict[str, Any]:
     moved = bool(info.ratio_cut and info.stability)
     if moved:
         agree = info.stability
+        rands = (
+            f"(adjusted Rand {agree.get(k, 0):.2f} against {agree.get(info.ratio_cut, 0):.2f} at "
+            f"{info.ratio_cut})"
+        )
         why += (
             f"The cut at {info.ratio_cut}, {how} of {tree}, moved to {k}: among the cuts keeping "
-            f"{STABLE_SHARE:.0%} of the best ratio, {k} is the finest the resampled fits reproduce "
-            f"about as well as the most reproducible one (adjusted Rand {agree.get(k, 0):.2f} "
-            f"against {agree.get(info.ratio_cut, 0):.2f} at {info.ratio_cut})."
+            f"{STABLE_SHARE:.0%} of the best ratio, {k} is "
         )
+        if info.section_cut:
+            why += (
+                f"the coarsest the resampled fits reproduce as well as the finer ones {rands}; "
+                f"its clusters are section-size (the median holds {SECTION_SHARE:.0%} of the "
+                "texts or more), where the coarser of two equally firm cuts is kept."
+            )
+        else:
+            why += (
+                "the finest the resampled fits reproduce about as well as the most reproducible "
+                f"one {rands}."
+            )
     elif info.recut:
         why += f"{k} clusters chosen as {how} of {tree}."
     else:

@@ -178,6 +178,28 @@ Issue 14 (bench/results/stability.md, bench/stability.py; 5 UMAP seeds per corpu
   merges (0.51 against 0.34-0.36 for 3 -> 2 and 5 -> 4), so no stopping rule on it splits them.
   The largest jump between successive Ward merge costs picks 3 on both (BBC News: 17,855 to go
   from 3 to 2 against 3,204 from 4 to 3; AG News: 29,280 against 4,649): no help either.
+- **Sections with sub-topics** (``clustering.resampling.SECTION_SHARE`` 0.05, ``SECTION_SLACK``
+  0.01, on). Corpora of 2-3 AG News sections (fitted apart, UMAP seeds 0-1) were cut at a
+  sports sub-topic: World + Sports at 3 (Sports in two lobes of ~1,000, NMI 0.654 against 0.822
+  with K given), Sports + Sci/Tech at 4 on seed 0 (0.630 against 0.905), all but Sci/Tech at 4
+  (0.671 against 0.742). Their coarser cut kept 0.92-0.99 of the best ratio and the resamples
+  reproduced both alike (adjusted Rand 1.00 and 1.00), and "finest within one standard
+  deviation" took the finer. Rule: after that choice, take the coarsest cut reproduced within
+  0.01 of it when every cluster it joins holds 5 % of the points or more. Measured first offline
+  on every corpus's candidate cuts (coarsest equally firm cut, any cluster size: StackOverflow
+  +0.006/+0.007, Tweet89 +0.008, GoogleNews-T +0.004, but mix_3src -0.020, Banking77 -0.004,
+  CLINC150 -0.003: their coarser cuts are as firm because they are the sources' or intents'
+  families); then in the pipeline, with a gate on the chosen cut's median cluster (5 %): mix_3src
+  seed 4 still moved from 29 to 15 (-0.037), and 5 20 Newsgroups groups (776 posts, fitted
+  apart) moved 7 -> 6 by joining a stray cluster of 20 posts to guns (-0.017/-0.019). With the
+  gate on the joined clusters instead (default path, UMAP seeds 0-4; mean NMI before -> after):
+  StackOverflow 20k 0.7175 -> 0.7318 (K 15 on every seed), BBC News 0.7789 -> 0.7835 (seed 3: 10
+  -> 9), the AG News subsets 0.654 -> 0.821, 0.630 -> 0.905 (seed 0), 0.671 -> 0.742; AG News,
+  20NG 3k, StackOverflow 4k, Banking77, mix_3src, CLINC150, Tweet89, GoogleNews-T identical on
+  every seed, and the 5 newsgroups, 3 and 2 BBC sections and 5 StackOverflow tags (fitted apart)
+  unchanged. Still over-cut: BBC's business + sport + tech at 6 (0.739 against 0.860) and
+  politics + entertainment at 3 (0.745 against 0.922): there the coarser cuts keep under 0.9 of
+  the best ratio, so they are not weighed.
 - **The coarser grain offered** (``coarse_grain``: the coarsest cut of the same tree keeping
   ``COARSE_SHARE`` 0.85 of the chosen cut's ratio with at most 1/``COARSE_RATIO`` of its K; else
   the first cut when the second cut multiplied K by ``COARSE_RATIO``). Whole clusters grouped
@@ -288,6 +310,8 @@ class Granularity:
     """The variance ratio's cut when ``stable_cut`` moved it (0: not moved)."""
     stability: dict[int, float] = field(default_factory=dict)
     """Mean agreement with the resamples of each cut ``stable_cut`` weighed."""
+    section_cut: bool = False
+    """``stable_cut`` moved the cut by its section rule (coarsest of the equally firm cuts)."""
     coarse_k: int = 0
     """The coarser grain offered (``coarse_grain``; 0: none)."""
     coarse_of: tuple[tuple[int, int], ...] = ()
@@ -380,6 +404,7 @@ def merge_micro_clusters(
     second: float | None = SECOND_CUT_SHARE,
     ratio_cut: int = 0,
     stability: dict[int, float] | None = None,
+    section_cut: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, Granularity]:
     """Steps 2 and 3 of the module docstring on HDBSCAN's ``micro`` labels.
 
@@ -432,6 +457,7 @@ def merge_micro_clusters(
         coarse_of=coarse_of,
         ratio_cut=ratio_cut,
         stability=dict(stability or {}),
+        section_cut=section_cut,
     )
     log.info(
         "granularity: %d micro-clusters (%.1f%% noise) merged to %d (%.1f%% noise left)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,6 +37,13 @@ at 0.6x: ``full`` K 3,3,4,3,4 (NMI mean 0.596), ``median`` 3,3,3,3,3 (0.604), as
 STABLE_SHARE: float | None = 0.9
 """``stable_cut``: the coarser cuts weighed against the variance ratio's keep at least this share
 of the best ratio (None: the ratio's cut stands)."""
+SECTION_SHARE: float | None = 0.05
+"""``stable_cut`` at the section grain: the coarsest cut the resamples reproduce as well as the
+chosen one (within ``SECTION_SLACK``) is preferred to it when every cluster it joins holds at
+least this share of the points (None: never). Measured in ``clustering.granularity``'s
+notes ("Sections with sub-topics")."""
+SECTION_SLACK = 0.01
+"""... "as well": the coarser cut's mean adjusted Rand at most this much below the chosen one's."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,7 @@ def resampled_curves(
     fits = []
     for i, tree in enumerate(trees):
         others = trees[:i] + trees[i + 1 :]
-        k = stable_cut_of(tree.provisional, tree.merges, tree.k, others, stable, tree.index)[0]
+        k = stable_cut_of(tree.provisional, tree.merges, tree.k, others, stable, tree.index).k
         cut = cut_merges(tree.provisional, tree.merges, k)
         cut = second_cut(X[tree.index], tree.provisional, cut, tree.scores, k, second)[0]
         fits.append(replace(tree, k=len(np.unique(cut))))
@@ -180,24 +187,39 @@ def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
     return (pairs - expected) / (top - expected)
 
 
+class StableCut(NamedTuple):
+    """What ``stable_cut`` decided: the cut, the mean agreement with the resamples of each cut
+    it weighed (empty when nothing was compared), and whether the section rule moved it."""
+
+    k: int
+    agreement: dict[int, float]
+    section: bool = False
+
+
 def stable_cut(
     X: np.ndarray,
     micro: np.ndarray,
     k: int,
     fits: list[ResampledFit],
     share: float | None = STABLE_SHARE,
-) -> tuple[int, dict[int, float]]:
+    section_share: float | None = SECTION_SHARE,
+) -> StableCut:
     """Step 2's cut moved to a coarser one the resamples reproduce better: among the cuts no
     finer than ``k`` that keep ``share`` of the best variance ratio, the finest whose mean
     agreement with the resamples (``cut_stability``) is within one standard deviation of the
-    most reproducible cut's. Returns the cut and the mean agreement of each cut considered
-    (empty when nothing was compared). BBC News: the ratio's 9-10 sub-section clusters agree
-    0.87-0.99 over resamples, 6-8 agree 0.99-1.00."""
+    most reproducible cut's. BBC News: the ratio's 9-10 sub-section clusters agree 0.87-0.99
+    over resamples, 6-8 agree 0.99-1.00. At the section grain (``section_share``) the coarsest
+    cut reproduced as well as that one is taken instead: two sections whose sub-topics lie
+    apart (AG News's World and Sports, Sports in two lobes) are cut at 2 and 3 equally firmly,
+    and the extra cut is a sub-topic's. A cut joining smaller clusters is not taken: at a fine
+    grain the coarser cuts are as firm because they are the sources' (mix_3src), and a small
+    stray cluster is not a sub-topic."""
     if share is None or not fits or k < 3:
-        return k, {}
+        return StableCut(k, {})
     X = np.asarray(X, dtype=np.float64)
     provisional = nearest_centroid_labels(X, np.asarray(micro, dtype=np.int64))
-    return stable_cut_of(provisional, ward_merges(X, provisional), k, fits, share)
+    merges = ward_merges(X, provisional)
+    return stable_cut_of(provisional, merges, k, fits, share, section_share=section_share)
 
 
 def stable_cut_of(
@@ -207,21 +229,41 @@ def stable_cut_of(
     fits: list[ResampledFit],
     share: float | None = STABLE_SHARE,
     index: np.ndarray | None = None,
-) -> tuple[int, dict[int, float]]:
+    section_share: float | None = SECTION_SHARE,
+) -> StableCut:
     """``stable_cut`` on a ready tree (``provisional`` labels rows ``index``, None: all)."""
     if share is None or not fits or k < 3:
-        return k, {}
+        return StableCut(k, {})
     scores = {g: v for g, v in calinski_harabasz_path(merges).items() if math.isfinite(v)}
     if k not in scores:
-        return k, {}
+        return StableCut(k, {})
     top = max(scores.values())
     ks = sorted({k} | {g for g, v in scores.items() if g < k and v >= share * top})
     if len(ks) < 2:
-        return k, {}
+        return StableCut(k, {})
     agreement = cut_stability(provisional, merges, fits, ks, index)
     if k not in agreement:
-        return k, {}
+        return StableCut(k, {})
     best = max(agreement, key=lambda g: (agreement[g][0], g))
     bar = agreement[best][0] - agreement[best][1]
     chosen = max(g for g, (mean, _) in agreement.items() if mean >= bar)
-    return chosen, {g: round(mean, 4) for g, (mean, _) in agreement.items()}
+    means = {g: round(mean, 4) for g, (mean, _) in agreement.items()}
+    floor = agreement[chosen][0] - SECTION_SLACK
+    coarser = [g for g, (mean, _) in agreement.items() if g < chosen and mean >= floor]
+    if section_share is None or not coarser:
+        return StableCut(chosen, means)
+    cuts = cuts_of_merges(provisional, merges, [*coarser, chosen])
+    joining = [g for g in coarser if joins_sections(cuts[chosen], cuts[g], section_share)]
+    if not joining:
+        return StableCut(chosen, means)
+    return StableCut(min(joining), means, section=True)
+
+
+def joins_sections(fine: np.ndarray, coarse: np.ndarray, share: float) -> bool:
+    """Whether every cluster of ``fine`` that ``coarse`` joins to another holds at least
+    ``share`` of the points (``coarse`` is a coarser cut of the same tree)."""
+    pairs = np.unique(np.stack([coarse, fine]), axis=1)
+    groups, parts = np.unique(pairs[0], return_counts=True)
+    joined = np.isin(pairs[0], groups[parts > 1])
+    sizes = dict(zip(*np.unique(fine, return_counts=True), strict=True))
+    return all(sizes[c] >= share * len(fine) for c in pairs[1][joined])

@@ -3,6 +3,8 @@ Calinski-Harabasz cut, confident noise. Small seeded synthetic data only."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score
@@ -33,6 +35,7 @@ from clustering.resampling import (
     adjusted_rand,
     consensus_k,
     cut_stability,
+    joins_sections,
     stable_cut,
 )
 from clustering.types import NOISE
@@ -344,13 +347,32 @@ def test_stable_cut_keeps_the_finest_cut_the_resamples_reproduce() -> None:
         provisional[cd] = 2
         provisional[np.random.default_rng(r).permutation(cd)[:50]] = 3
         unstable.append(resample_fit(X, provisional))
-    k, agreement = stable_cut(X, micro, 4, unstable)
-    assert k == 3 and agreement[3] == 1.0 and agreement[4] < 0.8
-    assert stable_cut(X, micro, 4, [resample_fit(X, micro)] * 4) == (4, {3: 1.0, 4: 1.0})
-    assert stable_cut(X, micro, 4, unstable, share=None) == (4, {})
-    assert stable_cut(X, micro, 4, []) == (4, {})
+    k, agreement, section = stable_cut(X, micro, 4, unstable)
+    assert k == 3 and agreement[3] == 1.0 and agreement[4] < 0.8 and not section
+    steady = [resample_fit(X, micro)] * 4
+    assert stable_cut(X, micro, 4, steady, section_share=None) == (4, {3: 1.0, 4: 1.0}, False)
+    assert stable_cut(X, micro, 4, unstable, share=None) == (4, {}, False)
+    assert stable_cut(X, micro, 4, []) == (4, {}, False)
     # Only cuts keeping the share of the best ratio are weighed: at 0.99 the 3-cut is not.
-    assert stable_cut(X, micro, 4, unstable, share=0.99) == (4, {})
+    assert stable_cut(X, micro, 4, unstable, share=0.99) == (4, {}, False)
+
+
+def test_of_two_equally_firm_cuts_the_section_rule_keeps_the_coarser() -> None:
+    """Resamples that find C and D reproduce the 3-cut and the 4-cut alike (adjusted Rand 1.0):
+    the 3-cut joins C and D, each a quarter of the points (section-size), so 3 is taken, as AG
+    News's World + Sports is cut at its 2 sections, not at Sports's two lobes. Where C and D
+    are under the section share, the finest firm cut (4) stays."""
+    X, micro = two_close_groups()
+    steady = [resample_fit(X, micro)] * 4
+    assert stable_cut(X, micro, 4, steady) == (3, {3: 1.0, 4: 1.0}, True)
+    assert stable_cut(X, micro, 4, steady, section_share=0.3) == (4, {3: 1.0, 4: 1.0}, False)
+
+
+def test_joins_sections_looks_only_at_the_clusters_a_coarser_cut_joins() -> None:
+    fine = np.repeat([0, 1, 2], [50, 45, 5])
+    assert joins_sections(fine, np.repeat([0, 2], [95, 5]), 0.1)  # 50 and 45 of 100 joined
+    assert not joins_sections(fine, np.repeat([0, 1], [50, 50]), 0.1)  # the 5 joined to the 45
+    assert joins_sections(fine, np.repeat([0, 1], [50, 50]), 0.05)
 
 
 def test_the_sentence_says_why_the_stable_cut_was_kept() -> None:
@@ -369,6 +391,9 @@ def test_the_sentence_says_why_the_stable_cut_was_kept() -> None:
     assert "moved to 6: among the cuts keeping 90% of the best ratio" in facts["granularity"]
     assert "(adjusted Rand 1.00 against 0.87 at 10)." in facts["granularity"]
     assert facts["cut_stability"] == {6: 0.9961, 8: 0.9943, 10: 0.8664}
+    sections = granularity_metrics(replace(info, section_cut=True))["granularity"]
+    assert "6 is the coarsest the resampled fits reproduce as well as the finer ones" in sections
+    assert "its clusters are section-size" in sections and "the finest" not in sections
     assert "cut_stability" not in granularity_metrics(Granularity(20, 6, 0.1, 0.0, {6: 1.0}))
 
 
