@@ -445,9 +445,9 @@ def test_cuts_at_several_k_match_one_cut_at_a_time() -> None:
         assert np.all(cut[:5] == NOISE)
 
 
-def test_a_section_size_cluster_of_two_lobes_is_cut_by_default() -> None:
-    """On by default: two lobes holding half of the points (AG News's Business + Sci/Tech held
-    43 %) are cut in two by ``second_cut`` with its defaults, and the rest is left whole."""
+def two_lobes_beside_a_section() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two lobes holding half of the points, a section of four sub-topics and a small group:
+    the points, the micro labels and the first cut (3 clusters)."""
     rng = np.random.default_rng(1)
     centres = [(0, 0), (0, 4), (25, -3), (25, 3), (22, 0), (28, 0), (12, 22)]
     sizes = [150, 150, 60, 60, 60, 60, 60]
@@ -457,8 +457,13 @@ def test_a_section_size_cluster_of_two_lobes_is_cut_by_default() -> None:
             for c, n in zip(centres, sizes, strict=True)
         ]
     )
-    micro = np.repeat(np.arange(7), sizes)
-    first = np.repeat([0, 0, 2, 2, 2, 2, 6], sizes)
+    return X, np.repeat(np.arange(7), sizes), np.repeat([0, 0, 2, 2, 2, 2, 6], sizes)
+
+
+def test_a_section_size_cluster_of_two_lobes_is_cut_by_default() -> None:
+    """On by default: two lobes holding half of the points (AG News's Business + Sci/Tech held
+    43 %) are cut in two by ``second_cut`` with its defaults, and the rest is left whole."""
+    X, micro, first = two_lobes_beside_a_section()
     scores = calinski_harabasz_path(ward_merges(X, first))
     cut, two_way = second_cut(X, micro, first, scores, 3)
     assert two_way == 1
@@ -477,3 +482,14 @@ def test_the_run_says_a_cluster_was_cut_in_two_lobes_not_as_separate_groups() ->
     plain = Granularity(95, 4, 0.1, 0.0, scores, first_cut=3, recut=1)
     sentence = granularity_metrics(plain)["granularity"]
     assert "1 of the 3 was cut again" in sentence and "cut in two" not in sentence
+
+
+def test_a_cut_the_resamples_moved_is_not_split_again_into_lobes() -> None:
+    """The two-way rule splits the lobes when the cut is the variance ratio's own; when
+    ``stable_cut`` moved it to a coarser one (``ratio_cut``), the lobes it joined stay joined
+    (BBC's politics + entertainment, fitted alone: 3 -> 2, not back to 3)."""
+    X, micro, _ = two_lobes_beside_a_section()
+    labels, _, info = merge_micro_clusters(X, micro, n_clusters=3)
+    assert info.n_clusters == 4 and info.two_way == 1
+    labels, _, info = merge_micro_clusters(X, micro, n_clusters=3, ratio_cut=5)
+    assert info.n_clusters == 3 and info.two_way == 0
