@@ -92,7 +92,25 @@ EXTRA_STOP_WORDS = frozenset(
     "don doesn didn isn wasn aren weren haven hasn hadn won wouldn couldn shouldn can't ve ll re "
     "im ive dont cant http https www com org net edu html htm href nbsp quot amp lt gt apos".split()
 )
-STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | EXTRA_STOP_WORDS
+CONTRACTIONS = frozenset(
+    # Whole contractions, which the token pattern keeps as one word ("hasn't", "don't", "i'm"):
+    # without them "Payment cancelled · Days · Hasn't" and "Payment · Freeze · Don't" were names.
+    f"{base}{apostrophe}{ending}"
+    for apostrophe in ("'", "’")
+    for base, ending in [
+        *(
+            (b, "t")
+            for b in "don doesn didn isn wasn aren weren haven hasn hadn won wouldn "
+            "couldn shouldn can mustn needn mightn ain shan".split()
+        ),
+        *(
+            (p, e)
+            for p in "i you we they he she it that there what who where here how let".split()
+            for e in ("s", "re", "ve", "ll", "m", "d")
+        ),
+    ]
+)
+STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | EXTRA_STOP_WORDS | CONTRACTIONS
 
 
 def strip_markup(text: str) -> str:
