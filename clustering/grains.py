@@ -170,15 +170,15 @@ def granularity_metrics(info: Granularity) -> dict[str, Any]:
         if info.coarse_k == k:
             why += (
                 f" Coarser grain offered: the first cut's {k} clusters, as {k} groups of the "
-                f"{n_clusters} (read the grouping in metrics['coarse'])."
+                f"{n_clusters} (take it with `corpusmap edit RUN coarser` or on the Edit page)."
             )
         else:
             why += (
                 f" Coarser grain offered: {info.coarse_k} groups of the {n_clusters} clusters "
                 f"(whole clusters joined along the same tree), keeping {share:.0%} of the chosen "
                 f"cut's variance ratio; the default stays at {n_clusters} because its cut "
-                f"separates best{' of those the resamples reproduce' if moved else ''}. Ask for "
-                f"{info.coarse_k} clusters, or read the grouping in metrics['coarse']."
+                f"separates best{' of those the resamples reproduce' if moved else ''}. Take it "
+                "with `corpusmap edit RUN coarser` or on the Edit page."
             )
         facts["coarse"] = {
             "k": info.coarse_k,

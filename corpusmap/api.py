@@ -66,6 +66,10 @@ class RunHandle:
     def merge(self, *cluster_ids: int) -> str:
         return edits.merge_clusters(self.store, self.run_id, cluster_ids).sentence
 
+    def take_coarse_grain(self) -> str:
+        """Merge the clusters into the coarser grain the run offered, as one edit."""
+        return edits.take_coarse_grain(self.store, self.run_id).sentence
+
     def split(self, cluster_id: int, n_parts: int = 2) -> str:
         return edits.split_cluster(self.store, self.run_id, cluster_id, n_parts).sentence
 

@@ -276,8 +276,9 @@ def corpora(db: str | None) -> None:
 @db_option
 @handle_errors
 def show(run_id: int, as_json: bool, db: str | None) -> None:
-    """Print the cluster table of a run."""
-    from corpusmap import service
+    """Print the cluster table of a run, then what the run found (how firm its number of
+    clusters is, the grain it picked and the coarser one it offers)."""
+    from corpusmap import service, views
 
     store = open_store(db)
     run_info = store.get_run(run_id)
@@ -300,6 +301,9 @@ def show(run_id: int, as_json: bool, db: str | None) -> None:
             f"{row.cluster_id:>4}  {row.size:>6,}  {row.share:6.1%}  {row.name}{status}{faith}"
         )
         click.echo(f"      {row.keywords}")
+    # What the run found beyond the table: how firm K is, the grain picked and the one offered.
+    for line in views.outcome_lines(run_info):
+        click.echo(line)
 
 
 @main.command()

@@ -15,8 +15,8 @@ from storage import Store
 @db_option
 @click.pass_context
 def edit(ctx: click.Context, run_id: int, db: str | None) -> None:
-    """Edit a stored run: rename, merge, split, move texts, undo, redo (`corpusmap edit RUN
-    merge 3 5 --db FILE`). Cluster ids are the ones `corpusmap show RUN` prints; they stay
+    """Edit a stored run: rename, merge, take the coarser grain, split, move texts, undo, redo
+    (`corpusmap edit RUN merge 3 5 --db FILE`). Cluster ids are the ones `corpusmap show RUN` prints; they stay
     the same through edits of other clusters."""
     ctx.obj = {"run_id": run_id, "db": db}
 
@@ -50,6 +50,17 @@ def merge(ctx: click.Context, cluster_ids: tuple[int, ...], db: str | None) -> N
     """Merge clusters into the first ID; the others' ids are retired."""
     store, run_id = _store(ctx, db)
     click.echo(edits.merge_clusters(store, run_id, list(cluster_ids)).sentence)
+
+
+@edit.command()
+@db_option
+@click.pass_context
+@handle_errors
+def coarser(ctx: click.Context, db: str | None) -> None:
+    """Merge the clusters into the coarser grain the run offered (its groups of whole
+    clusters, in `corpusmap show RUN`'s granularity sentence), as one edit."""
+    store, run_id = _store(ctx, db)
+    click.echo(edits.take_coarse_grain(store, run_id).sentence)
 
 
 @edit.command()

@@ -370,6 +370,11 @@ def _metrics(
     metrics["faithfulness"] = faithfulness
     if (labels == state.labels).all():
         return metrics  # a rename: the clusters' members, and so their figures, are the same
+    # How the run chose its number of clusters describes the run as computed, and the coarser
+    # grain it offered groups clusters that edits may have changed: said so, and withdrawn.
+    metrics.pop("coarse", None)
+    if metrics.get("granularity"):
+        metrics["granularity_edited"] = True
     metrics.update(summary_metrics(labels))
     metrics.update(silhouette(vectors, labels))
     metrics["silhouette_space"] = "embeddings"

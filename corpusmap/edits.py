@@ -134,6 +134,45 @@ def merge_clusters(store: Store, run_id: int, cluster_ids: Sequence[int]) -> Edi
     )
 
 
+def take_coarse_grain(store: Store, run_id: int) -> EditInfo:
+    """Merge the clusters into the coarser grain the run offered (``metrics["coarse"]``: groups
+    of whole clusters along the same Ward tree, issue 14), as one edit that undo takes back. Each
+    group keeps the id of its largest cluster."""
+    state = _editable(store, run_id)
+    coarse = state.run.metrics.get("coarse") or {}
+    if not coarse.get("parent_of"):
+        raise EditError(
+            f"run #{run_id} offers no coarser grain (its edits since, or its granularity "
+            "sentence, say why): merge clusters by hand, or run again asking for fewer clusters"
+        )
+    groups: dict[int, list[int]] = {}
+    for cluster, group in coarse["parent_of"].items():
+        if int(cluster) in state.leaves:
+            groups.setdefault(int(group), []).append(int(cluster))
+    joined = [sorted(ids, key=lambda c: (-state.size(c), c)) for ids in groups.values()]
+    joined = sorted((ids for ids in joined if len(ids) > 1), key=lambda ids: ids[0])
+    if not joined:
+        raise EditError(f"run #{run_id} is at its coarser grain already")
+    labels = state.labels.copy()
+    for ids in joined:
+        labels[np.isin(labels, ids)] = ids[0]
+    before = {ids[0]: ", ".join(state.title(c) for c in ids) for ids in joined}
+    n_after = len({int(c) for c in labels if c != NOISE})
+
+    def sentence(after: dict[int, dict[str, Any]]) -> str:
+        merged = "; ".join(f"{before[k]} into #{k} '{after[k]['name']}'" for k in before)
+        return f"Took the coarser grain offered, {n_after} clusters: merged {merged}"
+
+    return commit(
+        store,
+        state,
+        labels,
+        kind="coarse_grain",
+        payload={"groups": joined, "k": coarse.get("k")},
+        sentence=sentence,
+    )
+
+
 def split_cluster(
     store: Store, run_id: int, cluster_id: int, n_parts: int = 2, random_state: int | None = None
 ) -> EditInfo:

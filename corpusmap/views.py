@@ -100,7 +100,12 @@ def outcome_lines(info: Any) -> list[str]:
     plan, fallbacks, constraints held, novel clusters, hierarchy, rules, labels kept."""
     metrics, usage = info.metrics, info.llm_usage or {}
     mode = info.mode or "cluster"
-    lines = [metrics["granularity"]] if metrics.get("granularity") else []
+    lines = []
+    if metrics.get("granularity"):
+        edited = (
+            "As computed, before the edits since: " if metrics.get("granularity_edited") else ""
+        )
+        lines.append(edited + metrics["granularity"])
     if (metrics.get("label_choice") or {}).get("sentence"):
         lines.append(metrics["label_choice"]["sentence"])
     if mode != "cluster" or usage.get("plan"):

@@ -116,6 +116,17 @@ with tab_merge:
     if st.button("Merge", disabled=len(chosen) < 2, type="primary"):
         with user_errors("Cannot merge"), st.spinner("Merging…"):
             done(edits.merge_clusters(store, run.id, chosen).sentence + ".")
+    coarse = run.metrics.get("coarse") or {}
+    if coarse.get("k"):
+        st.divider()
+        st.markdown(
+            f"**Coarser grain offered: {coarse['k']} groups.** The run found a coarser level of "
+            "the same tree; taking it merges the clusters of each group, as one edit that Undo "
+            "takes back."
+        )
+        if st.button(f"Take the coarser grain ({coarse['k']} groups)", key="take_coarse"):
+            with user_errors("Cannot take the coarser grain"), st.spinner("Merging…"):
+                done(edits.take_coarse_grain(store, run.id).sentence + ".")
 
 with tab_split:
     cid = st.selectbox("Cluster to split", order, format_func=titles.get, key="split_cluster")

@@ -57,6 +57,8 @@ def test_runs_show_and_export(cli_run, tmp_path):
     assert listed.exit_code == 0 and f"{run_id:>5}  completed" in listed.output
     shown = runner.invoke(main, ["show", str(run_id), "--db", str(db)])
     assert shown.exit_code == 0 and "clusters" in shown.output.splitlines()[0]
+    # Below the table, how the run chose its number of clusters (issue 14).
+    assert json.loads(result.stdout)["metrics"]["granularity"] in shown.output.splitlines()
     again = tmp_path / "again.parquet"
     exported = runner.invoke(main, ["export", str(run_id), "--out", str(again), "--db", str(db)])
     assert exported.exit_code == 0, exported.output
@@ -69,6 +71,17 @@ def test_runs_show_and_export(cli_run, tmp_path):
         == 0
     )
     assert len(pd.read_csv(clusters)) == json.loads(result.stdout)["metrics"]["n_clusters"]
+
+
+def test_edit_coarser_says_why_it_cannot(cli_run):
+    result, db, _ = cli_run
+    run_id = json.loads(result.stdout)["run_id"]
+    offered = json.loads(result.stdout)["metrics"].get("coarse")
+    done = CliRunner().invoke(main, ["edit", str(run_id), "coarser", "--db", str(db)])
+    if offered:  # this small run's own offer: taken as one edit
+        assert done.exit_code == 0 and done.output.startswith("Took the coarser grain offered")
+    else:
+        assert done.exit_code != 0 and "offers no coarser grain" in done.output
 
 
 def test_rerun_with_other_min_cluster_size_embeds_nothing(cli_run, banking_slice_path, tmp_path):

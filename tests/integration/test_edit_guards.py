@@ -38,3 +38,10 @@ def test_nothing_to_undo_or_redo_is_said_plainly(sqlite_store: Store) -> None:
     sqlite_store.add_edit(run_id, "merge", {"clusters": [1, 2]})
     with pytest.raises(edits.EditError, match="stored before edits could be undone"):
         edits.undo(sqlite_store, run_id)
+
+
+def test_a_run_without_a_coarser_grain_says_so(sqlite_store: Store) -> None:
+    run_id = stored_run(sqlite_store)
+    sqlite_store.finish_run(run_id)
+    with pytest.raises(edits.EditError, match="offers no coarser grain"):
+        edits.take_coarse_grain(sqlite_store, run_id)

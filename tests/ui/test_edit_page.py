@@ -21,6 +21,7 @@ from clustering.rules import explain_clusters
 from clustering.types import ClusterLabel
 from corpusmap import explore, service
 from corpusmap.report import render_report
+from corpusmap.views import outcome_lines
 from storage import Store
 from tests.ui.conftest import assert_clean, click, metric, open_app, widget
 from ui import keys
@@ -128,6 +129,44 @@ def test_split_in_the_app_then_every_figure_is_fresh_and_undo_restores(app) -> N
     assert at.success[0].value.startswith("Undid: Split")
     assert state(store, run_id) == before
     assert widget(at.button, "Redo").disabled is False
+
+
+def test_the_coarser_grain_offered_is_one_edit_and_undo_takes_it_back(app) -> None:  # type: ignore[no-untyped-def]
+    """The run's offered grain (``metrics["coarse"]``) as the Edit page's button: each group's
+    clusters merged into its largest, the offer withdrawn and the granularity sentence marked as
+    the run's before the edit, the Run summary saying so; Undo puts back the exact state.
+    (Whether a run offers a grain is the pipeline's, tested in test_granularity; this small run
+    may not, so the offer is written as the pipeline writes it: cluster -> group.)"""
+    store, run_id = app
+    run = store.get_run(run_id)
+    ids = sorted(c.cluster_id for c in store.load_clusters(run_id))
+    coarse = run.metrics.get("coarse") or {
+        "k": 2,
+        "variance_ratio_share": 0.9,
+        "parent_of": {c: int(i >= len(ids) // 2) for i, c in enumerate(ids)},
+    }
+    store.save_metrics(run_id, {**run.metrics, "granularity": "9 clusters.", "coarse": coarse})
+    before = state(store, run_id)
+    groups: dict[int, list[int]] = {}
+    for cluster, group in coarse["parent_of"].items():
+        groups.setdefault(int(group), []).append(int(cluster))
+    sizes = {c.cluster_id: c.size for c in store.load_clusters(run_id)}
+    largest = {max(members, key=lambda c: (sizes[c], -c)) for members in groups.values()}
+
+    at = open_page(run_id, "edit")
+    click(at, f"Take the coarser grain ({coarse['k']} groups)")
+    assert at.success[0].value.startswith(f"Took the coarser grain offered, {len(groups)} clusters")
+    after = {c.cluster_id for c in store.load_clusters(run_id)}
+    assert after == largest
+    run = store.get_run(run_id)
+    assert "coarse" not in run.metrics and run.metrics["granularity_edited"] is True
+    assert "As computed, before the edits since: 9 clusters." in outcome_lines(run)
+    assert store.list_edits(run_id)[-1].kind == "coarse_grain"
+    assert not [b for b in at.button if b.label.startswith("Take the coarser grain")]
+
+    click(at, "Undo")
+    assert at.success[0].value.startswith("Undid: Took the coarser grain offered")
+    assert state(store, run_id) == before
 
 
 def test_explore_shows_warnings_and_search_greys_in_place(app) -> None:  # type: ignore[no-untyped-def]
