@@ -324,16 +324,20 @@ class RunStateStore(StoreBase):
 
     @guarded("read")
     def edit_version(self, run_id: int) -> str:
-        """Changes with every edit, undo and redo (for display caches)."""
+        """Changes with every edit, undo and redo (for display caches). The latest edit's time
+        is part of it: a new edit deletes the undone ones first, and SQLite then hands the new
+        row the id of the deleted one, so split, undo, merge counted like split alone and the app
+        showed the split's cached clusters."""
         with self._tx() as session:
-            count, undone, last = session.execute(
+            count, undone, last, when = session.execute(
                 select(
                     func.count(EditRow.id),
                     func.sum(cast(EditRow.undone, Integer)),
                     func.max(EditRow.id),
+                    func.max(EditRow.created_at),
                 ).where(EditRow.run_id == run_id)
             ).one()
-        return f"{count}:{undone or 0}:{last or 0}"
+        return f"{count}:{undone or 0}:{last or 0}:{when or ''}"
 
     # --- run state: what an edit changes, undo and redo ----------------------------------
 

@@ -104,3 +104,30 @@ def test_split_then_undo_in_the_browser(app_server, browser, intents_file: Path)
     settle(driver)
     screenshot(driver, "12_edit_undo")
     assert state(store, run_id) == before
+
+    # The coarser grain a run offers (issue 14), taken from the Merge tab as one edit. This
+    # small run of 6 intents offers none of its own, so the offer is written as the pipeline
+    # writes it (cluster -> group); the reload shows it.
+    ids = sorted(c[0] for c in before["clusters"])
+    offer = {"k": 2, "variance_ratio_share": 0.9, "parent_of": {c: int(c in ids[:2]) for c in ids}}
+    store.save_metrics(run_id, {**store.get_run(run_id).metrics, "coarse": offer})
+    driver.refresh()
+    wait_idle(driver, 120)
+    go_to(driver, "Edit")
+    tab = wait_for(
+        driver, lambda d: d.find_element(By.XPATH, "//*[@role='tab'][normalize-space(.)='Merge']")
+    )
+    tab.click()
+    settle(driver)
+    wait_text(driver, "Coarser grain offered: 2 groups.")
+    screenshot(driver, "13_edit_coarser_offered")
+    click_button(driver, "Take the coarser grain (2 groups)")
+    wait_text(driver, "Took the coarser grain offered, 2 clusters", 300)
+    settle(driver)
+    screenshot(driver, "14_edit_coarser_taken")
+    assert len(store.load_clusters(run_id)) == 2
+    assert "coarse" not in store.get_run(run_id).metrics
+    # The Rename tab's selector shows the merged cluster's new name, not its name before.
+    kept = min(store.load_clusters(run_id), key=lambda c: c.cluster_id)
+    shown = f"{kept.cluster_id}: {kept.name}"
+    wait_for(driver, lambda d: shown in d.page_source, 60, f"the selector does not show {shown!r}")

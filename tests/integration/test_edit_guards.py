@@ -45,3 +45,22 @@ def test_a_run_without_a_coarser_grain_says_so(sqlite_store: Store) -> None:
     sqlite_store.finish_run(run_id)
     with pytest.raises(edits.EditError, match="offers no coarser grain"):
         edits.take_coarse_grain(sqlite_store, run_id)
+
+
+def test_an_edit_after_an_undo_gives_a_new_version(sqlite_store: Store) -> None:
+    """Split, undo, then another edit: SQLite gives the new edit row the id of the undone one it
+    replaced, so a version of counts and ids alone repeated the split's and the app's cache
+    showed the split's clusters (a KeyError on the Edit page)."""
+    run_id = stored_run(sqlite_store)
+    sqlite_store.finish_run(run_id)
+    state = sqlite_store.read_state(run_id, [])
+
+    def edit(kind: str) -> str:
+        sqlite_store.record_edit(
+            run_id, kind=kind, payload={}, sentence=kind, before=state, after=state
+        )
+        return sqlite_store.edit_version(run_id)
+
+    after_split = edit("split")
+    sqlite_store.undo_edit(run_id)
+    assert edit("merge") != after_split

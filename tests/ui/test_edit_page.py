@@ -163,6 +163,10 @@ def test_the_coarser_grain_offered_is_one_edit_and_undo_takes_it_back(app) -> No
     assert "As computed, before the edits since: 9 clusters." in outcome_lines(run)
     assert store.list_edits(run_id)[-1].kind == "coarse_grain"
     assert not [b for b in at.button if b.label.startswith("Take the coarser grain")]
+    # The selectors name the merged clusters by their new names, not their names before.
+    names = {c.cluster_id: c.name for c in store.load_clusters(run_id)}
+    shown = widget(at.selectbox, "Cluster").options
+    assert sorted(shown) == sorted(f"{c}: {n}" for c, n in names.items()), (shown, names)
 
     click(at, "Undo")
     assert at.success[0].value.startswith("Undid: Took the coarser grain offered")
