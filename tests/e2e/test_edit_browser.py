@@ -51,6 +51,13 @@ def state(store: Store, run_id: int) -> dict:
     }
 
 
+def open_edit_tab(driver, tab_name: str) -> None:  # type: ignore[no-untyped-def]
+    go_to(driver, "Edit")
+    xpath = f"//*[@role='tab'][normalize-space(.)='{tab_name}']"
+    wait_for(driver, lambda d: d.find_element(By.XPATH, xpath)).click()
+    settle(driver)
+
+
 def test_split_then_undo_in_the_browser(app_server, browser, intents_file: Path) -> None:
     driver = browser
     driver.get(app_server["url"])
@@ -67,12 +74,7 @@ def test_split_then_undo_in_the_browser(app_server, browser, intents_file: Path)
     before = state(store, run_id)
     assert before["metrics"].get("nmi") is not None  # the form pre-filled the "label" column
 
-    go_to(driver, "Edit")
-    tab = wait_for(
-        driver, lambda d: d.find_element(By.XPATH, "//*[@role='tab'][normalize-space(.)='Split']")
-    )
-    tab.click()
-    settle(driver)
+    open_edit_tab(driver, "Split")
     click_button(driver, "Split")
     wait_text(driver, "Split #", 300)
     settle(driver)
@@ -113,12 +115,7 @@ def test_split_then_undo_in_the_browser(app_server, browser, intents_file: Path)
     store.save_metrics(run_id, {**store.get_run(run_id).metrics, "coarse": offer})
     driver.refresh()
     wait_idle(driver, 120)
-    go_to(driver, "Edit")
-    tab = wait_for(
-        driver, lambda d: d.find_element(By.XPATH, "//*[@role='tab'][normalize-space(.)='Merge']")
-    )
-    tab.click()
-    settle(driver)
+    open_edit_tab(driver, "Merge")
     wait_text(driver, "Coarser grain offered: 2 groups.")
     screenshot(driver, "13_edit_coarser_offered")
     click_button(driver, "Take the coarser grain (2 groups)")

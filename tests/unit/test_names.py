@@ -84,6 +84,12 @@ def test_names_hold_no_stop_word_boilerplate_number_or_markup(named_slice, how) 
             assert word not in {"quot", "amp", "lt", "gt", "href", "http", "www", "com"}, name
 
 
+def keyword_words(texts: list[str]) -> set[str]:
+    """The words of the keywords of six texts, the first three one cluster, the rest another."""
+    keywords = class_tfidf(texts, np.array([0, 0, 0, 1, 1, 1]))
+    return {w for terms in keywords.values() for t in terms for w in t.split()}
+
+
 def test_markup_residue_never_becomes_a_keyword() -> None:
     texts = [
         "Stocks fall &lt;b&gt;sharply&lt;/b&gt; #39; again http://x.com/a?b=1 <A HREF=x>quot;</A>",
@@ -93,8 +99,7 @@ def test_markup_residue_never_becomes_a_keyword() -> None:
         "Team loses the final game 3-2",
         "Coach says team played the final game well",
     ]
-    keywords = class_tfidf(texts, np.array([0, 0, 0, 1, 1, 1]))
-    words = {w for terms in keywords.values() for t in terms for w in t.split()}
+    words = keyword_words(texts)
     assert {"stocks", "team"} <= words
     assert not words & {"lt", "gt", "amp", "quot", "39", "2004", "href", "http", "com", "www"}
     assert "39" not in strip_markup("it#39;s")
@@ -111,8 +116,7 @@ def test_contractions_of_stop_words_never_become_keywords() -> None:
         "my transfer failed again",
         "why has the transfer failed",
     ]
-    keywords = class_tfidf(texts, np.array([0, 0, 0, 1, 1, 1]))
-    words = {w for terms in keywords.values() for t in terms for w in t.split()}
+    words = keyword_words(texts)
     assert {"payment", "transfer"} <= words
     assert not {w for w in words if re.search(r"['’]", w)}, words
 
