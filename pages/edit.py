@@ -2,8 +2,6 @@
 relabel the clusters an edit changed. Every edit recomputes what follows from the clusters,
 is stored in the run's edit log as a sentence, and can be undone and redone."""
 
-import zlib
-
 import pandas as pd
 import streamlit as st
 
@@ -27,20 +25,6 @@ clusters = {c.cluster_id: c for c in store.load_clusters(run.id)}
 st.title("Edit")
 st.caption(widgets.plain(widgets.run_title(run)))
 widgets.flash()
-
-
-def cluster_picker(label: str, options: list[int], key: str, titled=None) -> int | None:  # type: ignore[no-untyped-def]
-    """A selectbox of clusters that shows their current names. A keyed selectbox keeps its value
-    when its options change, and the browser kept showing the value's old name (a merged
-    cluster's name before the merge); the names are part of the key, and the choice is carried
-    over by value."""
-    title = titled or titles.get
-    names = zlib.crc32(repr([(c, title(c)) for c in options]).encode())
-    chosen = st.session_state.get(f"{key}_chosen")
-    index = options.index(chosen) if chosen in options else (0 if options else None)
-    value = st.selectbox(label, options, index=index, format_func=title, key=f"{key}_{names}")
-    st.session_state[f"{key}_chosen"] = value
-    return value
 
 
 def done(message: str) -> None:
@@ -103,7 +87,7 @@ tab_label, tab_merge, tab_split, tab_move, tab_relabel, tab_log = st.tabs(
 )
 
 with tab_label:
-    cid = cluster_picker("Cluster", order, "rename_cluster")
+    cid = widgets.cluster_picker("Cluster", order, titles.get, "rename_cluster")
     current = clusters[cid]
     with st.form(f"rename_{cid}"):
         name = st.text_input("Name", value=current.name)
@@ -130,7 +114,7 @@ with tab_merge:
         "Clusters to merge (two or more)",
         order,
         format_func=titles.get,
-        key=f"merge_clusters_{zlib.crc32(repr(sorted(titles.items())).encode())}",
+        key=f"merge_clusters_{widgets.names_key(titles)}",
     )
     if st.button("Merge", disabled=len(chosen) < 2, type="primary"):
         with user_errors("Cannot merge"), st.spinner("Merging…"):
@@ -148,7 +132,7 @@ with tab_merge:
                 done(edits.take_coarse_grain(store, run.id).sentence + ".")
 
 with tab_split:
-    cid = cluster_picker("Cluster to split", order, "split_cluster")
+    cid = widgets.cluster_picker("Cluster to split", order, titles.get, "split_cluster")
     parts = st.number_input(
         "Parts", min_value=2, max_value=20, value=2, help="k-means on the cluster's embeddings."
     )
@@ -157,11 +141,11 @@ with tab_split:
             done(edits.split_cluster(store, run.id, cid, int(parts)).sentence + ".")
 
 with tab_move:
-    source = cluster_picker(
+    source = widgets.cluster_picker(
         "Texts from",
         [*order, OUTLIERS],
+        lambda c: "outliers" if c == OUTLIERS else titles[c],
         "move_source",
-        titled=lambda c: "outliers" if c == OUTLIERS else titles[c],
     )
     query = st.text_input("Only texts containing", key="move_query")
     members = explore.find_members(points, cluster_ids=[source], query=query, limit=500)
@@ -181,7 +165,9 @@ with tab_move:
         f"{len(selected)} selected of {len(members):,} shown"
         + (" (first 500)" if len(members) == 500 else "")
     )
-    target = cluster_picker("Move to", [c for c in order if c != source], "move_target")
+    target = widgets.cluster_picker(
+        "Move to", [c for c in order if c != source], titles.get, "move_target"
+    )
     c1, c2 = st.columns(2)
     if c1.button("Move selected", disabled=not selected or target is None, type="primary"):
         with user_errors("Cannot move"), st.spinner("Moving…"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -239,3 +240,23 @@ def export_button(
 
 def _record_export(run_id: int, fmt: str, what: str) -> None:
     workspace.record_export(resources.store(), run_id, fmt, what)
+
+
+def names_key(titles: dict[Any, Any]) -> int:
+    """A short key of what a widget's options are called: part of the widget's key, so the
+    widget is made anew when a name changes (a keyed widget keeps its first labels in the
+    browser: a merged cluster showed its name from before the merge)."""
+    return zlib.crc32(repr(sorted(titles.items(), key=repr)).encode())
+
+
+def cluster_picker(
+    label: str, options: list[int], title: Callable[[int], Any], key: str
+) -> int | None:
+    """A selectbox of clusters that shows their current names (``names_key``); the choice is
+    carried over by value from one version of the widget to the next."""
+    chosen = st.session_state.get(f"{key}_chosen")
+    index = options.index(chosen) if chosen in options else (0 if options else None)
+    names = names_key({c: title(c) for c in options})
+    value = st.selectbox(label, options, index=index, format_func=title, key=f"{key}_{names}")
+    st.session_state[f"{key}_chosen"] = value
+    return value
