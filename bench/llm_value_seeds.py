@@ -43,6 +43,7 @@ STAT_KEYS = (
     "guard_pair_accuracy",
     "guard_anchor_accuracy",
     "guard_surest_accuracy",
+    "guard_consistency_accuracy",
     "guard_used_accuracy",
     "guard_dropped",
     "guard",
@@ -160,6 +161,9 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
         by_pairs = [r["guard_pair_accuracy"] for r in rows if "guard_pair_accuracy" in r]
         by_anchors = [r["guard_anchor_accuracy"] for r in rows if "guard_anchor_accuracy" in r]
         surest = [r["guard_surest_accuracy"] for r in rows if "guard_surest_accuracy" in r]
+        consistency = [
+            r["guard_consistency_accuracy"] for r in rows if "guard_consistency_accuracy" in r
+        ]
         out.append(
             {
                 "p": p,
@@ -173,6 +177,7 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "q_pairs": round(float(np.mean(by_pairs)), 3) if by_pairs else None,
                 "q_anchors": round(float(np.mean(by_anchors)), 3) if by_anchors else None,
                 "q_surest": round(float(np.mean(surest)), 3) if surest else None,
+                "q_consistency": round(float(np.mean(consistency)), 3) if consistency else None,
                 "offline": sum(1 for r in rows if r.get("guard") == "offline"),
             }
         )
@@ -196,12 +201,13 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f"{report['baseline']['nmi']:.4f}. Gain: NMI "
         "minus the no-LLM run; the bar is -0.01. q: the guard's estimated accuracy, from the "
         "near-duplicate pairs, from the anchors and from the surest texts "
-        "(`llm.guard.surest_agreement`; means over seeds); offline: seeds whose run "
+        "(`llm.guard.surest_agreement`) and from the answers' prototypes "
+        "(`llm.guard.prototype_consistency`; means over seeds); offline: seeds whose run "
         "fell back to the offline categories.",
         "",
         "| p | budget | seeds | mean gain | least | most | under -0.01 | q pairs | q anchors "
-        "| q surest | offline |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| q surest | q prototypes | offline |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def q(value: float | None) -> str:
@@ -211,7 +217,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         lines.append(
             f"| {c['p']} | {c['budget']} | {c['seeds']} | {c['mean']:+.4f} | {c['least']:+.4f} "
             f"| {c['most']:+.4f} | {c['under_bar']} | {q(c['q_pairs'])} | {q(c['q_anchors'])} "
-            f"| {q(c.get('q_surest'))} | {c['offline']} |"
+            f"| {q(c.get('q_surest'))} | {q(c.get('q_consistency'))} | {c['offline']} |"
         )
     path.write_text("\n".join(lines) + "\n")
 

@@ -19,10 +19,11 @@ within a call budget.
    where the LLM and the embedding's own clusters (the categories' prototypes moved onto their
    texts without the LLM) disagree, the LLM's answer is kept only where ``q`` beats the
    embedding's estimated accuracy at that text's margin; where the clusters are large, ``q``
-   is at most the LLM's agreement with them on the surest of the texts it answered
-   (``guard_by_clusters``). The texts the LLM did not classify then go to prototypes
-   moved onto the members of each category (``refine_prototypes``), so they follow the LLM's
-   answers.
+   is at most the LLM's agreement with them on the surest of the texts it answered, where
+   they are small, how well its answers' own prototypes predict them against how well the
+   clusters' predict theirs (``guard_by_clusters``). The texts the LLM did not classify then
+   go to prototypes moved onto the members of each category (``refine_prototypes``), so they
+   follow the LLM's answers.
 5. When the pairs' estimate is under ``TRUST_ACCURACY`` and the LLM's own answers fit the
    offline categories (keywords of a k-means clustering, nearest by embedding) better than its
    categories, the run is the offline one: the LLM's influence is dropped (``offline_instead``).
@@ -76,6 +77,7 @@ from llm.guard import (
     guard_answers,
     lower_accuracy,
     margins,
+    prototype_consistency,
     surest_agreement,
 )
 
@@ -385,7 +387,8 @@ SUREST_MIN_TEXTS = 20
 """Texts per category from which the embedding's surest texts also read the LLM's accuracy
 (``guard_by_clusters``): with 400 AG News texts (100 a category) a judge always right agreed
 with the embedding's clusters on the surest fifth of its answers 0.94-0.97, but with 400
-Banking77 texts (5 an intent) 0.56-0.60, so there it would read every model as poor."""
+Banking77 texts (5 an intent) 0.56-0.60, so there it would read every model as poor; under
+it the answers' prototypes read the LLM instead (``llm.guard.prototype_consistency``)."""
 
 
 def guard_by_clusters(
@@ -402,7 +405,11 @@ def guard_by_clusters(
     ``CLUSTERS_TRUST_ACCURACY`` (``llm.guard.guard_answers``). With
     ``SUREST_MIN_TEXTS`` texts or more per category the accuracy used is also at most the
     LLM's agreement with those clusters on the surest of the texts it answered
-    (``llm.guard.surest_agreement``).
+    (``llm.guard.surest_agreement``); with fewer, at most how well the answers' own prototypes
+    predict them, over how well the clusters' predict theirs on the same texts
+    (``llm.guard.prototype_consistency``): on 400 Banking77 texts, budget 30, a judge right
+    half the time whose pairs read 0.887 (judge seed 4) kept every answer and ended 0.0135
+    NMI under no LLM; read 0.70 that way it ends -0.0077 (``bench/results/llm_value.md``).
 
     Measured with ``bench.llm_value_seeds`` (400 texts, budgets 10/20/30, issue 18): weighed
     against the embedded category names (a poor reference: on AG News they place the texts at
@@ -418,6 +425,11 @@ def guard_by_clusters(
         if surest is not None:
             stats["guard_surest_accuracy"] = round(surest, 4)
             accuracy = min(accuracy, surest)
+    else:
+        consistent = prototype_consistency(answers, vectors, ref_nearest)
+        if consistent is not None:
+            stats["guard_consistency_accuracy"] = round(consistent, 4)
+            accuracy = min(accuracy, consistent)
     stats["guard_used_accuracy"] = round(accuracy, 4)
     return guard_answers(
         answers, ref_nearest, ref_margin, accuracy, stats, trust=CLUSTERS_TRUST_ACCURACY

@@ -223,6 +223,28 @@ def test_classify_with_too_few_answers_per_category_sends_none(intents, embedder
 
 
 @pytest.mark.slow
+def test_classify_reads_a_half_right_judge_at_fine_grain_by_its_answers_prototypes(
+    intents, embedder
+):
+    """Banking77, 77 intents on 400 texts (5 an intent, too few for the surest texts), budget
+    30, a judge right half the time (judge seed 4) whose confusions fall in one category: the
+    pairs read it 0.887, under the 0.9 line, but the guard dropped no answer and the run ended
+    0.0135 NMI under no LLM. Its answers' own prototypes predict them far worse than the
+    embedding's clusters predict theirs, which reads it near 0.7; the answers those clusters
+    are surer of are dropped and the run ends within 0.01. A judge right every time keeps its
+    gain."""
+    texts, gold, vectors, baseline = with_offline_nmi(intents, embedder)
+    half, stats, _ = classify_with(texts, gold, vectors, embedder, 0.5, 30, seed=4)
+    assert stats["guard_pair_accuracy"] >= 0.85, "the pairs should take it for a good model"
+    assert "guard_surest_accuracy" not in stats
+    assert stats["guard_consistency_accuracy"] < 0.8 and stats["guard_dropped"] > 0
+    assert half >= baseline - 0.01, (half, baseline)
+    right, right_stats, _ = classify_with(texts, gold, vectors, embedder, 1.0, 30, seed=4)
+    assert right_stats["guard_consistency_accuracy"] >= 0.85
+    assert right >= baseline + 0.08, (right, baseline)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("budget", [10, 30])
 def test_classify_weighs_a_judge_the_pairs_overrate_against_the_embeddings_clusters(
     news, news_vectors, embedder, budget

@@ -13,6 +13,7 @@ from llm.guard import (
     estimate_accuracy,
     guard_answers,
     lower_accuracy,
+    prototype_consistency,
     surest_agreement,
 )
 
@@ -79,3 +80,19 @@ def test_guard_answers_without_a_trust_line_weighs_even_a_model_read_as_good():
     stats: dict = {}
     weighed = guard_answers(answers, nearest, margin, 0.85, stats, trust=None)
     assert 59 not in weighed and stats["guard_dropped"] == 1
+
+
+def test_prototype_consistency_reads_answers_split_at_random_under_the_references():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 16))
+    group = np.repeat(np.arange(6), 20)
+    vectors = centres[group] + 0.3 * rng.normal(size=(120, 16))
+    followed = {i: int(group[i]) for i in range(120)}
+    assert prototype_consistency(followed, vectors, group) == 1.0
+    # Half the answers moved to the next group, as a model right half the time that always
+    # errs towards one confusable group: the answers' own prototypes predict them far worse.
+    split = {i: int(group[i] + (i % 2)) % 6 for i in range(120)}
+    consistency = prototype_consistency(split, vectors, group)
+    assert consistency is not None and consistency < 0.75
+    assert prototype_consistency({0: 0, 1: 0}, vectors, group) is None
+    assert prototype_consistency({i: -1 for i in range(120)}, vectors, group) is None
