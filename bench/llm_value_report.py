@@ -167,7 +167,7 @@ def write_report(report: dict[str, Any], stem: str) -> None:
         "",
         "`llm.classify.label_then_classify` in-process on the same vectors and judge. The guard "
         "as it was when this table was measured (issue 18's fifth round weighs answers against "
-        "the embedding's own clusters instead: `llm.classify.guard_by_clusters`) "
+        "the embedding's own clusters instead: `llm.classify_guard.guard_by_clusters`) "
         "(`llm.guard`, steps 4-5 of `llm.classify`): the LLM first classifies 15 near-duplicate "
         "pairs; from the share s it puts in one category its accuracy q solves "
         "s = q² + (1 - q)² (its two mistakes on a pair alike). From q = 0.8 up every answer "

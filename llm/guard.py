@@ -23,7 +23,7 @@ keyphrase expansion (``llm.keyphrases``: the group a text's keyphrases fall in):
    (where the embedding is wrong on an anchor, a right answer counts as wrong). The guard takes
    the lower of the two estimates (``lower_accuracy``).
 4. ``guard_answers``: at ``TRUST_ACCURACY`` or more every answer stands (label-then-classify
-   draws that line at 0.9: ``llm.classify.CLUSTERS_TRUST_ACCURACY``). Under it, the LLM's
+   draws that line at 0.9: ``llm.classify_guard.CLUSTERS_TRUST_ACCURACY``). Under it, the LLM's
    agreement with the embedding's answer, by the embedding's margin, estimates the embedding's
    accuracy ``e(margin)`` (agreement / ``q``, made monotone), and where the two disagree the
    LLM's answer stands only where ``q > e(margin) + GUARD_SLACK``.

@@ -140,7 +140,7 @@ def test_classify_with_a_small_budget_ends_no_worse_and_keeps_a_good_models_gain
     news, news_vectors, embedder
 ):
     """Budget 10 on 400 AG News texts: 90 texts classified, the other 310 follow prototypes
-    moved onto the answers (``llm.classify.refine_prototypes``). With the embedded category
+    moved onto the answers (``llm.classify_guard.refine_prototypes``). With the embedded category
     name added to every prototype, a judge right 9 times in 10 ended 0.038 NMI under the
     no-LLM run; a judge right every time must still gain."""
     texts, gold = news

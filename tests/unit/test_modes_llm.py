@@ -17,7 +17,8 @@ from clustering.types import NOISE
 from llm import LLMSettings
 from llm import client as client_module
 from llm.asker import CallBudget, JSONAsker, Question
-from llm.classify import ClassifyConfig, label_then_classify, plan_classify, refine_prototypes
+from llm.classify import ClassifyConfig, label_then_classify, plan_classify
+from llm.classify_guard import refine_prototypes
 from llm.client import forget_response_formats
 from llm.goal import GoalConfig, plan_goal, propose_assign_select
 from llm.goal_prompts import (
