@@ -35,7 +35,13 @@ def upgrade() -> None:
     )
     op.bulk_insert(
         workspaces,
-        [{"id": 1, "name": DEFAULT_WORKSPACE, "created_at": datetime.now(UTC).replace(tzinfo=None)}],
+        [
+            {
+                "id": 1,
+                "name": DEFAULT_WORKSPACE,
+                "created_at": datetime.now(UTC).replace(tzinfo=None),
+            }
+        ],
     )
     if op.get_bind().dialect.name == "postgresql":
         # The explicit id 1 leaves the sequence behind it.
