@@ -121,8 +121,8 @@ def granularity_metrics(info: Granularity) -> dict[str, Any]:
         if info.section_cut:
             why += (
                 f"the coarsest the resampled fits reproduce as well as the finer ones {rands}; "
-                f"its clusters are section-size (the median holds {SECTION_SHARE:.0%} of the "
-                "texts or more), where the coarser of two equally firm cuts is kept."
+                f"its clusters are section-size (every cluster it joins holds {SECTION_SHARE:.0%} "
+                "of the texts or more), where the coarser of two equally firm cuts is kept."
             )
         else:
             why += (

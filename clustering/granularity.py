@@ -360,6 +360,7 @@ def second_cut(
     share: float | None = SECOND_CUT_SHARE,
     two_way: float | None = TWO_WAY_SHARE,
     two_way_min_share: float = TWO_WAY_MIN_SHARE,
+    moved: bool = False,
 ) -> tuple[np.ndarray, int]:
     """Step 2b: a cluster of the first cut whose own Ward tree (over its micro-clusters, on its
     own points) separates at least ``share`` times as well as the first cut separates the
@@ -369,8 +370,13 @@ def second_cut(
     source's clusters it can. A cluster whose own best cut is two-way is cut in two from
     ``two_way`` times the corpus's separation on when it holds at least ``two_way_min_share`` of
     the points (two topics merged: AG News's Business and Sci/Tech). ``labels`` and ``provisional`` have no noise; ids of new clusters are the
-    micro-cluster ids of ``provisional`` (unique, so no clash). Returns the labels and how many
-    clusters were cut in two by the two-way rule (not by ``share``)."""
+    micro-cluster ids of ``provisional`` (unique, so no clash). ``moved``: ``stable_cut`` moved
+    the cut to a coarser one, joining lobes on purpose (the finer cut was less firm, or a
+    sub-topic's), so the two-way rule, which splits two lobes, does not undo it (BBC's politics
+    + entertainment, fitted alone: 3 -> 2, then entertainment cut into film and music). Returns
+    the labels and how many clusters were cut in two by the two-way rule (not by ``share``)."""
+    if moved:
+        two_way = None
     if share is None or k not in scores or not math.isfinite(scores[k]) or len(labels) == 0:
         return labels, 0
     per_point = scores[k] / len(labels)
@@ -429,11 +435,7 @@ def merge_micro_clusters(
     scores = calinski_harabasz_path(merges)
     k = choose_n_clusters(merges) if n_clusters is None else min(n_clusters, merges.n_start)
     first = cut_merges(provisional, merges, k)
-    # A cut ``stable_cut`` moved to a coarser one joined lobes on purpose (the finer cut was less
-    # firm, or a sub-topic's): the two-way rule, which splits two lobes, would undo it (BBC's
-    # politics + entertainment, fitted alone: 3 -> 2, then entertainment cut into film and music).
-    lobes = None if ratio_cut else TWO_WAY_SHARE
-    labels, two_way = second_cut(X, provisional, first, scores, k, second, two_way=lobes)
+    labels, two_way = second_cut(X, provisional, first, scores, k, second, moved=bool(ratio_cut))
     recut = sum(len(np.unique(labels[first == g])) > 1 for g in np.unique(first))
     first_cut, k = k, len(np.unique(labels))
     # The coarser grain offered: a coarser cut of the same tree, else the first cut when the

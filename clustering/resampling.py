@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from clustering.granularity import CORE_DIST_JOBS, SECOND_CUT_SHARE, TWO_WAY_SHARE, second_cut
+from clustering.granularity import CORE_DIST_JOBS, SECOND_CUT_SHARE, second_cut
 from clustering.types import NOISE
 from clustering.ward import (
     WardMerges,
@@ -102,8 +102,10 @@ def resampled_curves(
         others = trees[:i] + trees[i + 1 :]
         k = stable_cut_of(tree.provisional, tree.merges, tree.k, others, stable, tree.index).k
         cut = cut_merges(tree.provisional, tree.merges, k)
-        lobes = None if k != tree.k else TWO_WAY_SHARE  # as ``merge_micro_clusters``
-        cut = second_cut(X[tree.index], tree.provisional, cut, tree.scores, k, second, lobes)[0]
+        moved = k != tree.k  # as the full data's cut in ``merge_micro_clusters``
+        cut, _ = second_cut(
+            X[tree.index], tree.provisional, cut, tree.scores, k, second, moved=moved
+        )
         fits.append(replace(tree, k=len(np.unique(cut))))
     return fits
 

@@ -16,8 +16,8 @@ from storage import Store
 @click.pass_context
 def edit(ctx: click.Context, run_id: int, db: str | None) -> None:
     """Edit a stored run: rename, merge, take the coarser grain, split, move texts, undo, redo
-    (`corpusmap edit RUN merge 3 5 --db FILE`). Cluster ids are the ones `corpusmap show RUN` prints; they stay
-    the same through edits of other clusters."""
+    (`corpusmap edit RUN merge 3 5 --db FILE`). Cluster ids are the ones `corpusmap show RUN`
+    prints; they stay the same through edits of other clusters."""
     ctx.obj = {"run_id": run_id, "db": db}
 
 
